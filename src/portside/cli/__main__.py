@@ -1,0 +1,5 @@
+"""`python -m portside.cli`."""
+
+from portside.cli.main import main
+
+main()

@@ -1,0 +1,89 @@
+"""Entry point of the `portside` command.
+
+Subcommands are registered by import path and loaded only when invoked, so
+`portside version` does not pay for the image or registry stacks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from portside import __version__
+from portside.errors import PortsideError
+
+# verb -> "module:attribute" of a click command; each component adds its own.
+COMMANDS: dict[str, str] = {
+    "version": "portside.cli.commands.version:version",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    __version__, "--version", "-v", prog_name="portside", message="%(prog)s version %(version)s"
+)
+@click.option(
+    "--root",
+    envvar="PORTSIDE_ROOT",
+    default=None,
+    help="Persistent state root (default /var/lib/portside).",
+)
+@click.option(
+    "--runroot",
+    envvar="PORTSIDE_RUNROOT",
+    default=None,
+    help="Run state root on tmpfs (default /run/portside).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    envvar="PORTSIDE_CONFIG",
+    default=None,
+    help="Engine settings file (default /etc/portside/portside.toml).",
+)
+@click.pass_context
+def cli(ctx: click.Context, root: str | None, runroot: str | None, config_path: str | None) -> None:
+    """portside: run containers the way docker and podman do."""
+    ctx.obj = {"root": root, "runroot": runroot, "config": config_path}
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI, turning any PortsideError into one line on stderr."""
+    try:
+        return cli.main(args=argv, prog_name="portside", standalone_mode=False)
+    except PortsideError as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(125)
+    except click.exceptions.NoArgsIsHelpError as err:
+        # `portside` with no verb shows the help, as docker does, and exits 0.
+        click.echo(err.format_message() if hasattr(err, "format_message") else str(err))
+        sys.exit(0)
+    except click.ClickException as err:
+        click.echo(f"Error: {err.format_message()}", err=True)
+        sys.exit(125)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

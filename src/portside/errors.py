@@ -1,0 +1,88 @@
+"""One error hierarchy for the whole of portside.
+
+Every layer raises these; the CLI turns any of them into a single line on
+stderr and an exit status (125 for engine errors, as docker does), so callers
+never need to know which layer failed.
+"""
+
+from __future__ import annotations
+
+
+class PortsideError(Exception):
+    """Base of every error portside raises on purpose."""
+
+    exit_code: int = 125
+
+
+class NotFound(PortsideError):
+    """A named thing (image, blob, container, layer, file) does not exist."""
+
+
+class AlreadyExists(PortsideError):
+    """A name or ID is taken."""
+
+
+class InUse(PortsideError):
+    """The thing is still needed by something else (an image by a container, ...)."""
+
+
+class InvalidArgument(PortsideError):
+    """A user-supplied value is malformed."""
+
+
+class InvalidReference(InvalidArgument):
+    """An image reference does not follow the distribution reference grammar."""
+
+
+class InvalidDigest(InvalidArgument):
+    """A digest string is not `algorithm:hex` with a known algorithm and length."""
+
+
+class InvalidDocument(PortsideError):
+    """A manifest, index, config or spec document is not what it claims to be."""
+
+
+class UnsupportedMediaType(InvalidDocument):
+    """The document's media type is one portside refuses (e.g. Docker schema 1)."""
+
+
+class DigestMismatch(PortsideError):
+    """Content did not hash to the digest it was fetched or stored under."""
+
+    def __init__(self, expected: str, actual: str, what: str = "content") -> None:
+        super().__init__(f"{what}: digest mismatch: expected {expected}, got {actual}")
+        self.expected = expected
+        self.actual = actual
+
+
+class SizeMismatch(PortsideError):
+    """Content did not have the size its descriptor announced."""
+
+    def __init__(self, expected: int, actual: int, what: str = "content") -> None:
+        super().__init__(f"{what}: size mismatch: expected {expected} bytes, got {actual}")
+        self.expected = expected
+        self.actual = actual
+
+
+class RegistryError(PortsideError):
+    """A registry answered with an error or could not be reached."""
+
+
+class Unauthorized(RegistryError):
+    """The registry refused our credentials (or we had none)."""
+
+
+class UnsafeLayer(PortsideError):
+    """A layer tar tried to escape its root or break a limit; names the entry."""
+
+
+class StorageError(PortsideError):
+    """Mounting, unpacking or removing a layer or root filesystem failed."""
+
+
+class RuntimeFailure(PortsideError):
+    """The OCI runtime failed to create, start or manage a container."""
+
+
+class ConfigError(PortsideError):
+    """A configuration file (portside.toml, registries.conf, ...) is invalid."""

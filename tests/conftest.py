@@ -1,0 +1,61 @@
+"""Fixtures shared by every test: private state roots, a real registry, images."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.registry import Registry, start_registry
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SPECS = SHARED / "specs"
+
+
+@pytest.fixture(autouse=True)
+def state_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """Every test gets its own state root and run root, never the defaults."""
+    root = tmp_path / "root"
+    runroot = tmp_path / "run"
+    root.mkdir()
+    runroot.mkdir()
+    monkeypatch.setenv("PORTSIDE_ROOT", str(root))
+    monkeypatch.setenv("PORTSIDE_RUNROOT", str(runroot))
+    monkeypatch.setenv("PORTSIDE_CONFIG", str(tmp_path / "portside.toml"))
+    return root, runroot
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """Debian's docker-registry on a free 127.0.0.1 port with temporary storage."""
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    try:
+        yield reg
+    finally:
+        reg.stop()
+
+
+def need_root() -> None:
+    """Tests marked `root` run only as root; anything else is a machine that lacks it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: this machine runs the tests unprivileged")
+
+
+def need_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"needs {name}, which is not installed on this machine")
+    return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Enforce the marker contract: `root` tests need euid 0."""
+    if os.geteuid() == 0:
+        return
+    skip_root = pytest.mark.skip(reason="needs root (euid is not 0 on this machine)")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip_root)
