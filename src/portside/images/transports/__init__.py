@@ -1,0 +1,1 @@
+"""Image transports: registry, OCI layout and archive, docker-archive, local store."""

@@ -1,0 +1,147 @@
+"""Thin, C-faithful wrappers over the libc calls Python's os module lacks.
+
+This is the only module that loads libc; everything above it calls these
+functions, which raise OSError with the errno and the path, like os does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+# mount(2) flags
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+MS_LAZYTIME = 0x2000000
+
+# umount2(2) flags
+MNT_FORCE = 0x1
+MNT_DETACH = 0x2
+MNT_EXPIRE = 0x4
+UMOUNT_NOFOLLOW = 0x8
+
+# clone(2) / unshare(2) / setns(2) namespace flags
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+NAMESPACE_FLAGS: dict[str, int] = {
+    "pid": CLONE_NEWPID,
+    "network": CLONE_NEWNET,
+    "mount": CLONE_NEWNS,
+    "ipc": CLONE_NEWIPC,
+    "uts": CLONE_NEWUTS,
+    "user": CLONE_NEWUSER,
+    "cgroup": CLONE_NEWCGROUP,
+    "time": CLONE_NEWTIME,
+}
+
+
+def _check(result: int, *context: str) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), *context[:1])
+    return result
+
+
+def _b(path: str | bytes | None) -> bytes | None:
+    if path is None:
+        return None
+    return os.fsencode(path)
+
+
+def mount(
+    source: str | bytes | None,
+    target: str | bytes,
+    fstype: str | bytes | None,
+    flags: int = 0,
+    data: str | bytes | None = None,
+) -> None:
+    """mount(2); raises OSError naming the target."""
+    _check(
+        _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+        os.fsdecode(target),
+    )
+
+
+def umount2(target: str | bytes, flags: int = 0) -> None:
+    """umount2(2); raises OSError naming the target."""
+    _check(_libc.umount2(_b(target), flags), os.fsdecode(target))
+
+
+def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:
+    """pivot_root(2), which has no glibc wrapper: called through syscall(2)."""
+    _check(
+        _libc.syscall(155 if _is_x86_64() else 41, _b(new_root), _b(put_old)), os.fsdecode(new_root)
+    )
+
+
+def unshare(flags: int) -> None:
+    """unshare(2) (os.unshare arrives only in Python 3.12)."""
+    _check(_libc.unshare(flags))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """setns(2) (os.setns arrives only in Python 3.12)."""
+    _check(_libc.setns(fd, nstype))
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, len(raw)))
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.setdomainname(raw, len(raw)))
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(
+        _libc.prctl(
+            option,
+            ctypes.c_ulong(arg2),
+            ctypes.c_ulong(arg3),
+            ctypes.c_ulong(arg4),
+            ctypes.c_ulong(arg5),
+        )
+    )
+
+
+def _is_x86_64() -> bool:
+    return os.uname().machine == "x86_64"
+
+
+def syscall(number: int, *args: int | bytes | None) -> int:
+    """Raw syscall(2) for calls glibc does not wrap; returns the result or raises."""
+    return _check(_libc.syscall(number, *args))
+
+
+libc = _libc
