@@ -86,3 +86,15 @@ class RuntimeFailure(PortsideError):
 
 class ConfigError(PortsideError):
     """A configuration file (portside.toml, registries.conf, ...) is invalid."""
+
+
+class CgroupError(RuntimeFailure):
+    """Creating, limiting, freezing or removing a container's cgroup failed."""
+
+
+class SeccompError(RuntimeFailure):
+    """A seccomp filter could not be built or installed."""
+
+
+class InvalidSeccompConfig(InvalidArgument, ValueError):
+    """linux.seccomp in a runtime config is malformed (also a ValueError for plain callers)."""
