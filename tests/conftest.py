@@ -59,3 +59,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "root" in item.keywords:
             item.add_marker(skip_root)
+
+
+# --- fixture images (foundation: tests/fixtures/images.py) -------------------------------
+FIXTURE_REPO = "portside-test"
+
+
+@pytest.fixture(scope="session")
+def fixture_layouts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """OCI layouts built once per session, tag `latest`: busybox, multilayer-{gzip,zstd,none},
+    multiplatform. Treat them as read-only (copy one before changing it)."""
+    from tests.fixtures.images import build_all
+
+    return build_all(tmp_path_factory.mktemp("layouts"))
+
+
+@pytest.fixture(scope="session")
+def pushed_images(registry: Registry, fixture_layouts: dict[str, Path]) -> dict[str, str]:
+    """Each fixture layout pushed by skopeo, digests kept: name -> HOST/portside-test/NAME:latest.
+
+    test_fixtures_registry.py checks that the registry serves the layouts' exact manifests."""
+    from tests.fixtures.images import push_with_skopeo
+
+    refs = {}
+    for name, layout in fixture_layouts.items():
+        ref = f"{registry.host}/{FIXTURE_REPO}/{name}:latest"
+        push_with_skopeo(layout, ref)
+        refs[name] = ref
+    return refs
