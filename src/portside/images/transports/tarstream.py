@@ -149,6 +149,9 @@ class TarIndex:
         m = self._file(name)
         return SectionReader(self._fd, m.offset_data, m.size)
 
+    def chunks(self, name: str) -> Iterator[bytes]:
+        return self.open(name).chunks()
+
     def read(self, name: str, limit: int = 64 << 20) -> bytes:
         m = self._file(name)
         if m.size > limit:
