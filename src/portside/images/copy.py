@@ -1,0 +1,392 @@
+"""copy(source, destination): the one routine behind pull, push, save and load.
+
+It reads the manifest (choosing a platform from an index), copies the config
+and the layers the destination lacks in parallel, verifying every byte, writes
+the manifest bytes exactly as received (unless the destination needs the other
+format), then commits. Progress goes to a callback so the CLI decides how it looks.
+"""
+
+from __future__ import annotations
+
+import json
+import platform as _platform
+from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from portside.errors import InvalidArgument, InvalidDocument, NotFound, UnsupportedMediaType
+from portside.images.transport import ImageDestination, ImageSource
+from portside.oci import mediatypes as mt
+from portside.oci.digest import Digest, DigestVerifier
+
+__all__ = [
+    "Blob",
+    "CopyOptions",
+    "CopyResult",
+    "Progress",
+    "copy",
+    "host_platform",
+    "parse_platform",
+    "select_instance",
+]
+
+
+@dataclass(frozen=True)
+class Blob:
+    digest: str
+    size: int
+    media_type: str
+
+
+class Progress(Protocol):
+    """What copy reports; the CLI renders it (live bars on a TTY, lines otherwise)."""
+
+    def blob_start(self, blob: Blob, kind: str) -> None: ...
+
+    def blob_advance(self, blob: Blob, nbytes: int) -> None: ...
+
+    def blob_done(self, blob: Blob, skipped: bool) -> None: ...
+
+    def manifest_written(self, digest: str, media_type: str) -> None: ...
+
+
+@dataclass
+class CopyOptions:
+    platform: str | None = None  # "os/arch[/variant]"; default: the host's
+    all_platforms: bool = False
+    max_parallel: int = 3
+    manifest_format: str | None = None  # "oci" or "docker": convert when needed
+    progress: Progress | None = None
+
+
+@dataclass
+class CopyResult:
+    digest: Digest  # of the top-level manifest written (index or manifest)
+    media_type: str
+    manifest_digest: Digest  # the (selected) platform manifest
+    config_digest: Digest
+    manifest: bytes = field(repr=False, default=b"")
+
+
+# -- platforms (used until the oci.platform model covers it) ------------------------------
+
+_ARCH = {
+    "x86_64": ("amd64", None),
+    "amd64": ("amd64", None),
+    "aarch64": ("arm64", "v8"),
+    "arm64": ("arm64", "v8"),
+    "armv7l": ("arm", "v7"),
+    "armv6l": ("arm", "v6"),
+    "i686": ("386", None),
+    "i386": ("386", None),
+    "ppc64le": ("ppc64le", None),
+    "s390x": ("s390x", None),
+    "riscv64": ("riscv64", None),
+}
+
+
+def host_platform() -> dict[str, str]:
+    arch, variant = _ARCH.get(_platform.machine().lower(), (_platform.machine().lower(), None))
+    out = {"os": "linux", "architecture": arch}
+    if variant:
+        out["variant"] = variant
+    return out
+
+
+def parse_platform(text: str) -> dict[str, str]:
+    parts = text.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InvalidArgument(f"invalid platform {text!r}: expected os/arch[/variant]")
+    out = {"os": parts[0], "architecture": parts[1]}
+    if len(parts) == 3:
+        out["variant"] = parts[2]
+    return out
+
+
+def _variant_ok(wanted: dict[str, str], have: dict[str, Any]) -> bool:
+    w = wanted.get("variant")
+    h = have.get("variant")
+    if not w or not h:
+        return True
+    return bool(w == h)
+
+
+def select_instance(index: dict[str, Any], wanted: dict[str, str]) -> dict[str, Any]:
+    """The index entry for `wanted` (exact variant first, then any variant)."""
+    entries = [e for e in index.get("manifests") or [] if isinstance(e, dict)]
+    matching = [
+        e
+        for e in entries
+        if isinstance(e.get("platform"), dict)
+        and e["platform"].get("os") == wanted["os"]
+        and e["platform"].get("architecture") == wanted["architecture"]
+        and mt.is_manifest(str(e.get("mediaType", mt.OCI_MANIFEST)))
+    ]
+    for e in matching:
+        if e["platform"].get("variant") == wanted.get("variant"):
+            return e
+    for e in matching:
+        if _variant_ok(wanted, e["platform"]):
+            return e
+    available = sorted(
+        "/".join(
+            x
+            for x in (
+                e["platform"].get("os"),
+                e["platform"].get("architecture"),
+                e["platform"].get("variant"),
+            )
+            if x
+        )
+        for e in entries
+        if isinstance(e.get("platform"), dict)
+    )
+    want = "/".join(v for v in (wanted["os"], wanted["architecture"], wanted.get("variant")) if v)
+    raise NotFound(
+        f"no image for platform {want} in the index (available: {', '.join(available) or 'none'})"
+    )
+
+
+# -- format conversion (minimal: media types only, bytes of blobs unchanged) ---------------
+
+
+def _load(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise InvalidDocument(f"{what} is not JSON") from None
+    if not isinstance(doc, dict):
+        raise InvalidDocument(f"{what} is not a JSON object")
+    return doc
+
+
+def convert_manifest(raw: bytes, media_type: str, target: str) -> bytes:
+    """Rewrite an image manifest between OCI and Docker schema 2 (blobs stay the same)."""
+    if mt.base(media_type) == target:
+        return raw
+    try:
+        from portside.images import convert as _convert  # written alongside; preferred
+
+        fn = getattr(_convert, "convert_manifest", None)
+        if callable(fn):
+            out = fn(raw, media_type, target)
+            if isinstance(out, bytes):
+                return out
+            if isinstance(out, tuple) and isinstance(out[0], bytes):
+                return out[0]
+    except ImportError:
+        pass
+    doc = _load(raw, "manifest")
+    docker = target == mt.DOCKER_MANIFEST
+    doc["mediaType"] = target
+    config = doc.get("config") or {}
+    config["mediaType"] = mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG
+    for layer in doc.get("layers") or []:
+        comp = mt.layer_compression(layer.get("mediaType", mt.OCI_LAYER_GZIP))
+        try:
+            layer["mediaType"] = mt.layer_type(comp, docker=docker)
+        except ValueError as err:
+            raise UnsupportedMediaType(
+                f"cannot convert layer {layer.get('digest')}: {err}"
+            ) from None
+    if docker:
+        doc.pop("artifactType", None)
+        doc.pop("subject", None)
+        doc.pop("annotations", None)
+    out = {"schemaVersion": 2, "mediaType": target, "config": config, "layers": doc["layers"]}
+    for k in ("annotations", "subject", "artifactType"):
+        if k in doc:
+            out[k] = doc[k]
+    return json.dumps(out, indent=3 if docker else None, separators=None).encode()
+
+
+# -- the copy ------------------------------------------------------------------------------
+
+
+class _Counting:
+    """Passes chunks through, verifying and reporting progress."""
+
+    def __init__(self, chunks: Iterator[bytes], blob: Blob, progress: Progress | None) -> None:
+        self._chunks = chunks
+        self._blob = blob
+        self._progress = progress
+
+    def __iter__(self) -> Iterator[bytes]:
+        verifier = DigestVerifier(Digest.parse(self._blob.digest).algorithm)
+        try:
+            for chunk in self._chunks:
+                verifier.update(chunk)
+                if self._progress is not None:
+                    self._progress.blob_advance(self._blob, len(chunk))
+                yield chunk
+        finally:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+        size = self._blob.size if self._blob.size >= 0 else None
+        verifier.verify(self._blob.digest, size, f"blob {self._blob.digest}")
+
+
+def _copy_blob(
+    source: ImageSource, dest: ImageDestination, blob: Blob, kind: str, options: CopyOptions
+) -> None:
+    progress = options.progress
+    if progress is not None:
+        progress.blob_start(blob, kind)
+    if dest.has_blob(blob):
+        if progress is not None:
+            progress.blob_done(blob, skipped=True)
+        return
+    resumable = getattr(dest, "put_blob_resumable", None)
+    opener = getattr(source, "get_blob_at", None)
+    if resumable is not None and opener is not None:
+        # The destination verifies the whole blob (including a resumed prefix) itself.
+        def open_at(offset: int) -> Iterator[bytes]:
+            chunks: Iterator[bytes] = opener(blob, offset)
+            return chunks
+
+        advance = None if progress is None else (lambda n: progress.blob_advance(blob, n))
+        resumable(blob, open_at, progress=advance)
+    else:
+        dest.put_blob(blob, iter(_Counting(source.get_blob(blob), blob, progress)))
+    if progress is not None:
+        progress.blob_done(blob, skipped=False)
+
+
+def _copy_image(
+    source: ImageSource,
+    dest: ImageDestination,
+    raw: bytes,
+    media_type: str,
+    instance: str | None,
+    options: CopyOptions,
+    pool: ThreadPoolExecutor,
+) -> tuple[bytes, str, Digest]:
+    """Copy one platform image; returns (manifest bytes written, media type, config digest)."""
+    what = f"manifest {instance}" if instance else "manifest"
+    doc = _load(raw, what)
+    config = doc.get("config")
+    if not isinstance(config, dict) or "digest" not in config:
+        raise InvalidDocument(f"{what} has no config descriptor")
+    blobs: list[tuple[Blob, str]] = [
+        (
+            Blob(
+                str(Digest.parse(config["digest"])),
+                int(config.get("size", -1)),
+                config.get("mediaType", ""),
+            ),
+            "config",
+        )
+    ]
+    for layer in doc.get("layers") or []:
+        if not isinstance(layer, dict) or "digest" not in layer:
+            raise InvalidDocument(f"{what}: layer without a digest")
+        if mt.is_nondistributable(str(layer.get("mediaType", ""))) and layer.get("urls"):
+            continue
+        blobs.append(
+            (
+                Blob(
+                    str(Digest.parse(layer["digest"])),
+                    int(layer.get("size", -1)),
+                    str(layer.get("mediaType", "")),
+                ),
+                "layer",
+            )
+        )
+    futures = [pool.submit(_copy_blob, source, dest, b, kind, options) for b, kind in blobs]
+    done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+    for f in done:
+        err = f.exception()
+        if err is not None:
+            for p in pending:
+                p.cancel()
+            wait(pending)
+            raise err
+    out_type = media_type
+    supported = dest.supported_manifest_types()
+    wanted = None
+    if options.manifest_format == "oci":
+        wanted = mt.OCI_MANIFEST
+    elif options.manifest_format == "docker":
+        wanted = mt.DOCKER_MANIFEST
+    elif media_type not in supported:
+        wanted = next((t for t in supported if mt.is_manifest(t)), None)
+    out = raw
+    if wanted is not None and wanted != media_type:
+        out = convert_manifest(raw, media_type, wanted)
+        out_type = wanted
+        instance = None if instance is None else str(Digest.from_bytes(out))
+    dest.put_manifest(out, out_type, instance)
+    if options.progress is not None:
+        options.progress.manifest_written(str(Digest.from_bytes(out)), out_type)
+    return out, out_type, Digest.parse(config["digest"])
+
+
+def copy(
+    source: ImageSource, dest: ImageDestination, options: CopyOptions | None = None
+) -> CopyResult:
+    """Copy one image (or index) from source to dest; commit only if everything verified."""
+    options = options or CopyOptions()
+    raw, media_type = source.get_manifest(None)
+    media_type = mt.base(media_type)
+    if mt.is_schema1(media_type):
+        raise UnsupportedMediaType("Docker schema 1 manifests are not supported")
+    parallel = max(1, options.max_parallel)
+    with ThreadPoolExecutor(parallel, thread_name_prefix="copy") as pool:
+        if not mt.is_index(media_type):
+            out, out_type, config = _copy_image(source, dest, raw, media_type, None, options, pool)
+            d = Digest.from_bytes(out)
+            dest.commit()
+            return CopyResult(d, out_type, d, config, out)
+        index = _load(raw, "index")
+        entries = [e for e in index.get("manifests") or [] if isinstance(e, dict)]
+        if options.all_platforms:
+            chosen = [e for e in entries if mt.is_manifest(str(e.get("mediaType", "")))]
+            if not chosen:
+                raise NotFound("the index lists no image manifests")
+            selected = chosen[0]
+            try:
+                wanted = parse_platform(options.platform) if options.platform else host_platform()
+                selected = select_instance(index, wanted)
+            except NotFound:
+                pass
+        else:
+            wanted = parse_platform(options.platform) if options.platform else host_platform()
+            selected = select_instance(index, wanted)
+            chosen = [selected]
+        keeps_index = options.all_platforms or hasattr(dest, "selected_instance")
+        results: dict[str, tuple[bytes, str, Digest]] = {}
+        for entry in chosen:
+            child = str(Digest.parse(entry["digest"]))
+            child_raw, child_type = source.get_manifest(child)
+            got = Digest.from_bytes(child_raw, Digest.parse(child).algorithm)
+            if got != child:
+                from portside.errors import DigestMismatch
+
+                raise DigestMismatch(child, got, f"manifest {child}")
+            results[child] = _copy_image(
+                source,
+                dest,
+                child_raw,
+                mt.base(child_type or entry.get("mediaType", "")),
+                child if keeps_index else None,
+                options,
+                pool,
+            )
+        sel = str(Digest.parse(selected["digest"]))
+        sel_raw, sel_type, sel_config = results[sel]
+        if keeps_index:
+            if hasattr(dest, "selected_instance"):
+                dest.selected_instance = str(Digest.from_bytes(sel_raw))
+            index_type = media_type
+            supported = dest.supported_manifest_types()
+            if index_type not in supported:
+                raise UnsupportedMediaType(f"destination does not accept an index ({index_type})")
+            dest.put_manifest(raw, index_type, None)
+            dest.commit()
+            top = Digest.from_bytes(raw)
+            return CopyResult(top, index_type, Digest.from_bytes(sel_raw), sel_config, raw)
+        dest.commit()
+        d = Digest.from_bytes(sel_raw)
+        return CopyResult(d, sel_type, d, sel_config, sel_raw)

@@ -1,0 +1,162 @@
+"""The local store as a transport: what `pull` writes into and `push`/`save` read from.
+
+The destination holds a content lease from the first blob to the commit, so a
+concurrent `image prune` or GC cannot remove blobs of an image being pulled,
+and a killed pull leaves only blobs the next GC may take (or the next pull reuses).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+
+from portside.errors import InvalidDocument, NotFound
+from portside.images.store import ImageRecord, ImageStore
+from portside.images.transport import BlobInfo
+from portside.oci import mediatypes as mt
+from portside.oci.digest import Digest
+
+__all__ = ["LocalDestination", "LocalSource"]
+
+
+class LocalSource:
+    """Reads one stored image (its platform manifest) from the content store."""
+
+    def __init__(self, store: ImageStore, image: ImageRecord) -> None:
+        self.store = store
+        self.image = image
+
+    def get_manifest(self, instance_digest: str | None = None) -> tuple[bytes, str]:
+        digest = instance_digest or self.image.manifest_digest
+        raw = self.store.content.read_bytes(digest)
+        if instance_digest is None:
+            return raw, self.image.media_type
+        return raw, _media_type_of(raw)
+
+    def get_blob(self, blob: BlobInfo) -> Iterator[bytes]:
+        return self.store.content.read_chunks(blob.digest)
+
+    def close(self) -> None:
+        pass
+
+
+def _media_type_of(raw: bytes) -> str:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise InvalidDocument("stored manifest is not JSON") from None
+    value = doc.get("mediaType") if isinstance(doc, dict) else None
+    if isinstance(value, str):
+        return value
+    return mt.OCI_INDEX if isinstance(doc, dict) and "manifests" in doc else mt.OCI_MANIFEST
+
+
+class LocalDestination:
+    """Writes into the content store; the image and its names appear at commit()."""
+
+    def __init__(
+        self,
+        store: ImageStore,
+        names: list[str] | None = None,
+        repo_digest_repos: list[str] | None = None,
+    ) -> None:
+        self.store = store
+        self.names = list(names or [])
+        # repositories the image came from (e.g. the registry repo): RepoDigests
+        self.repos = list(repo_digest_repos or [])
+        self.lease = store.content.lease()
+        self._manifests: dict[str, str] = {}  # digest -> media type of instances
+        self._top: tuple[Digest, str] | None = None
+        self.selected_instance: str | None = None  # set by copy() for an index
+        self.image: ImageRecord | None = None
+        self._committed = False
+
+    def supported_manifest_types(self) -> list[str]:
+        return [mt.OCI_MANIFEST, mt.DOCKER_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST]
+
+    def has_blob(self, blob: BlobInfo) -> bool:
+        if self.store.content.has(blob.digest):
+            self.lease.add(blob.digest)
+            return True
+        return False
+
+    def put_blob(self, blob: BlobInfo, chunks: Iterator[bytes]) -> None:
+        self.put_blob_resumable(blob, lambda offset: chunks, resumable=False)
+
+    def put_blob_resumable(
+        self,
+        blob: BlobInfo,
+        open_at: Callable[[int], Iterator[bytes]],
+        resumable: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Store a blob, continuing a partial ingest a killed pull left when possible.
+
+        Keyed by digest, so concurrent pulls of one blob wait for each other and
+        the later ones find it committed.
+        """
+        self.lease.add(blob.digest)
+        content = self.store.content
+        w = content.writer(f"blob-{blob.digest}", expected=blob.digest)
+        if w is None:
+            return
+        with w:
+            offset = w.offset if resumable else 0
+            if offset == 0 or (blob.size >= 0 and offset > blob.size):
+                w.truncate()
+                offset = 0
+            elif progress is not None:
+                progress(offset)
+            chunks = open_at(offset)
+            try:
+                for chunk in chunks:
+                    w.write(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+            w.commit(blob.size if blob.size >= 0 else None, blob.digest, f"blob {blob.digest}")
+
+    def put_manifest(self, raw: bytes, media_type: str, instance_digest: str | None = None) -> None:
+        if instance_digest is not None:
+            d = self.store.content.put_bytes(raw, instance_digest)
+            self._manifests[str(d)] = mt.base(media_type)
+        else:
+            d = self.store.content.put_bytes(raw)
+            self._top = (d, mt.base(media_type))
+        self.lease.add(d)
+
+    def commit(self) -> None:
+        if self._top is None:
+            raise InvalidDocument("nothing to commit: no manifest was written")
+        top, top_type = self._top
+        store = self.store
+        index: Digest | None = None
+        if mt.is_index(top_type):
+            index = top
+            store.add_index(top, top_type)
+            images = []
+            for digest, media_type in self._manifests.items():
+                if mt.is_manifest(media_type):
+                    images.append(store.add_image(digest, media_type))
+            chosen = self.selected_instance or (str(images[0].manifest_digest) if images else None)
+            if chosen is None:
+                raise NotFound(f"index {top}: no platform manifest was copied")
+            image = store.get_by_digest(chosen)
+        else:
+            image = store.add_image(top, top_type)
+        for repo in self.repos:
+            store.add_digest(repo, index or image.manifest_digest, image.manifest_digest)
+            if index is not None:
+                store.add_digest(repo, image.manifest_digest, image.manifest_digest)
+        for name in self.names:
+            store.set_name(name, image.manifest_digest, index)
+        self.image = store.get_by_digest(image.manifest_digest)
+        self._committed = True
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.lease.release()
