@@ -67,9 +67,9 @@ def test_vfs_lower_symlink_is_not_followed_by_the_next_layer(tmp_path: Path) -> 
     opts = ApplyOptions(whiteouts=WhiteoutMode.APPLY, threads=2)
     apply_layer(io.BytesIO(_tar([sym("evil", str(outside))])), root, opts)
     before = snapshot(outside)
-    with pytest.raises(UnsafeLayer, match="evil/canary.txt"):
+    with pytest.raises(UnsafeLayer, match=r"evil/canary\.txt"):
         apply_layer(io.BytesIO(_tar([f("evil/canary.txt", b"pwned\n")])), root, opts)
-    with pytest.raises(UnsafeLayer, match="evil/.wh.canary.txt"):
+    with pytest.raises(UnsafeLayer, match=r"evil/\.wh\.canary\.txt"):
         apply_layer(io.BytesIO(_tar([f("evil/.wh.canary.txt", b"")])), root, opts)
     assert snapshot(outside) == before
     assert os.readlink(root / "evil") == str(outside)
