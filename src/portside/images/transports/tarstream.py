@@ -13,7 +13,7 @@ import io
 import os
 import posixpath
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 from portside.errors import InvalidDocument, NotFound
@@ -217,8 +217,18 @@ class TarWriter:
         self._f.seek(mark)
         self._f.truncate()
 
-    def add_stream(self, name: str, chunks: Iterable[bytes], mode: int = 0o644) -> int:
-        """Write a member whose size is known only at the end; on error, nothing remains."""
+    def add_stream(
+        self,
+        name: str,
+        chunks: Iterable[bytes],
+        mode: int = 0o644,
+        final_name: Callable[[], str] | None = None,
+    ) -> int:
+        """Write a member whose size is known only at the end; on error, nothing remains.
+
+        `final_name`, if given, names the member once its content is known (a layer
+        is named by its diffID); it must be as long as `name`, so the header keeps its size.
+        """
         self._parents(name)
         start = self._f.tell()
         placeholder = self._header(self._info(name, 0, tarfile.REGTYPE, mode))
@@ -230,9 +240,11 @@ class TarWriter:
                 size += len(chunk)
             self._pad(size)
             end = self._f.tell()
+            if final_name is not None:
+                name = final_name()
             header = self._header(self._info(name, size, tarfile.REGTYPE, mode))
-            if len(header) != len(placeholder):  # pragma: no cover - GNU sizes never add blocks
-                raise AssertionError("tar header length changed with the member size")
+            if len(header) != len(placeholder):
+                raise ValueError(f"tar header of {name!r} changed length; names must match")
             self._f.seek(start)
             self._f.write(header)
             self._f.seek(end)
