@@ -18,6 +18,17 @@ from portside.errors import PortsideError
 # verb -> "module:attribute" of a click command; each component adds its own.
 COMMANDS: dict[str, str] = {
     "version": "portside.cli.commands.version:version",
+    "pull": "portside.cli.commands.pull:pull",
+    "push": "portside.cli.commands.push:push",
+    "images": "portside.cli.commands.images:images",
+    "rmi": "portside.cli.commands.rmi:rmi",
+    "tag": "portside.cli.commands.tag:tag",
+    "inspect": "portside.cli.commands.inspect:inspect",
+    "login": "portside.cli.commands.login:login",
+    "logout": "portside.cli.commands.logout:logout",
+    "image": "portside.cli.commands.image:image",
+    "system": "portside.cli.commands.system:system",
+    "search": "portside.cli.commands.search:search",
 }
 
 

@@ -9,16 +9,18 @@ format), then commits. Progress goes to a callback so the CLI decides how it loo
 from __future__ import annotations
 
 import json
-import platform as _platform
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from portside.errors import InvalidArgument, InvalidDocument, NotFound, UnsupportedMediaType
+from portside.errors import InvalidDocument, NotFound, UnsupportedMediaType
+from portside.images.convert import convert_manifest
 from portside.images.transport import ImageDestination, ImageSource
 from portside.oci import mediatypes as mt
 from portside.oci.digest import Digest, DigestVerifier
+from portside.oci.index import Index
+from portside.oci.platform import host_platform, parse_platform, select_manifest
 
 __all__ = [
     "Blob",
@@ -26,9 +28,6 @@ __all__ = [
     "CopyResult",
     "Progress",
     "copy",
-    "host_platform",
-    "parse_platform",
-    "select_instance",
 ]
 
 
@@ -57,6 +56,7 @@ class CopyOptions:
     all_platforms: bool = False
     max_parallel: int = 3
     manifest_format: str | None = None  # "oci" or "docker": convert when needed
+    compression: str | None = None  # "gzip", "zstd" or "none": recompress layers
     progress: Progress | None = None
 
 
@@ -69,86 +69,11 @@ class CopyResult:
     manifest: bytes = field(repr=False, default=b"")
 
 
-# -- platforms (used until the oci.platform model covers it) ------------------------------
-
-_ARCH = {
-    "x86_64": ("amd64", None),
-    "amd64": ("amd64", None),
-    "aarch64": ("arm64", "v8"),
-    "arm64": ("arm64", "v8"),
-    "armv7l": ("arm", "v7"),
-    "armv6l": ("arm", "v6"),
-    "i686": ("386", None),
-    "i386": ("386", None),
-    "ppc64le": ("ppc64le", None),
-    "s390x": ("s390x", None),
-    "riscv64": ("riscv64", None),
-}
-
-
-def host_platform() -> dict[str, str]:
-    arch, variant = _ARCH.get(_platform.machine().lower(), (_platform.machine().lower(), None))
-    out = {"os": "linux", "architecture": arch}
-    if variant:
-        out["variant"] = variant
-    return out
-
-
-def parse_platform(text: str) -> dict[str, str]:
-    parts = text.split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise InvalidArgument(f"invalid platform {text!r}: expected os/arch[/variant]")
-    out = {"os": parts[0], "architecture": parts[1]}
-    if len(parts) == 3:
-        out["variant"] = parts[2]
-    return out
-
-
-def _variant_ok(wanted: dict[str, str], have: dict[str, Any]) -> bool:
-    w = wanted.get("variant")
-    h = have.get("variant")
-    if not w or not h:
-        return True
-    return bool(w == h)
-
-
-def select_instance(index: dict[str, Any], wanted: dict[str, str]) -> dict[str, Any]:
-    """The index entry for `wanted` (exact variant first, then any variant)."""
-    entries = [e for e in index.get("manifests") or [] if isinstance(e, dict)]
-    matching = [
-        e
-        for e in entries
-        if isinstance(e.get("platform"), dict)
-        and e["platform"].get("os") == wanted["os"]
-        and e["platform"].get("architecture") == wanted["architecture"]
-        and mt.is_manifest(str(e.get("mediaType", mt.OCI_MANIFEST)))
-    ]
-    for e in matching:
-        if e["platform"].get("variant") == wanted.get("variant"):
-            return e
-    for e in matching:
-        if _variant_ok(wanted, e["platform"]):
-            return e
-    available = sorted(
-        "/".join(
-            x
-            for x in (
-                e["platform"].get("os"),
-                e["platform"].get("architecture"),
-                e["platform"].get("variant"),
-            )
-            if x
-        )
-        for e in entries
-        if isinstance(e.get("platform"), dict)
-    )
-    want = "/".join(v for v in (wanted["os"], wanted["architecture"], wanted.get("variant")) if v)
-    raise NotFound(
-        f"no image for platform {want} in the index (available: {', '.join(available) or 'none'})"
-    )
-
-
-# -- format conversion (minimal: media types only, bytes of blobs unchanged) ---------------
+def _select(raw: bytes, media_type: str, platform: str | None) -> str:
+    """Digest of the index entry for `platform` (default: the host's)."""
+    index = Index.parse(raw, media_type)
+    wanted = parse_platform(platform) if platform else host_platform()
+    return str(select_manifest(index, wanted).digest)
 
 
 def _load(raw: bytes, what: str) -> dict[str, Any]:
@@ -159,46 +84,6 @@ def _load(raw: bytes, what: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise InvalidDocument(f"{what} is not a JSON object")
     return doc
-
-
-def convert_manifest(raw: bytes, media_type: str, target: str) -> bytes:
-    """Rewrite an image manifest between OCI and Docker schema 2 (blobs stay the same)."""
-    if mt.base(media_type) == target:
-        return raw
-    try:
-        from portside.images import convert as _convert  # written alongside; preferred
-
-        fn = getattr(_convert, "convert_manifest", None)
-        if callable(fn):
-            out = fn(raw, media_type, target)
-            if isinstance(out, bytes):
-                return out
-            if isinstance(out, tuple) and isinstance(out[0], bytes):
-                return out[0]
-    except ImportError:
-        pass
-    doc = _load(raw, "manifest")
-    docker = target == mt.DOCKER_MANIFEST
-    doc["mediaType"] = target
-    config = doc.get("config") or {}
-    config["mediaType"] = mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG
-    for layer in doc.get("layers") or []:
-        comp = mt.layer_compression(layer.get("mediaType", mt.OCI_LAYER_GZIP))
-        try:
-            layer["mediaType"] = mt.layer_type(comp, docker=docker)
-        except ValueError as err:
-            raise UnsupportedMediaType(
-                f"cannot convert layer {layer.get('digest')}: {err}"
-            ) from None
-    if docker:
-        doc.pop("artifactType", None)
-        doc.pop("subject", None)
-        doc.pop("annotations", None)
-    out = {"schemaVersion": 2, "mediaType": target, "config": config, "layers": doc["layers"]}
-    for k in ("annotations", "subject", "artifactType"):
-        if k in doc:
-            out[k] = doc[k]
-    return json.dumps(out, indent=3 if docker else None, separators=None).encode()
 
 
 # -- the copy ------------------------------------------------------------------------------
@@ -347,13 +232,13 @@ def copy(
                 raise NotFound("the index lists no image manifests")
             selected = chosen[0]
             try:
-                wanted = parse_platform(options.platform) if options.platform else host_platform()
-                selected = select_instance(index, wanted)
-            except NotFound:
+                sel_digest = _select(raw, media_type, options.platform)
+                selected = next(e for e in chosen if e.get("digest") == sel_digest)
+            except (NotFound, StopIteration):
                 pass
         else:
-            wanted = parse_platform(options.platform) if options.platform else host_platform()
-            selected = select_instance(index, wanted)
+            sel_digest = _select(raw, media_type, options.platform)
+            selected = next(e for e in entries if e.get("digest") == sel_digest)
             chosen = [selected]
         keeps_index = options.all_platforms or hasattr(dest, "selected_instance")
         results: dict[str, tuple[bytes, str, Digest]] = {}
