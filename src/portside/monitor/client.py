@@ -1,0 +1,305 @@
+"""The engine's side of the monitor: start one, find it again, attach, resize, wait.
+
+This module runs in the engine (or CLI) process, never in the monitor, so it
+may use the ordinary stdlib. The monitor it starts is `python -I -S` with only
+portside's own directory on sys.path: no site-packages, no user site, nothing
+a user's environment could slip into every container's parent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import portside
+from portside.errors import NotFound, RuntimeFailure
+from portside.monitor import protocol
+from portside.monitor.config import MonitorConfig
+
+_PACKAGE_PARENT = str(Path(portside.__file__).resolve().parent.parent)
+_BOOT = (
+    f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+    "from portside.monitor.main import main; main()"
+)
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """What the monitor recorded when it finished (the exit file)."""
+
+    exit_code: int
+    signal: int = 0
+    oom_killed: bool = False
+    started_at: str = ""
+    finished_at: str = ""
+    restart_count: int = 0
+    error: str = ""
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> ExitStatus:
+        return cls(
+            exit_code=int(doc.get("exit_code", -1)),
+            signal=int(doc.get("signal") or 0),
+            oom_killed=bool(doc.get("oom_killed", False)),
+            started_at=str(doc.get("started_at") or ""),
+            finished_at=str(doc.get("finished_at") or ""),
+            restart_count=int(doc.get("restart_count", 0)),
+            error=str(doc.get("error") or ""),
+        )
+
+
+def monitor_argv(config_path: str | os.PathLike[str], python: str | None = None) -> list[str]:
+    """The command that starts a monitor (the engine may run it its own way)."""
+    return [python or sys.executable, "-I", "-S", "-c", _BOOT, os.fspath(config_path)]
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def spawn(
+    config: dict[str, Any],
+    config_path: str | os.PathLike[str] | None = None,
+    python: str | None = None,
+    timeout: float = 120.0,
+) -> MonitorHandle:
+    """Write the config, start the monitor detached and wait for its handshake.
+
+    Returns once the container's init runs (the monitor reported its PID), or
+    raises RuntimeFailure with the monitor's (usually the runtime's) one-line
+    error. `config_path` defaults to STATE_DIR/monitor.json.
+    """
+    doc = dict(config)
+    doc.setdefault("version", 1)
+    state_dir = doc.get("state_dir")
+    if config_path is None:
+        if not state_dir:
+            raise RuntimeFailure("monitor config: state_dir or a config path is needed")
+        config_path = Path(state_dir) / "monitor.json"
+    path = Path(config_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    read_end, write_end = os.pipe()
+    try:
+        doc["sync_fd"] = write_end
+        cfg = MonitorConfig(doc, str(path.parent))  # one clear line before anything starts
+        for directory in {cfg.state_dir, cfg.exit_dir, os.path.dirname(cfg.log_path)}:
+            os.makedirs(directory, exist_ok=True)
+        _write_json(path, doc)
+        starter = subprocess.Popen(
+            monitor_argv(path, python),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(write_end,),
+        )
+    finally:
+        os.close(write_end)
+    try:
+        reply = _read_handshake(read_end, timeout)
+    finally:
+        os.close(read_end)
+        _, stderr = starter.communicate()
+    if reply is None:
+        detail = stderr.decode("utf-8", "replace").strip().splitlines()
+        raise RuntimeFailure(
+            f"monitor for {cfg.id} exited without a handshake"
+            + (f": {detail[-1]}" if detail else f" (status {starter.returncode})")
+        )
+    if "error" in reply:
+        raise RuntimeFailure(f"container {cfg.id}: {reply['error']}")
+    return MonitorHandle(cfg, str(path), int(reply["monitor_pid"]), int(reply["pid"]))
+
+
+def _read_handshake(fd: int, timeout: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RuntimeFailure(f"monitor did not answer within {timeout:g} s")
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    if not data.strip():
+        return None
+    reply = json.loads(data.split(b"\n")[0])
+    return reply if isinstance(reply, dict) else None
+
+
+class MonitorHandle:
+    """A running (or finished) monitor, found by its config; any process may hold one."""
+
+    def __init__(self, config: MonitorConfig, config_path: str, pid: int, init_pid: int) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.pid = pid
+        self.init_pid = init_pid
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @classmethod
+    def load(cls, config_path: str | os.PathLike[str]) -> MonitorHandle:
+        """Find the monitor of an existing container again, e.g. from a new CLI process."""
+        path = Path(config_path)
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise NotFound(f"monitor config {path}: no such file") from None
+        cfg = MonitorConfig(doc, str(path.parent))
+        state = _read_json(cfg.state_file) or {}
+        return cls(cfg, str(path), int(state.get("monitor_pid", 0)), int(state.get("pid", 0)))
+
+    def alive(self) -> bool:
+        """Whether the monitor process still exists (and is not a zombie)."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rpartition(")")[2].split()[0] != "Z"
+
+    def exit_status(self) -> ExitStatus | None:
+        doc = _read_json(self.config.exit_file)
+        return None if doc is None else ExitStatus.from_json(doc)
+
+    def state(self) -> dict[str, Any] | None:
+        return _read_json(self.config.state_file)
+
+    def health(self) -> dict[str, Any] | None:
+        return _read_json(self.config.health_file)
+
+    def wait(self, timeout: float | None = None, interval: float = 0.02) -> ExitStatus:
+        """Block until the exit file appears; fail if the monitor dies without one."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.exit_status()
+            if status is not None:
+                return status
+            if not self.alive():
+                status = self.exit_status()
+                if status is not None:
+                    return status
+                raise RuntimeFailure(f"monitor of {self.id} died without recording an exit")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"container {self.id} still running after {timeout:g} s")
+            time.sleep(interval)
+
+    def control(self, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.connect(self.config.control_socket)
+            except (FileNotFoundError, ConnectionRefusedError):
+                raise RuntimeFailure(f"monitor of {self.id} is not running") from None
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        reply = json.loads(data or b"{}")
+        if "error" in reply:
+            raise RuntimeFailure(f"container {self.id}: {reply['error']}")
+        return dict(reply)
+
+    def status(self) -> dict[str, Any]:
+        return self.control({"op": "status"})
+
+    def resize(self, rows: int, cols: int) -> None:
+        self.control({"op": "resize", "rows": rows, "cols": cols})
+
+    def reopen_log(self) -> None:
+        self.control({"op": "reopen_log"})
+
+    def stop(self, signal: int | str = 15, timeout: float = 10.0) -> None:
+        """Signal the container, SIGKILL after timeout; the restart policy stands down."""
+        self.control({"op": "stop", "signal": signal, "timeout": timeout})
+
+    def attach(self) -> AttachConnection:
+        return AttachConnection(self.config.attach_socket)
+
+
+class AttachConnection:
+    """One attach session: output packets in, stdin/resize/close-stdin out."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.sock.connect(path)
+        except OSError as exc:
+            self.sock.close()
+            raise RuntimeFailure(f"attach {path}: {exc.strerror}") from None
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, data: bytes) -> None:
+        step = protocol.MAX_PACKET - 1
+        for i in range(0, len(data), step):
+            self.sock.sendall(bytes((protocol.STDIN,)) + data[i : i + step])
+
+    def close_stdin(self) -> None:
+        self.sock.sendall(bytes((protocol.CLOSE_STDIN,)))
+
+    def resize(self, rows: int, cols: int) -> None:
+        self.sock.sendall(bytes((protocol.RESIZE,)) + f"{rows} {cols}".encode())
+
+    def detach(self) -> None:
+        self.send(protocol.DETACH_KEYS)
+
+    def recv(self, timeout: float | None = None) -> tuple[int, bytes] | None:
+        """(kind, payload) of the next packet (protocol.STDOUT, ...), None at the end."""
+        self.sock.settimeout(timeout)
+        packet = self.sock.recv(protocol.MAX_PACKET)
+        if not packet:
+            return None
+        return packet[0], packet[1:]
+
+    def read_until(self, needle: bytes, timeout: float = 30.0) -> bytes:
+        """Output (both streams) until `needle` shows up; raises TimeoutError if it does not."""
+        deadline = time.monotonic() + timeout
+        data = b""
+        while needle not in data:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{needle!r} not seen; got {data[-500:]!r}")
+            try:
+                packet = self.recv(left)
+            except TimeoutError:
+                continue
+            if packet is None:
+                raise EOFError(f"attach closed before {needle!r}; got {data[-500:]!r}")
+            if packet[0] in (protocol.STDOUT, protocol.STDERR):
+                data += packet[1]
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> AttachConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        return None
+    return doc if isinstance(doc, dict) else None

@@ -1,0 +1,897 @@
+"""The monitor process: detach, start the container, then serve it until it is done.
+
+One thread and one poll loop: timers, the SIGCHLD wakeup pipe, the
+container's output, the attach and control sockets and the healthcheck probe
+are all file descriptors or deadlines in the same loop, so there is no lock
+and no thread (a thread would also cost ~8 MB of virtual stack per container).
+"""
+
+# ruff: noqa: SIM105  (contextlib would load functools and collections into every monitor)
+from __future__ import annotations
+
+import _signal
+import _socket
+import os
+import select
+import sys
+import time
+
+from portside.errors import PortsideError, RuntimeFailure
+from portside.monitor import jsonlite, proc, protocol
+from portside.monitor.config import MonitorConfig
+from portside.monitor.files import read_file, rfc3339nano, write_atomic, write_json
+from portside.monitor.health import HealthState
+from portside.monitor.logs import LogWriter, open_writer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+POLLIN = select.POLLIN
+POLLOUT = select.POLLOUT
+SEQPACKET = _socket.SOCK_SEQPACKET
+STREAM = _socket.SOCK_STREAM
+CLIENT_QUEUE_MAX = 1 << 20
+SIGNALS = {
+    "HUP": 1,
+    "INT": 2,
+    "QUIT": 3,
+    "KILL": 9,
+    "USR1": 10,
+    "USR2": 12,
+    "TERM": 15,
+}
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+class Timer:
+    __slots__ = ("active", "callback", "when")
+
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.active = True
+
+
+class AttachClient:
+    """One attached connection: its pending output and its detach-key state."""
+
+    __slots__ = ("ctrl_p", "queue", "queued", "sock")
+
+    def __init__(self, sock: _socket.socket) -> None:
+        self.sock = sock
+        self.queue: list[bytes] = []
+        self.queued = 0
+        self.ctrl_p = False
+
+
+class Monitor:
+    def __init__(self, cfg: MonitorConfig) -> None:
+        self.cfg = cfg
+        self.poller = select.poll()
+        self.handlers: dict[int, Callable[[int], None]] = {}
+        self.timers: list[Timer] = []
+        self.children: dict[int, Callable[[int], None]] = {}
+        self.devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        self.log: LogWriter | None = None
+        self.replay = bytearray()
+        self.clients: dict[int, AttachClient] = {}
+        self.controls: dict[int, tuple[_socket.socket, bytearray]] = {}
+        # the container's side
+        self.init_pid = 0
+        self.out_fds: dict[int, str] = {}  # fd -> stream name (one pty master, or two pipes)
+        self.stdin_fd = -1
+        self.stdin_buf = bytearray()
+        self.stdin_close_pending = False
+        self.pty_fd = -1
+        self.oom_file = ""
+        self.oom_base = 0
+        self.restart_count = 0
+        self.stopped = False  # a stop was asked for: no restart
+        self.stop_timer: Timer | None = None
+        self.started_at = ""
+        self.started_mono = 0.0
+        self.status = "created"
+        self.last_exit: dict[str, Any] = {}
+        self.done = False
+        self.backoff_attempt = 0
+        self.restart_timer: Timer | None = None
+        self.wakeup_r = -1
+        # healthcheck
+        self.health: HealthState | None = None
+        self.health_timer: Timer | None = None
+        self.probe: dict[str, Any] | None = None
+
+    # -- loop plumbing -------------------------------------------------------
+
+    def watch(self, fd: int, events: int, handler: Callable[[int], None]) -> None:
+        self.handlers[fd] = handler
+        self.poller.register(fd, events)
+
+    def unwatch(self, fd: int) -> None:
+        if self.handlers.pop(fd, None) is not None:
+            self.poller.unregister(fd)
+
+    def after(self, delay: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(_now() + delay, callback)
+        self.timers.append(timer)
+        return timer
+
+    def run_loop(self) -> None:
+        while not self.done:
+            self.timers = [t for t in self.timers if t.active]
+            timeout = -1
+            if self.timers:
+                soonest = min(t.when for t in self.timers)
+                timeout = max(0, int((soonest - _now()) * 1000) + 1)
+            for fd, events in self.poller.poll(timeout):
+                handler = self.handlers.get(fd)
+                if handler is not None:
+                    handler(events)
+            now = _now()
+            for timer in self.timers:
+                if timer.active and timer.when <= now:
+                    timer.active = False
+                    timer.callback()
+
+    def on_sigchld(self, _events: int) -> None:
+        proc.read_nonblocking(self.wakeup_r)
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            callback = self.children.pop(pid, None)
+            if callback is not None:
+                callback(status)
+
+    # -- running the runtime -------------------------------------------------
+
+    def runtime(self, *args: str, stdin: int = -1, stdout: int = -1) -> tuple[int, str]:
+        """Run the runtime to completion; (exit code, its stderr)."""
+        err_r, err_w = os.pipe()
+        try:
+            pid = proc.spawn(
+                self.cfg.runtime_argv(*args),
+                self.devnull if stdin < 0 else stdin,
+                self.devnull if stdout < 0 else stdout,
+                err_w,
+            )
+        finally:
+            os.close(err_w)
+        chunks = []
+        while chunk := os.read(err_r, 65536):
+            chunks.append(chunk)
+        os.close(err_r)
+        _, status = os.waitpid(pid, 0)
+        return proc.exit_code(status)[0], b"".join(chunks).decode("utf-8", "replace")
+
+    def start_container(self) -> None:
+        """RUNTIME create (stdio pipes, or a pty over the console socket), then RUNTIME start."""
+        cfg = self.cfg
+        try:
+            os.unlink(cfg.pid_file)
+        except FileNotFoundError:
+            pass
+        create = ["create", "--bundle", cfg.bundle, "--pid-file", cfg.pid_file]
+        console: _socket.socket | None = None
+        close_after: list[int] = []
+        err_text = b""
+        try:
+            if cfg.terminal:
+                console_path = cfg.state_dir.rstrip("/") + "/console.sock"
+                console = proc.unix_listener(console_path, STREAM)
+                create += ["--console-socket", console_path]
+                err_r, err_w = os.pipe()
+                fds = (self.devnull, self.devnull, err_w)
+                close_after = [err_w]
+                stream_fds = {err_r: "stderr"}
+            else:
+                out_r, out_w = os.pipe()
+                err_r, err_w = os.pipe()
+                stdin_fd = self.devnull
+                if cfg.stdin:
+                    in_r, in_w = os.pipe()
+                    stdin_fd = in_r
+                    close_after.append(in_r)
+                    self.stdin_fd = in_w
+                fds = (stdin_fd, out_w, err_w)
+                close_after += [out_w, err_w]
+                stream_fds = {out_r: "stdout", err_r: "stderr"}
+            for fd in stream_fds:
+                os.set_blocking(fd, False)
+            pid = proc.spawn(self.cfg.runtime_argv(*create, cfg.id), *fds)
+            for fd in close_after:
+                os.close(fd)
+            close_after = []
+            _, status = os.waitpid(pid, 0)
+            code = proc.exit_code(status)[0]
+            if code != 0:
+                for fd in stream_fds:
+                    err_text += proc.read_nonblocking(fd)[0]
+                    os.close(fd)
+                raise RuntimeFailure(_error_line(err_text, f"runtime create exited with {code}"))
+            if console is not None:
+                conn = proc.accept(console, STREAM)
+                master = proc.recv_fd(conn) if conn is not None else None
+                if conn is not None:
+                    conn.close()
+                for fd in stream_fds:  # only the runtime's own stderr in pty mode
+                    os.close(fd)
+                if master is None:
+                    self.runtime("delete", "--force", cfg.id)
+                    raise RuntimeFailure("runtime create sent no pty over the console socket")
+                os.set_blocking(master, False)
+                self.pty_fd = master
+                if cfg.stdin:
+                    self.stdin_fd = master
+                stream_fds = {master: "stdout"}
+            self.out_fds = stream_fds
+            self.init_pid = int(read_file(cfg.pid_file).strip() or b"0")
+            self.oom_file = oom_counter_file(self.init_pid)
+            self.oom_base = read_oom_kills(self.oom_file)
+            code, err = self.runtime("start", cfg.id)
+            if code != 0:
+                self.runtime("delete", "--force", cfg.id)
+                self.close_container_fds()
+                raise RuntimeFailure(_error_line(err.encode(), f"runtime start exited with {code}"))
+        finally:
+            for fd in close_after:
+                os.close(fd)
+            if console is not None:
+                console.close()
+                try:
+                    os.unlink(cfg.state_dir.rstrip("/") + "/console.sock")
+                except FileNotFoundError:
+                    pass
+        self.started_at = rfc3339nano()
+        self.started_mono = _now()
+        self.status = "running"
+        self.children[self.init_pid] = self.on_init_exit
+        for fd in self.out_fds:
+            self.watch(fd, POLLIN, self._output_handler(fd))
+        if self.stdin_fd >= 0 and self.stdin_fd != self.pty_fd:
+            os.set_blocking(self.stdin_fd, False)
+        self.write_state()
+        if self.cfg.healthcheck is not None:
+            self.health = HealthState(self.cfg.healthcheck)
+            self.write_health()
+            self.health_timer = self.after(self.cfg.healthcheck.interval, self.start_probe)
+
+    def close_container_fds(self) -> None:
+        for fd in self.out_fds:
+            self.unwatch(fd)
+            os.close(fd)
+        if self.stdin_fd >= 0 and self.stdin_fd not in self.out_fds:
+            self.unwatch(self.stdin_fd)
+            os.close(self.stdin_fd)
+        self.out_fds = {}
+        self.stdin_fd = -1
+        self.pty_fd = -1
+        self.stdin_buf.clear()
+
+    # -- output --------------------------------------------------------------
+
+    def _output_handler(self, fd: int) -> Callable[[int], None]:
+        def handler(_events: int) -> None:
+            data, eof = proc.read_nonblocking(fd)
+            self.emit(self.out_fds.get(fd, "stdout"), data)
+            if eof:
+                self.unwatch(fd)
+
+        return handler
+
+    def emit(self, stream: str, data: bytes) -> None:
+        if not data:
+            return
+        if self.log is not None:
+            self.log.write(stream, data)
+        kind = protocol.STDOUT if stream == "stdout" else protocol.STDERR
+        if self.cfg.attach_replay:
+            self.replay += data
+            del self.replay[: -self.cfg.attach_replay]
+        step = protocol.MAX_PACKET - 1
+        for i in range(0, len(data), step):
+            packet = bytes((kind,)) + data[i : i + step]
+            for client in list(self.clients.values()):
+                self.send_client(client, packet)
+
+    def drain_output(self) -> None:
+        for fd in list(self.out_fds):
+            if fd in self.handlers:
+                data = proc.read_nonblocking(fd)[0]
+                self.emit(self.out_fds[fd], data)
+
+    # -- attach --------------------------------------------------------------
+
+    def on_attach_accept(self, _events: int) -> None:
+        while (sock := proc.accept(self.attach_sock, SEQPACKET)) is not None:
+            client = AttachClient(sock)
+            self.clients[sock.fileno()] = client
+            self.watch(sock.fileno(), POLLIN, self._bind_client(client))
+            step = protocol.MAX_PACKET - 1
+            for i in range(0, len(self.replay), step):
+                self.send_client(client, bytes((protocol.STDOUT,)) + self.replay[i : i + step])
+
+    def _bind_client(self, client: AttachClient) -> Callable[[int], None]:
+        def handler(events: int) -> None:
+            self.on_client(client, events)
+
+        return handler
+
+    def send_client(self, client: AttachClient, packet: bytes) -> None:
+        if client.queue:
+            client.queue.append(packet)
+            client.queued += len(packet)
+            if client.queued > CLIENT_QUEUE_MAX:
+                self.drop_client(client)  # too slow a reader: the container must not wait
+            return
+        try:
+            client.sock.send(packet)
+        except BlockingIOError:
+            client.queue.append(packet)
+            client.queued += len(packet)
+            self.poller.modify(client.sock.fileno(), POLLIN | POLLOUT)
+        except OSError:
+            self.drop_client(client)
+
+    def on_client(self, client: AttachClient, events: int) -> None:
+        if events & POLLOUT:
+            while client.queue:
+                try:
+                    client.sock.send(client.queue[0])
+                except BlockingIOError:
+                    break
+                except OSError:
+                    self.drop_client(client)
+                    return
+                client.queued -= len(client.queue.pop(0))
+            if not client.queue:
+                self.poller.modify(client.sock.fileno(), POLLIN)
+        if not events & (POLLIN | select.POLLHUP | select.POLLERR):
+            return
+        try:
+            packet = client.sock.recv(protocol.MAX_PACKET)
+        except BlockingIOError:
+            return
+        except OSError:
+            packet = b""
+        if not packet:
+            self.drop_client(client)
+            return
+        kind, payload = packet[0], packet[1:]
+        if kind == protocol.STDIN:
+            self.client_input(client, payload)
+        elif kind == protocol.RESIZE:
+            rows, _, cols = payload.partition(b" ")
+            if rows.isdigit() and cols.isdigit():
+                self.resize(int(rows), int(cols))
+        elif kind == protocol.CLOSE_STDIN:
+            self.close_stdin()
+
+    def client_input(self, client: AttachClient, data: bytes) -> None:
+        """Forward input, holding back ctrl-p until we know it does not start ctrl-p ctrl-q."""
+        first, second = protocol.DETACH_KEYS
+        if not client.ctrl_p and first not in data:
+            self.write_stdin(data)
+            return
+        out = bytearray()
+        for byte in data:
+            if client.ctrl_p:
+                client.ctrl_p = False
+                if byte == second:
+                    self.write_stdin(bytes(out))
+                    self.send_client(client, bytes((protocol.DETACHED,)))
+                    self.drop_client(client, flush=True)
+                    return
+                out.append(first)
+                if byte == first:
+                    client.ctrl_p = True
+                    continue
+                out.append(byte)
+            elif byte == first:
+                client.ctrl_p = True
+            else:
+                out.append(byte)
+        self.write_stdin(bytes(out))
+
+    def drop_client(self, client: AttachClient, flush: bool = False) -> None:
+        fd = client.sock.fileno()
+        if self.clients.pop(fd, None) is None:
+            return
+        self.unwatch(fd)
+        if flush and client.queue:
+            client.sock.setblocking(True)
+            client.sock.settimeout(1.0)
+            try:
+                for packet in client.queue:
+                    client.sock.send(packet)
+            except OSError:
+                pass
+        client.sock.close()
+
+    def write_stdin(self, data: bytes) -> None:
+        if not data or self.stdin_fd < 0:
+            return
+        self.stdin_buf += data
+        self.flush_stdin(POLLOUT)
+
+    def flush_stdin(self, _events: int) -> None:
+        fd = self.stdin_fd
+        if fd < 0:
+            return
+        while self.stdin_buf:
+            try:
+                n = os.write(fd, self.stdin_buf)
+            except BlockingIOError:
+                break
+            except OSError:  # the container closed its stdin
+                self.stdin_buf.clear()
+                break
+            del self.stdin_buf[:n]
+        if fd == self.pty_fd:  # the pty master is watched for output already
+            if self.stdin_buf:
+                self.poller.modify(fd, POLLIN | POLLOUT)
+                self.handlers[fd] = self._pty_handler(fd)
+            return
+        if self.stdin_buf and fd not in self.handlers:
+            self.watch(fd, POLLOUT, self.flush_stdin)
+        elif not self.stdin_buf:
+            self.unwatch(fd)
+            if self.stdin_close_pending:
+                self.close_stdin()
+
+    def _pty_handler(self, fd: int) -> Callable[[int], None]:
+        output = self._output_handler(fd)
+
+        def handler(events: int) -> None:
+            if events & POLLOUT:
+                self.flush_stdin(events)
+                if not self.stdin_buf and fd in self.handlers:
+                    self.poller.modify(fd, POLLIN)
+                    self.handlers[fd] = output
+            if events & ~POLLOUT:
+                output(events)
+
+        return handler
+
+    def close_stdin(self) -> None:
+        """EOF on the container's stdin pipe once pending input is written (not for a pty)."""
+        if self.stdin_fd < 0 or self.stdin_fd == self.pty_fd:
+            return
+        if self.stdin_buf:
+            self.stdin_close_pending = True
+            return
+        self.unwatch(self.stdin_fd)
+        os.close(self.stdin_fd)
+        self.stdin_fd = -1
+        self.stdin_close_pending = False
+
+    def resize(self, rows: int, cols: int) -> None:
+        if self.pty_fd < 0:
+            return
+        import fcntl
+        import termios
+
+        winsize = rows.to_bytes(2, sys.byteorder) + cols.to_bytes(2, sys.byteorder) + bytes(4)
+        fcntl.ioctl(self.pty_fd, termios.TIOCSWINSZ, winsize)
+
+    # -- control socket ------------------------------------------------------
+
+    def on_control_accept(self, _events: int) -> None:
+        while (sock := proc.accept(self.control_sock, STREAM)) is not None:
+            fd = sock.fileno()
+            self.controls[fd] = (sock, bytearray())
+            self.watch(fd, POLLIN, self._bind_control(fd))
+
+    def _bind_control(self, fd: int) -> Callable[[int], None]:
+        def handler(_events: int) -> None:
+            self.on_control(fd)
+
+        return handler
+
+    def on_control(self, fd: int) -> None:
+        sock, buf = self.controls[fd]
+        try:
+            chunk = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        buf += chunk
+        if chunk and b"\n" not in buf and len(buf) < 65536:
+            return
+        self.unwatch(fd)
+        del self.controls[fd]
+        try:
+            reply = self.control(jsonlite.loads(bytes(buf).split(b"\n")[0], "control request"))
+        except (PortsideError, ValueError, TypeError, OSError) as exc:
+            reply = {"error": str(exc)}
+        try:
+            sock.setblocking(True)
+            sock.settimeout(1.0)
+            sock.sendall((jsonlite.dumps(reply) + "\n").encode())
+        except OSError:
+            pass
+        sock.close()
+
+    def control(self, req: Any) -> dict[str, Any]:
+        op = req.get("op") if isinstance(req, dict) else None
+        if op == "status":
+            return self.state()
+        if op == "resize":
+            self.resize(int(req["rows"]), int(req["cols"]))
+            return {"ok": True}
+        if op == "reopen_log":
+            if self.log is not None:
+                self.log.reopen()
+            return {"ok": True}
+        if op == "modules":  # what the resident monitor has loaded (tests check it stays small)
+            return {"modules": sorted(sys.modules)}
+        if op == "stop":
+            return self.stop(req.get("signal", 15), float(req.get("timeout", 10)))
+        return {"error": f"unknown control op {op!r}"}
+
+    def stop(self, signal: int | str, timeout: float) -> dict[str, Any]:
+        """Signal the container, SIGKILL after `timeout`; no restart follows a stop."""
+        self.stopped = True
+        if isinstance(signal, str):
+            name = signal.upper().removeprefix("SIG")
+            signal = SIGNALS.get(name, 0) if not name.isdigit() else int(name)
+        if self.status == "restarting":
+            if self.restart_timer is not None:
+                self.restart_timer.active = False
+            self.finish()
+            return {"ok": True}
+        if self.status != "running":
+            return {"ok": True}
+        code, err = self.runtime("kill", self.cfg.id, str(signal))
+        if code != 0 and self.status == "running":
+            return {"error": _error_line(err.encode(), f"runtime kill exited with {code}")}
+        if self.stop_timer is None:
+            self.stop_timer = self.after(timeout, self.kill_now)
+        return {"ok": True}
+
+    def kill_now(self) -> None:
+        if self.status == "running":
+            self.runtime("kill", self.cfg.id, "9")
+
+    # -- exit, restart -------------------------------------------------------
+
+    def on_init_exit(self, status: int) -> None:
+        code, signal = proc.exit_code(status)
+        finished_mono = _now()
+        self.drain_output()
+        oom = bool(self.oom_file) and read_oom_kills(self.oom_file) > self.oom_base
+        self.last_exit = {
+            "exit_code": code,
+            "signal": signal,
+            "oom_killed": oom,
+            "started_at": self.started_at,
+            "finished_at": rfc3339nano(),
+        }
+        self.stop_health()
+        if self.stop_timer is not None:
+            self.stop_timer.active = False
+            self.stop_timer = None
+        self.close_container_fds()
+        ret, _ = self.runtime("delete", self.cfg.id)
+        if ret != 0:
+            self.runtime("delete", "--force", self.cfg.id)
+        self.init_pid = 0
+        if not self.cfg.restart.should_restart(code, self.restart_count, self.stopped):
+            self.finish()
+            return
+        if finished_mono - self.started_mono >= self.cfg.restart.reset_after:
+            self.backoff_attempt = 0
+        attempt = self.backoff_attempt
+        self.backoff_attempt += 1
+        self.status = "restarting"
+        self.write_state()
+        self.restart_timer = self.after(self.cfg.restart.delay(attempt), self.restart)
+
+    def restart(self) -> None:
+        if self.stopped:
+            self.finish()
+            return
+        self.restart_count += 1
+        try:
+            self.start_container()
+        except (PortsideError, OSError) as exc:
+            self.last_exit["error"] = str(exc)
+            self.finish()
+
+    def finish(self) -> None:
+        self.status = "exited"
+        doc = {"id": self.cfg.id, "restart_count": self.restart_count, **self.last_exit}
+        write_json(self.cfg.exit_file, doc)
+        self.write_state()
+        packet = bytes((protocol.EXIT,)) + jsonlite.dumps(doc).encode()
+        for client in list(self.clients.values()):
+            self.send_client(client, packet)
+            self.drop_client(client, flush=True)
+        self.done = True
+
+    # -- healthcheck ---------------------------------------------------------
+
+    def start_probe(self) -> None:
+        cfg = self.cfg.healthcheck
+        if cfg is None or self.status != "running":
+            return
+        pid_file = self.cfg.state_dir.rstrip("/") + "/health.pid"
+        out_r, out_w = os.pipe()
+        try:
+            pid = proc.spawn(
+                self.cfg.runtime_argv("exec", "--pid-file", pid_file, self.cfg.id, *cfg.argv),
+                self.devnull,
+                out_w,
+                out_w,
+            )
+        finally:
+            os.close(out_w)
+        os.set_blocking(out_r, False)
+        probe: dict[str, Any] = {
+            "pid": pid,
+            "fd": out_r,
+            "output": bytearray(),
+            "start_ns": time.time_ns(),
+            "pid_file": pid_file,
+            "timed_out": False,
+        }
+        self.probe = probe
+
+        def on_output(_events: int) -> None:
+            data, eof = proc.read_nonblocking(out_r)
+            probe["output"] += data
+            del probe["output"][: -2 * 4096]
+            if eof:
+                self.unwatch(out_r)
+
+        self.watch(out_r, POLLIN, on_output)
+        probe["timer"] = self.after(cfg.timeout, lambda: self.probe_timeout(probe))
+        self.children[pid] = lambda status: self.probe_done(probe, status)
+
+    def probe_timeout(self, probe: dict[str, Any]) -> None:
+        probe["timed_out"] = True
+        try:
+            os.kill(int(read_file(probe["pid_file"]).strip()), 9)
+        except (OSError, ValueError):
+            pass
+        try:
+            os.kill(probe["pid"], 9)
+        except OSError:
+            pass
+
+    def probe_done(self, probe: dict[str, Any], status: int) -> None:
+        probe["timer"].active = False
+        fd = probe["fd"]
+        if fd in self.handlers:
+            probe["output"] += proc.read_nonblocking(fd)[0]
+            self.unwatch(fd)
+        os.close(fd)
+        if self.probe is not probe or self.health is None or self.cfg.healthcheck is None:
+            return
+        self.probe = None
+        code = -1 if probe["timed_out"] else proc.exit_code(status)[0]
+        in_start = _now() - self.started_mono < self.cfg.healthcheck.start_period
+        self.health.record(
+            code, bytes(probe["output"]), probe["start_ns"], time.time_ns(), in_start
+        )
+        self.write_health()
+        if self.status == "running":
+            self.health_timer = self.after(self.cfg.healthcheck.interval, self.start_probe)
+
+    def stop_health(self) -> None:
+        if self.health_timer is not None:
+            self.health_timer.active = False
+        if self.probe is not None:
+            self.probe_timeout(self.probe)
+            self.probe = None
+
+    def write_health(self) -> None:
+        if self.health is not None:
+            write_json(self.cfg.health_file, self.health.to_json())
+
+    # -- state ---------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "id": self.cfg.id,
+            "status": self.status,
+            "monitor_pid": os.getpid(),
+            "pid": self.init_pid,
+            "restart_count": self.restart_count,
+            "started_at": self.started_at,
+            "last_exit": self.last_exit or None,
+        }
+        if self.health is not None:
+            doc["health"] = self.health.status
+        return doc
+
+    def write_state(self) -> None:
+        write_json(self.cfg.state_file, self.state())
+
+    # -- life cycle ----------------------------------------------------------
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        proc.set_subreaper()
+        self.wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        _signal.signal(_signal.SIGCHLD, lambda _s, _f: None)
+        _signal.set_wakeup_fd(wakeup_w, warn_on_full_buffer=False)
+        self.watch(self.wakeup_r, POLLIN, self.on_sigchld)
+        write_atomic(cfg.monitor_pid_file, f"{os.getpid()}\n".encode())
+        self.log = open_writer(cfg.log_driver, cfg.log_path, cfg.log_max_size, cfg.log_max_file)
+        self.attach_sock = proc.unix_listener(cfg.attach_socket, SEQPACKET)
+        self.watch(self.attach_sock.fileno(), POLLIN, self.on_attach_accept)
+        self.control_sock = proc.unix_listener(cfg.control_socket, STREAM)
+        self.watch(self.control_sock.fileno(), POLLIN, self.on_control_accept)
+
+    def cleanup(self) -> None:
+        for path in (self.cfg.attach_socket, self.cfg.control_socket):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        if self.log is not None:
+            self.log.close()
+
+
+def _error_line(text: bytes, fallback: str) -> str:
+    """The runtime's last error line, with runc's logrus `msg="..."` unwrapped."""
+    lines = [ln.strip() for ln in text.decode("utf-8", "replace").splitlines() if ln.strip()]
+    if not lines:
+        return fallback
+    line = lines[-1]
+    marker = 'msg="'
+    if marker in line:
+        msg = line[line.index(marker) + len(marker) :]
+        end = msg.rfind('"')
+        line = (msg[:end] if end >= 0 else msg).replace('\\"', '"')
+    return line
+
+
+# -- OOM accounting ------------------------------------------------------------
+
+
+def oom_counter_file(pid: int) -> str:
+    """The memory cgroup file that counts OOM kills for pid's cgroup ("" if none).
+
+    cgroup v1 memory controller: memory.oom_control's `oom_kill`; cgroup v2:
+    memory.events' `oom_kill`. Found while the process lives (its
+    /proc/PID/cgroup disappears with it) and read after it has exited, before
+    the runtime deletes the cgroup.
+    """
+    try:
+        lines = read_file(f"/proc/{pid}/cgroup").decode().splitlines()
+    except OSError:
+        return ""
+    v1 = v2 = ""
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            v1 = path
+        elif controllers == "":
+            v2 = path
+    mounts = _cgroup_mounts()
+    if v1 and "memory" in mounts:
+        return mounts["memory"] + v1 + "/memory.oom_control"
+    if v2 and "" in mounts and os.path.exists(mounts[""] + v2 + "/memory.events"):
+        return mounts[""] + v2 + "/memory.events"
+    return ""
+
+
+def _cgroup_mounts() -> dict[str, str]:
+    """controller -> mount point ("" for the cgroup2 hierarchy), from our mountinfo."""
+    found: dict[str, str] = {}
+    for line in read_file("/proc/self/mountinfo").decode().splitlines():
+        left, _, right = line.partition(" - ")
+        fields = right.split()
+        if len(fields) < 3:
+            continue
+        mount_point = left.split()[4]
+        if fields[0] == "cgroup2":
+            found.setdefault("", mount_point)
+        elif fields[0] == "cgroup":
+            for opt in fields[2].split(","):
+                found.setdefault(opt, mount_point)
+    return found
+
+
+def read_oom_kills(path: str) -> int:
+    if not path:
+        return 0
+    try:
+        text = read_file(path).decode()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+# -- entry ---------------------------------------------------------------------
+
+
+def _report(fd: int | None, doc: dict[str, Any]) -> None:
+    if fd is None:
+        return
+    try:
+        os.write(fd, (jsonlite.dumps(doc) + "\n").encode())
+    except OSError:
+        pass
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _daemonize(cfg: MonitorConfig) -> None:
+    """fork, setsid, fork: the caller's process exits at once and nothing ties us to it."""
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    os.chdir("/")
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    if cfg.monitor_log:
+        err = os.open(cfg.monitor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        os.dup2(err, 2)
+        os.close(err)
+    else:
+        os.dup2(null, 2)
+    os.close(null)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m portside.monitor CONFIG.json\n")
+        raise SystemExit(2)
+    path = args[0]
+    sync_fd: int | None = None
+    try:
+        doc = jsonlite.loads(read_file(path), f"monitor config {path}")
+        if isinstance(doc, dict) and type(doc.get("sync_fd")) is int:
+            sync_fd = doc["sync_fd"]
+            os.set_inheritable(sync_fd, False)  # the container must not hold the engine's pipe
+        cfg = MonitorConfig(doc, path.rpartition("/")[0] or "/")
+    except (PortsideError, OSError) as exc:
+        message = str(exc) if isinstance(exc, PortsideError) else f"monitor config {path}: {exc}"
+        sys.stderr.write(message + "\n")
+        _report(sync_fd, {"error": message})
+        raise SystemExit(1) from None
+    _daemonize(cfg)
+    monitor = Monitor(cfg)
+    try:
+        monitor.setup()
+        monitor.start_container()
+    except (PortsideError, OSError) as exc:
+        monitor.last_exit = {"exit_code": -1, "error": str(exc), "finished_at": rfc3339nano()}
+        monitor.status = "exited"
+        try:
+            monitor.write_state()
+        except OSError:
+            pass
+        monitor.cleanup()
+        _report(sync_fd, {"error": str(exc)})
+        os._exit(1)
+    _report(sync_fd, {"pid": monitor.init_pid, "monitor_pid": os.getpid()})
+    try:
+        monitor.run_loop()
+    finally:
+        monitor.cleanup()
+    os._exit(0)

@@ -1,0 +1,111 @@
+"""Process plumbing for the monitor: spawning the runtime, the subreaper bit, fd passing.
+
+Everything here avoids `subprocess`, `signal` and `socket` (each pulls in
+enum, selectors or threading): the monitor is resident once per container.
+"""
+
+# ruff: noqa: SIM105  (contextlib would load functools and collections into every monitor)
+from __future__ import annotations
+
+import _signal
+import _socket
+import os
+import sys
+
+# Dispositions Python changes at start-up that a container must not inherit.
+_RESET_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGCHLD, _signal.SIGHUP)
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def spawn(argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
+    """posix_spawn argv[0] with the given fds as 0, 1, 2 (each must be >= 3)."""
+    actions = [
+        (os.POSIX_SPAWN_DUP2, stdin, 0),
+        (os.POSIX_SPAWN_DUP2, stdout, 1),
+        (os.POSIX_SPAWN_DUP2, stderr, 2),
+    ]
+    return os.posix_spawn(
+        argv[0],
+        argv,
+        os.environ,
+        file_actions=actions,
+        setsigdef=_RESET_SIGNALS,
+        setsigmask=(),
+    )
+
+
+def exit_code(status: int) -> tuple[int, int]:
+    """(code, signal) from a wait status; a signal death is 128+N as shells and docker say."""
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        return 128 - code, -code
+    return code, 0
+
+
+def read_nonblocking(fd: int) -> tuple[bytes, bool]:
+    """What is available now, and whether the other end is closed (EOF, or EIO on a pty)."""
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return b"".join(chunks), False
+        except OSError:  # EIO: the pty's slave side is closed
+            return b"".join(chunks), True
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+
+
+def set_subreaper() -> None:
+    """prctl(PR_SET_CHILD_SUBREAPER): orphans of the container's runtime come to us.
+
+    portside.linux.libc would load ctypes.util (and with it subprocess and
+    shutil) into every monitor; dlopen(NULL) with bare ctypes is enough here,
+    and the module is dropped again since nothing else needs it.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), "prctl(PR_SET_CHILD_SUBREAPER)")
+    del libc
+    for name in [m for m in sys.modules if m == "ctypes" or m.startswith("ctypes.")]:
+        del sys.modules[name]
+
+
+def unix_listener(path: str, kind: int) -> _socket.socket:
+    """A non-blocking listening unix socket at path (a stale one is replaced)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = _socket.socket(_socket.AF_UNIX, kind | _socket.SOCK_CLOEXEC)
+    sock.bind(path)
+    sock.listen(16)
+    sock.setblocking(False)
+    return sock
+
+
+def accept(listener: _socket.socket, kind: int) -> _socket.socket | None:
+    try:
+        fd, _ = listener._accept()  # type: ignore[attr-defined]
+    except BlockingIOError:
+        return None
+    sock = _socket.socket(_socket.AF_UNIX, kind, 0, fd)
+    sock.setblocking(False)
+    return sock
+
+
+def recv_fd(sock: _socket.socket) -> int | None:
+    """The first fd sent with SCM_RIGHTS (the runtime's pty master); others are closed."""
+    _, ancdata, _, _ = sock.recvmsg(4096, _socket.CMSG_LEN(4 * 8))
+    fds: list[int] = []
+    for level, kind, data in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            usable = len(data) - len(data) % 4
+            fds.extend(int.from_bytes(data[i : i + 4], sys.byteorder) for i in range(0, usable, 4))
+    for extra in fds[1:]:
+        os.close(extra)
+    return fds[0] if fds else None
