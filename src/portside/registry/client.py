@@ -274,7 +274,7 @@ class RegistryClient:
             )
             try:
                 skip = pos if (pos and r.status_code == 200) else 0
-                for chunk in r.iter_raw(CHUNK):
+                for chunk in r.iter_raw():
                     if skip:
                         if len(chunk) <= skip:
                             skip -= len(chunk)
