@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, Self
 
 from portside.errors import InvalidDigest, InvalidDocument
@@ -85,9 +85,21 @@ class _Spec:
     model: type[JSONModel] | None
     always: bool
     required: bool
+    default: Any
 
 
 _SPECS: dict[type, tuple[_Spec, ...]] = {}
+
+
+_NO_DEFAULT = object()
+
+
+def _default_of(f: Field[Any]) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return _NO_DEFAULT
 
 
 def _specs(cls: type) -> tuple[_Spec, ...]:
@@ -101,6 +113,7 @@ def _specs(cls: type) -> tuple[_Spec, ...]:
                 f.metadata["model"],
                 f.metadata["always"],
                 f.metadata["required"] or (f.default is MISSING and f.default_factory is MISSING),
+                _default_of(f),
             )
             for f in fields(cls)
             if "json" in f.metadata
@@ -211,6 +224,15 @@ class JSONModel:
         for spec in _specs(type(self)):
             v = getattr(self, spec.name)
             if v is None and not spec.always and not (src is not None and src.get(spec.key)):
+                continue
+            if (
+                src is not None
+                and spec.key not in src
+                and not spec.always
+                and spec.default is not None
+                and v == spec.default
+            ):
+                # Decoded without this key and still at its default: leave it out again.
                 continue
             known[spec.key] = _encode(spec, v)
         out: dict[str, Any] = {}

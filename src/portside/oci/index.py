@@ -20,7 +20,7 @@ def refuse_schema1(d: dict[str, Any], header: str | None, what: str) -> None:
     if (
         (header is not None and mt.is_schema1(header))
         or (field_type is not None and mt.is_schema1(field_type))
-        or d.get("schemaVersion") == 1
+        or (d.get("schemaVersion") == 1 and not isinstance(d.get("schemaVersion"), bool))
         or "fsLayers" in d
     ):
         raise UnsupportedMediaType(
@@ -86,6 +86,8 @@ class Index(Document):
             raise InvalidDocument(f"{what}: served as {header}, which is not an index type")
         if header is not None and isinstance(field_type, str) and mt.base(field_type) != header:
             raise InvalidDocument(f"{what}: mediaType {field_type} differs from {header}")
+        if isinstance(field_type, str) and mt.is_manifest(field_type):
+            raise InvalidDocument(f"{what}: mediaType {field_type} is a manifest, not an index")
         obj = cls.from_dict(d)
         obj.header_type = header
         obj._attach(raw, source)

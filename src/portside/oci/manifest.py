@@ -71,6 +71,8 @@ class Manifest(Document):
             raise InvalidDocument(f"{what}: served as {header}, which is not a manifest type")
         if header is not None and isinstance(field_type, str) and mt.base(field_type) != header:
             raise InvalidDocument(f"{what}: mediaType {field_type} differs from {header}")
+        if isinstance(field_type, str) and mt.is_index(field_type):
+            raise InvalidDocument(f"{what}: mediaType {field_type} is an index, not a manifest")
         if "manifests" in d and "config" not in d:
             raise InvalidDocument(f"{what}: this is an image index, not a manifest")
         obj = cls.from_dict(d)
