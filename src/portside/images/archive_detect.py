@@ -57,7 +57,7 @@ class ChunkReader(io.RawIOBase):
     def __init__(self, chunks: Iterable[bytes]) -> None:
         super().__init__()
         self._it = iter(chunks)
-        self._buf = b""
+        self._buf = memoryview(b"")
 
     def readable(self) -> bool:
         return True
@@ -65,7 +65,7 @@ class ChunkReader(io.RawIOBase):
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         while not self._buf:
             try:
-                self._buf = next(self._it)
+                self._buf = memoryview(next(self._it))
             except StopIteration:
                 return 0
         n = min(len(buffer), len(self._buf))
