@@ -1,0 +1,163 @@
+"""The monitor as the container's parent: detachment, OOM, restart policy, healthcheck."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from portside.monitor.client import MonitorHandle
+from tests.integration.test_monitor_support import Monitors, log_lines, monitors, wait_for
+
+__all__ = ["monitors"]
+
+pytestmark = [pytest.mark.root, pytest.mark.interop, pytest.mark.timeout(120)]
+
+TICKER = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.05; done"
+
+
+def _ppid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+def test_killing_the_starter_does_not_touch_the_container(
+    monitors: Monitors, tmp_path: Path
+) -> None:
+    config = monitors.config(["sh", "-c", TICKER])
+    config_path = Path(config["state_dir"]) / "monitor.json"
+    starter_code = (
+        "import sys, time\n"
+        "from portside.monitor.client import spawn\n"
+        f"h = spawn({config!r}, {str(config_path)!r})\n"
+        "print(h.pid, h.init_pid, flush=True)\n"
+        "time.sleep(1000)\n"
+    )
+    starter = subprocess.Popen([sys.executable, "-c", starter_code], stdout=subprocess.PIPE)
+    try:
+        monitor_pid, init_pid = map(int, starter.stdout.readline().split())  # type: ignore[union-attr]
+    finally:
+        starter.kill()  # SIGKILL, as a crashed CLI
+        starter.wait()
+        if starter.stdout:
+            starter.stdout.close()
+    handle = monitors.adopt(MonitorHandle.load(config_path))
+    assert (handle.pid, handle.init_pid) == (monitor_pid, init_pid)
+    assert handle.alive()
+    # the monitor is the container's parent and nobody's child among the portside processes
+    assert _ppid(init_pid) == monitor_pid
+    assert _ppid(monitor_pid) != starter.pid
+    assert os.getsid(monitor_pid) != os.getsid(0)  # its own session
+    # and it keeps logging after the starter died
+    seen = len(log_lines(handle.config.log_path))
+    wait_for(lambda: len(log_lines(handle.config.log_path)) > seen + 5, "more log lines")
+    assert monitors.runtime_state(handle.id)["status"] == "running"  # type: ignore[index]
+    handle.stop("KILL")
+    assert handle.wait(timeout=60).exit_code == 137
+
+
+@pytest.mark.cgroup
+def test_memory_hog_is_recorded_as_oom_killed(monitors: Monitors) -> None:
+    hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"
+    handle = monitors.start(["sh", "-c", hog], memory_limit=20 * 1024 * 1024)
+    status = handle.wait(timeout=90)
+    assert status.oom_killed, status
+    assert status.exit_code != 0
+    assert not any("survived" in line for line in log_lines(handle.config.log_path))
+
+
+def test_a_normal_exit_is_not_oom(monitors: Monitors) -> None:
+    handle = monitors.start(["sh", "-c", "exit 0"], memory_limit=20 * 1024 * 1024)
+    status = handle.wait(timeout=60)
+    assert (status.exit_code, status.oom_killed) == (0, False)
+
+
+def test_restart_on_failure_2_restarts_exactly_twice(monitors: Monitors) -> None:
+    handle = monitors.start(
+        ["sh", "-c", "echo run; exit 1"],
+        restart={"policy": "on-failure", "max_retries": 2, "backoff": 0.05},
+    )
+    status = handle.wait(timeout=60)
+    assert (status.exit_code, status.restart_count) == (1, 2)
+    runs = [line for line in log_lines(handle.config.log_path) if line.endswith("F run")]
+    assert len(runs) == 3
+    state = json.loads(Path(handle.config.state_file).read_text())
+    assert state["restart_count"] == 2 and state["status"] == "exited"
+
+
+def test_on_failure_does_not_restart_a_success(monitors: Monitors) -> None:
+    handle = monitors.start(["sh", "-c", "echo run"], restart="on-failure:5")
+    status = handle.wait(timeout=60)
+    assert (status.exit_code, status.restart_count) == (0, 0)
+
+
+def test_always_restarts_until_stopped(monitors: Monitors) -> None:
+    handle = monitors.start(
+        ["sh", "-c", "echo run; sleep 0.1"], restart={"policy": "always", "backoff": 0.05}
+    )
+    wait_for(lambda: (handle.state() or {}).get("restart_count", 0) >= 2, "two restarts")
+    handle.stop("KILL", timeout=1)
+    status = handle.wait(timeout=60)
+    assert status.restart_count >= 2
+    assert handle.state()["status"] == "exited"  # type: ignore[index]
+
+
+def test_failing_healthcheck_turns_unhealthy_after_retries(monitors: Monitors) -> None:
+    handle = monitors.start(
+        ["sleep", "1000"],
+        healthcheck={
+            "test": ["CMD-SHELL", "echo probing; exit 1"],
+            "interval": 0.1,
+            "timeout": 10,
+            "retries": 3,
+        },
+    )
+    health = wait_for(
+        lambda: (h := handle.health()) and h["status"] != "starting" and h, "a health verdict"
+    )
+    # three failures are needed: the first verdict is unhealthy with a streak of exactly 3
+    assert health["status"] == "unhealthy"
+    assert health["failing_streak"] == 3
+    assert [entry["exit_code"] for entry in health["log"]] == [1, 1, 1]
+    assert "probing" in health["log"][-1]["output"]
+    assert handle.status()["health"] == "unhealthy"
+    handle.stop("KILL")
+    handle.wait(timeout=60)
+
+
+def test_passing_healthcheck_is_healthy(monitors: Monitors) -> None:
+    handle = monitors.start(
+        ["sleep", "1000"],
+        healthcheck={"test": ["CMD", "true"], "interval": 0.1, "timeout": 10, "retries": 1},
+    )
+    health = wait_for(
+        lambda: (h := handle.health()) and h["status"] != "starting" and h, "a health verdict"
+    )
+    assert (health["status"], health["failing_streak"]) == ("healthy", 0)
+    handle.stop("KILL")
+    handle.wait(timeout=60)
+
+
+def test_resident_monitor_stays_small(monitors: Monitors) -> None:
+    handle = monitors.start(["sleep", "1000"], terminal=False)
+    modules = set(handle.control({"op": "modules"})["modules"])
+    heavy = {"click", "rich", "httpx", "json", "re", "subprocess", "threading", "socket", "enum"}
+    assert not heavy & modules, heavy & modules
+    assert not {m for m in modules if m.startswith(("portside.engine", "portside.cli", "ctypes"))}
+    handle.stop("KILL")
+    handle.wait(timeout=60)
+
+
+def test_monitor_pid_file_and_signal_isolation(monitors: Monitors) -> None:
+    handle = monitors.start(["sleep", "1000"])
+    pid_file = Path(handle.config.monitor_pid_file)
+    assert int(pid_file.read_text()) == handle.pid
+    # SIGHUP or SIGINT to the engine's process group never reaches the monitor: own session
+    assert os.getsid(handle.pid) != os.getsid(0)
+    os.kill(handle.init_pid, signal.SIGKILL)
+    assert handle.wait(timeout=60).exit_code == 137

@@ -1,0 +1,210 @@
+"""The monitor's pure parts: config, restart policy, health rules, log formats, JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from portside.errors import InvalidArgument, InvalidDocument
+from portside.monitor import jsonlite
+from portside.monitor.client import monitor_argv
+from portside.monitor.config import HealthConfig, MonitorConfig, RestartPolicy
+from portside.monitor.health import HealthState
+from portside.monitor.logs import CRIWriter, JSONFileWriter, open_writer
+
+BASE: dict[str, Any] = {
+    "version": 1,
+    "id": "abc",
+    "bundle": "/b",
+    "runtime": "/usr/bin/runc",
+    "state_dir": "/run/x",
+}
+
+
+def test_config_defaults_follow_state_dir() -> None:
+    cfg = MonitorConfig(dict(BASE))
+    assert cfg.exit_file == "/run/x/abc"
+    assert cfg.attach_socket == "/run/x/attach"
+    assert cfg.control_socket == "/run/x/ctl"
+    assert cfg.log_path == "/run/x/ctr.log"
+    assert (cfg.log_driver, cfg.log_max_size, cfg.log_max_file) == ("k8s-file", 0, 1)
+    assert cfg.restart.name == "no" and cfg.healthcheck is None
+    assert cfg.runtime_argv("start", "abc") == ["/usr/bin/runc", "start", "abc"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"version": 2}, "version 2"),
+        ({"id": "../x"}, "id '../x'"),
+        ({"bundle": "rel"}, "bundle 'rel'"),
+        ({"runtime": None}, "runtime: missing"),
+        ({"log": {"driver": "syslog"}}, "log.driver 'syslog'"),
+        ({"log": {"max_size": -1}}, "log.max_size"),
+        ({"terminal": "yes"}, "terminal"),
+        ({"restart": "sometimes"}, "restart policy 'sometimes'"),
+        ({"restart": "always:3"}, "needs on-failure"),
+        ({"healthcheck": {"test": ["CMD"]}}, "healthcheck.test"),
+        ({"attach_socket": "/" + "x" * 120}, "attach_socket: path longer"),
+    ],
+)
+def test_config_errors_name_the_field(change: dict[str, Any], message: str) -> None:
+    doc = {**BASE, **change}
+    doc = {k: v for k, v in doc.items() if v is not None}
+    with pytest.raises(InvalidArgument) as info:
+        MonitorConfig(doc)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_restart_policies_follow_docker() -> None:
+    no = RestartPolicy.parse("no")
+    assert not no.should_restart(1, 0, False)
+    on_failure = RestartPolicy.parse("on-failure:2")
+    assert on_failure.max_retries == 2
+    assert on_failure.should_restart(1, 0, False)
+    assert on_failure.should_restart(1, 1, False)
+    assert not on_failure.should_restart(1, 2, False)  # exactly two restarts
+    assert not on_failure.should_restart(0, 0, False)
+    unlimited = RestartPolicy.parse("on-failure")
+    assert unlimited.should_restart(1, 1000, False)
+    for name in ("always", "unless-stopped"):
+        policy = RestartPolicy.parse(name)
+        assert policy.should_restart(0, 50, False)
+        assert not policy.should_restart(0, 0, True)  # a manual stop wins
+
+
+def test_restart_backoff_doubles_to_a_ceiling() -> None:
+    policy = RestartPolicy.parse({"policy": "always", "backoff": 0.1, "backoff_max": 1.0})
+    assert [policy.delay(n) for n in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+def test_healthcheck_forms() -> None:
+    shell = HealthConfig.parse({"test": ["CMD-SHELL", "curl -f x"]})
+    assert shell is not None and shell.argv == ["/bin/sh", "-c", "curl -f x"]
+    plain = HealthConfig.parse({"test": ["CMD", "true"], "interval": 2, "retries": 5})
+    assert plain is not None and (plain.argv, plain.interval, plain.retries) == (["true"], 2.0, 5)
+    assert HealthConfig.parse({"test": ["NONE"]}) is None
+
+
+def test_health_state_counts_failures_after_start_period() -> None:
+    cfg = HealthConfig(["true"], retries=2)
+    state = HealthState(cfg)
+    state.record(1, b"no", 0, 1, in_start_period=True)
+    assert (state.status, state.failing_streak) == ("starting", 0)
+    state.record(1, b"no", 0, 1, in_start_period=False)
+    assert (state.status, state.failing_streak) == ("starting", 1)
+    state.record(1, b"no", 0, 1, in_start_period=False)
+    assert (state.status, state.failing_streak) == ("unhealthy", 2)
+    state.record(0, b"ok", 0, 1, in_start_period=False)
+    assert (state.status, state.failing_streak) == ("healthy", 0)
+    for _ in range(10):
+        state.record(1, b"x" * 10000, 0, 1, in_start_period=False)
+    assert len(state.log) == 5 and len(state.log[-1]["output"]) == 4096
+
+
+def test_cri_format_marks_partial_lines() -> None:
+    w = CRIWriter.__new__(CRIWriter)
+    entries = w.format("stdout", b"a\nb\ncd", "T")
+    assert entries == [b"T stdout F a\n", b"T stdout F b\n", b"T stdout P cd\n"]
+    assert w.format("stderr", b"\n", "T") == [b"T stderr F \n"]
+
+
+def test_json_file_format_is_dockers() -> None:
+    w = JSONFileWriter.__new__(JSONFileWriter)
+    entries = w.format("stderr", 'x\n"é\xff'.encode("utf-8", "surrogateescape"), "T")
+    docs = [json.loads(e) for e in entries]
+    assert docs[0] == {"log": "x\n", "stream": "stderr", "time": "T"}
+    assert docs[1]["log"].startswith('"é')  # partial: no newline; bad bytes replaced
+    assert not docs[1]["log"].endswith("\n")
+
+
+def test_rotation_keeps_max_file_and_splits_at_lines(tmp_path: Path) -> None:
+    tmp_path = tmp_path / "logs"
+    tmp_path.mkdir()
+    path = tmp_path / "c.log"
+    writer = open_writer("k8s-file", str(path), max_size=300, max_file=3)
+    assert writer is not None
+    for i in range(40):
+        writer.write("stdout", b"".join(b"line-%d-%d\n" % (i, j) for j in range(3)))
+    writer.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["c.log", "c.log.1", "c.log.2"]
+    for p in tmp_path.iterdir():
+        assert p.stat().st_size <= 300
+        assert all(
+            re.fullmatch(r"\S+ stdout F line-\d+-\d", ln) for ln in p.read_text().splitlines()
+        )
+    assert path.read_text().splitlines()[-1].endswith("line-39-2")
+
+
+def test_rotation_with_one_file_truncates(tmp_path: Path) -> None:
+    tmp_path = tmp_path / "logs"
+    tmp_path.mkdir()
+    path = tmp_path / "c.log"
+    writer = open_writer("json-file", str(path), max_size=200, max_file=1)
+    assert writer is not None
+    for i in range(20):
+        writer.write("stdout", b"%d\n" % i)
+    writer.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["c.log"]
+    assert json.loads(path.read_text().splitlines()[-1])["log"] == "19\n"
+
+
+def test_reopen_follows_an_external_move(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    writer = open_writer("k8s-file", str(path))
+    assert writer is not None
+    writer.write("stdout", b"before\n")
+    path.rename(tmp_path / "moved")
+    writer.reopen()
+    writer.write("stdout", b"after\n")
+    writer.close()
+    assert "after" in path.read_text() and "before" not in path.read_text()
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_jsonlite_round_trips_like_json(value: Any) -> None:
+    text = jsonlite.dumps(value)
+    assert json.loads(text) == value
+    assert jsonlite.loads(text) == value
+    assert jsonlite.loads(json.dumps(value, indent=2)) == value
+
+
+@pytest.mark.parametrize("bad", ["", "{", "{1}", "[1,]", "{} x", "NaN", b"\xff"])
+def test_jsonlite_rejects_bad_input_in_one_line(bad: str | bytes) -> None:
+    with pytest.raises(InvalidDocument) as info:
+        jsonlite.loads(bad, "thing")
+    assert str(info.value).startswith("thing: ")
+
+
+def test_monitor_imports_stay_small() -> None:
+    """What the monitor loads when started as the client starts it: no CLI or HTTP stacks."""
+    argv = monitor_argv("/dev/null")
+    boot = argv[4].replace("main()", "print(' '.join(sorted(sys.modules)))")
+    out = subprocess.run([*argv[:4], boot], capture_output=True, text=True, check=True).stdout
+    modules = set(out.split())
+    assert "portside.monitor.main" in modules
+    for heavy in ("click", "rich", "httpx", "json", "re", "subprocess", "threading", "typing"):
+        assert heavy not in modules, heavy
+    assert not [m for m in modules if m.startswith(("portside.engine", "portside.cli"))]
+    assert sys.executable == argv[0]
