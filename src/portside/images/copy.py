@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from portside.errors import InvalidDocument, NotFound, UnsupportedMediaType
-from portside.images.convert import convert_manifest
+from portside.images.convert import convert_index, convert_manifest
 from portside.images.transport import ImageDestination, ImageSource
 from portside.oci import mediatypes as mt
 from portside.oci.digest import Digest, DigestVerifier
@@ -139,6 +139,54 @@ def _copy_blob(
         progress.blob_done(blob, skipped=False)
 
 
+def _output_type(media_type: str, dest: ImageDestination, options: CopyOptions) -> str:
+    """The manifest type to write: as received unless the format or destination says else."""
+    supported = dest.supported_manifest_types()
+    if options.manifest_format == "oci":
+        return mt.OCI_MANIFEST
+    if options.manifest_format == "docker":
+        return mt.DOCKER_MANIFEST
+    if options.compression == "zstd" and media_type == mt.DOCKER_MANIFEST:
+        return mt.OCI_MANIFEST  # Docker schema 2 cannot describe zstd layers
+    if media_type not in supported:
+        return next((t for t in supported if mt.is_manifest(t)), media_type)
+    return media_type
+
+
+def _copy_recompressed(
+    source: ImageSource,
+    dest: ImageDestination,
+    blob: Blob,
+    target: str | None,
+    docker: bool,
+    options: CopyOptions,
+) -> Blob | None:
+    """Copy a layer re-encoded to `target`; returns the new blob (None if unchanged)."""
+    import os
+
+    from portside.images.recompress import file_chunks, recompress_to_file
+
+    current = mt.layer_compression(blob.media_type)
+    if current == target:
+        _copy_blob(source, dest, blob, "layer", options)
+        return None
+    chunks = iter(_Counting(source.get_blob(blob), blob, None))
+    path, digest, size = recompress_to_file(chunks, current, target)
+    try:
+        new = Blob(str(digest), size, mt.layer_type(target, docker=docker))
+        progress = options.progress
+        if progress is not None:
+            progress.blob_start(new, "layer")
+        skipped = dest.has_blob(new)
+        if not skipped:
+            dest.put_blob(new, iter(_Counting(file_chunks(path), new, progress)))
+        if progress is not None:
+            progress.blob_done(new, skipped)
+        return new
+    finally:
+        os.unlink(path)
+
+
 def _copy_image(
     source: ImageSource,
     dest: ImageDestination,
@@ -150,36 +198,48 @@ def _copy_image(
 ) -> tuple[bytes, str, Digest]:
     """Copy one platform image; returns (manifest bytes written, media type, config digest)."""
     what = f"manifest {instance}" if instance else "manifest"
+    out_type = _output_type(media_type, dest, options)
+    if out_type != media_type:
+        raw = convert_manifest(raw, media_type, out_type)
     doc = _load(raw, what)
     config = doc.get("config")
     if not isinstance(config, dict) or "digest" not in config:
         raise InvalidDocument(f"{what} has no config descriptor")
-    blobs: list[tuple[Blob, str]] = [
-        (
-            Blob(
-                str(Digest.parse(config["digest"])),
-                int(config.get("size", -1)),
-                config.get("mediaType", ""),
-            ),
-            "config",
-        )
+    config_blob = Blob(
+        str(Digest.parse(config["digest"])),
+        int(config.get("size", -1)),
+        str(config.get("mediaType", "")),
+    )
+    futures: list[Future[Any]] = [
+        pool.submit(_copy_blob, source, dest, config_blob, "config", options)
     ]
+    layer_jobs: list[tuple[dict[str, Any], Future[Blob | None] | None]] = []
+    target = None if options.compression == "none" else options.compression
     for layer in doc.get("layers") or []:
         if not isinstance(layer, dict) or "digest" not in layer:
             raise InvalidDocument(f"{what}: layer without a digest")
         if mt.is_nondistributable(str(layer.get("mediaType", ""))) and layer.get("urls"):
+            layer_jobs.append((layer, None))
             continue
-        blobs.append(
-            (
-                Blob(
-                    str(Digest.parse(layer["digest"])),
-                    int(layer.get("size", -1)),
-                    str(layer.get("mediaType", "")),
-                ),
-                "layer",
-            )
+        blob = Blob(
+            str(Digest.parse(layer["digest"])),
+            int(layer.get("size", -1)),
+            str(layer.get("mediaType", "")),
         )
-    futures = [pool.submit(_copy_blob, source, dest, b, kind, options) for b, kind in blobs]
+        if options.compression is not None and mt.is_layer(blob.media_type):
+            job = pool.submit(
+                _copy_recompressed,
+                source,
+                dest,
+                blob,
+                target,
+                out_type == mt.DOCKER_MANIFEST,
+                options,
+            )
+            layer_jobs.append((layer, job))
+            futures.append(job)
+        else:
+            futures.append(pool.submit(_copy_blob, source, dest, blob, "layer", options))
     done, pending = wait(futures, return_when=FIRST_EXCEPTION)
     for f in done:
         err = f.exception()
@@ -188,21 +248,16 @@ def _copy_image(
                 p.cancel()
             wait(pending)
             raise err
-    out_type = media_type
-    supported = dest.supported_manifest_types()
-    wanted = None
-    if options.manifest_format == "oci":
-        wanted = mt.OCI_MANIFEST
-    elif options.manifest_format == "docker":
-        wanted = mt.DOCKER_MANIFEST
-    elif media_type not in supported:
-        wanted = next((t for t in supported if mt.is_manifest(t)), None)
-    out = raw
-    if wanted is not None and wanted != media_type:
-        out = convert_manifest(raw, media_type, wanted)
-        out_type = wanted
-        instance = None if instance is None else str(Digest.from_bytes(out))
-    dest.put_manifest(out, out_type, instance)
+    changed = False
+    for layer, layer_job in layer_jobs:
+        new = layer_job.result() if layer_job is not None else None
+        if new is not None:
+            layer.update(mediaType=new.media_type, digest=new.digest, size=new.size)
+            changed = True
+    out = json.dumps(doc, separators=(",", ":")).encode() if changed else raw
+    # an index child is written under its own (possibly new, if converted) digest
+    written_instance = None if instance is None else str(Digest.from_bytes(out))
+    dest.put_manifest(out, out_type, written_instance)
     if options.progress is not None:
         options.progress.manifest_written(str(Digest.from_bytes(out)), out_type)
     return out, out_type, Digest.parse(config["digest"])
@@ -265,9 +320,17 @@ def copy(
             if hasattr(dest, "selected_instance"):
                 dest.selected_instance = str(Digest.from_bytes(sel_raw))
             index_type = media_type
+            if options.manifest_format == "docker":
+                index_type = mt.DOCKER_MANIFEST_LIST
+            elif options.manifest_format == "oci":
+                index_type = mt.OCI_INDEX
             supported = dest.supported_manifest_types()
             if index_type not in supported:
                 raise UnsupportedMediaType(f"destination does not accept an index ({index_type})")
+            children = {
+                old: (str(Digest.from_bytes(r[0])), len(r[0]), r[1]) for old, r in results.items()
+            }
+            raw = convert_index(raw, media_type, index_type, children)
             dest.put_manifest(raw, index_type, None)
             dest.commit()
             top = Digest.from_bytes(raw)
