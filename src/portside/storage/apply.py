@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, Any, cast
 
 from portside.errors import StorageError, UnsafeLayer
 
@@ -41,6 +41,7 @@ __all__ = [
     "ApplyResult",
     "Compression",
     "DevicePolicy",
+    "MissingLinkTarget",
     "WhiteoutMode",
     "apply_layer",
     "detect_compression",
@@ -63,6 +64,10 @@ _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 _SMALL_FILE = 4 << 20
 _MAX_IN_FLIGHT = 96 << 20
 _MAX_CACHED_DIRS = 4096
+
+
+class MissingLinkTarget(UnsafeLayer):
+    """A hardlink to a file neither in the layer nor in its (unpacked) lowers."""
 
 
 class Compression(enum.Enum):
@@ -595,7 +600,9 @@ class _Applier:
             if st is None or tpfd is None:
                 if self.overlay and self._copy_from_lower(target, pfd, name, entry):
                     return
-                raise UnsafeLayer(f"entry {entry!r}: hardlink target {member.linkname!r} not found")
+                raise MissingLinkTarget(
+                    f"entry {entry!r}: hardlink target {member.linkname!r} not found"
+                )
             if stat.S_ISDIR(st.st_mode):
                 raise UnsafeLayer(f"entry {entry!r}: hardlink to a directory")
             os.link(tname, name, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False)
@@ -715,7 +722,7 @@ def _raise_nofile() -> None:
 
 
 @contextlib.contextmanager
-def _opened(layer: BinaryIO | str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+def _opened(layer: IO[bytes] | str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     if isinstance(layer, str | os.PathLike):
         with open(layer, "rb", buffering=0) as f:
             yield f
@@ -724,7 +731,7 @@ def _opened(layer: BinaryIO | str | os.PathLike[str]) -> Iterator[IO[bytes]]:
 
 
 def apply_layer(
-    layer: BinaryIO | str | os.PathLike[str],
+    layer: IO[bytes] | str | os.PathLike[str],
     root: str | os.PathLike[str],
     options: ApplyOptions | None = None,
     progress: Callable[[int], None] | None = None,
@@ -773,7 +780,7 @@ def apply_layer(
 
 
 def unpack_layer(
-    layer: BinaryIO | str | os.PathLike[str],
+    layer: IO[bytes] | str | os.PathLike[str],
     dest: str | os.PathLike[str],
     options: ApplyOptions | None = None,
 ) -> ApplyResult:
