@@ -1,0 +1,124 @@
+"""Device access rules: the OCI form, the v1 devices.allow/deny lines, and runc's defaults.
+
+A rule is the spec's object: {"allow": bool, "type": "a"|"c"|"b", "major": int,
+"minor": int, "access": "rwm"}; a missing type is "a", a missing major/minor
+is a wildcard, a missing access is "rwm".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from portside.errors import CgroupError
+
+
+@dataclass(frozen=True)
+class Rule:
+    allow: bool
+    type: str = "a"  # a, c or b
+    major: int = -1  # -1: any
+    minor: int = -1
+    access: str = "rwm"
+
+    @classmethod
+    def parse(cls, obj: Mapping[str, Any], where: str = "devices") -> Rule:
+        if "allow" not in obj or not isinstance(obj["allow"], bool):
+            raise CgroupError(f"linux.resources.{where}: each rule needs a boolean 'allow'")
+        dtype = obj.get("type") or "a"
+        if dtype not in ("a", "c", "b", "u", "p"):
+            raise CgroupError(f"linux.resources.{where}: unknown device type {dtype!r}")
+        if dtype in ("u", "p"):
+            dtype = "c"  # unbuffered char and FIFO are char devices to the cgroup
+        access = obj.get("access") or "rwm"
+        if not access or any(c not in "rwm" for c in access):
+            raise CgroupError(f"linux.resources.{where}: invalid access {access!r} (use r, w, m)")
+        major = obj.get("major")
+        minor = obj.get("minor")
+        for name, value in (("major", major), ("minor", minor)):
+            if value is not None and (not isinstance(value, int) or value < -1):
+                raise CgroupError(f"linux.resources.{where}: invalid {name} {value!r}")
+        return cls(
+            allow=obj["allow"],
+            type=dtype,
+            major=-1 if major is None else major,
+            minor=-1 if minor is None else minor,
+            access="".join(c for c in "rwm" if c in access),
+        )
+
+    def v1_line(self) -> str:
+        """devices.allow / devices.deny syntax: "c 1:3 rwm", "a" for everything."""
+        if self.type == "a":
+            return "a *:* rwm"
+        major = "*" if self.major < 0 else str(self.major)
+        minor = "*" if self.minor < 0 else str(self.minor)
+        return f"{self.type} {major}:{minor} {self.access}"
+
+    @property
+    def is_wildcard_all(self) -> bool:
+        return self.type == "a"
+
+
+def parse_rules(rules: Iterable[Mapping[str, Any]] | None) -> list[Rule]:
+    return [Rule.parse(r, f"devices[{i}]") for i, r in enumerate(rules or [])]
+
+
+def _allow(dtype: str, major: int, minor: int, access: str = "rwm") -> Rule:
+    return Rule(True, dtype, major, minor, access)
+
+
+# What runc always allows after the spec's rules (its AllowedDevices list).
+DEFAULT_ALLOWED: tuple[Rule, ...] = (
+    _allow("c", -1, -1, "m"),  # mknod of any char device (opening still needs a rule)
+    _allow("b", -1, -1, "m"),  # mknod of any block device
+    _allow("c", 1, 3),  # /dev/null
+    _allow("c", 1, 8),  # /dev/random
+    _allow("c", 1, 7),  # /dev/full
+    _allow("c", 5, 0),  # /dev/tty
+    _allow("c", 1, 5),  # /dev/zero
+    _allow("c", 1, 9),  # /dev/urandom
+    _allow("c", 136, -1),  # /dev/pts/*
+    _allow("c", 5, 2),  # /dev/ptmx
+    _allow("c", 10, 200),  # /dev/net/tun
+)
+
+
+def container_rules(
+    resources_devices: Iterable[Mapping[str, Any]] | None,
+    linux_devices: Iterable[Mapping[str, Any]] | None = (),
+) -> list[Rule]:
+    """The effective rule list as runc builds it: the spec's rules, then an allow rule
+    for each linux.devices entry, then the default devices every container gets."""
+    rules = parse_rules(resources_devices)
+    for dev in linux_devices or []:
+        dtype = dev.get("type", "c")
+        if dtype in ("c", "u", "b", "p"):
+            rules.append(
+                _allow(
+                    "b" if dtype == "b" else "c",
+                    int(dev.get("major", -1)),
+                    int(dev.get("minor", -1)),
+                )
+            )
+    rules.extend(DEFAULT_ALLOWED)
+    return rules
+
+
+def v1_writes(rules: list[Rule]) -> list[tuple[str, str]]:
+    """(file, line) pairs to write in order; a leading "deny all" resets the cgroup first."""
+    return [("devices.allow" if r.allow else "devices.deny", r.v1_line()) for r in rules]
+
+
+def effective_default(rules: list[Rule]) -> tuple[bool, list[Rule]]:
+    """Collapse the list the way the v1 kernel does: the last type-"a" rule sets the
+    default (allow or deny everything) and drops every rule before it.
+
+    A fresh cgroup allows everything, so with no "a" rule the default is allow.
+    """
+    default = True
+    start = 0
+    for i, r in enumerate(rules):
+        if r.is_wildcard_all:
+            default, start = r.allow, i + 1
+    return default, rules[start:]

@@ -1,0 +1,123 @@
+"""Waiting for OOM events, for `portside-runtime events` and the monitor.
+
+v1: an eventfd registered on memory.oom_control through cgroup.event_control;
+the kernel signals it on every OOM in the cgroup, and once more when the
+cgroup is removed. v2: memory.events is a kernfs file that wakes poll() with
+POLLPRI when a counter changes. Either way we also wake every `interval`
+seconds to notice a removed cgroup or a `stop` request, and re-read the
+oom_kill counter, so a missed wake-up only delays an event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import threading
+import time
+from collections.abc import Iterator
+
+from portside.errors import CgroupError
+from portside.runtime.cgroups.manager import CgroupManager
+
+
+def watch_oom(
+    manager: CgroupManager,
+    *,
+    stop: threading.Event | None = None,
+    interval: float = 1.0,
+) -> Iterator[int]:
+    """Yield the cgroup's OOM-kill count each time it goes up.
+
+    Ends when the cgroup is removed or `stop` is set (checked at least every
+    `interval` seconds). The first value yielded is a count above the one at
+    the start, so OOM kills from before the call are not reported again.
+    """
+    if manager.kind == "v1":
+        yield from _watch_v1(manager, stop, interval)
+    else:
+        yield from _watch_v2(manager, stop, interval)
+
+
+def _memory_dir(manager: CgroupManager) -> str:
+    paths = getattr(manager, "paths", None)
+    path = paths.get("memory") if isinstance(paths, dict) else getattr(manager, "path", None)
+    if not isinstance(path, str) or not os.path.isdir(path):
+        raise CgroupError("cannot watch OOM events: the container has no memory cgroup")
+    return path
+
+
+def _stopped(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set()
+
+
+def _settle(manager: CgroupManager, last: int) -> int:
+    """The kill is counted just after the OOM notification; give it a moment."""
+    count = manager.oom_kill_count()
+    for _ in range(20):
+        if count > last or not manager.exists():
+            break
+        time.sleep(0.005)
+        count = manager.oom_kill_count()
+    return count
+
+
+def _watch_v1(
+    manager: CgroupManager, stop: threading.Event | None, interval: float
+) -> Iterator[int]:
+    path = _memory_dir(manager)
+    efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+    try:
+        ofd = os.open(os.path.join(path, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with open(os.path.join(path, "cgroup.event_control"), "w") as ctl:
+                ctl.write(f"{efd} {ofd}")
+        except OSError as exc:
+            os.close(ofd)
+            raise CgroupError(f"cannot register for OOM events in {path}: {exc.strerror}") from exc
+        try:
+            last = manager.oom_kill_count()
+            poller = select.poll()
+            poller.register(efd, select.POLLIN)
+            while not _stopped(stop):
+                ready = poller.poll(int(interval * 1000))
+                if ready:
+                    with contextlib.suppress(BlockingIOError):
+                        os.eventfd_read(efd)
+                if not os.path.isdir(path):
+                    return
+                count = _settle(manager, last) if ready else manager.oom_kill_count()
+                if count > last:
+                    last = count
+                    yield count
+        finally:
+            os.close(ofd)
+    finally:
+        os.close(efd)
+
+
+def _watch_v2(
+    manager: CgroupManager, stop: threading.Event | None, interval: float
+) -> Iterator[int]:
+    path = getattr(manager, "path", None)
+    if not isinstance(path, str):
+        raise CgroupError("cannot watch OOM events: the container has no cgroup")
+    events = os.path.join(path, "memory.events")
+    try:
+        fd = os.open(events, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CgroupError(f"cannot watch OOM events: {events}: {exc.strerror}") from exc
+    try:
+        last = manager.oom_kill_count()
+        poller = select.poll()
+        poller.register(fd, select.POLLPRI)
+        while not _stopped(stop):
+            poller.poll(int(interval * 1000))
+            if not os.path.isdir(path):
+                return
+            count = manager.oom_kill_count()
+            if count > last:
+                last = count
+                yield count
+    finally:
+        os.close(fd)

@@ -1,0 +1,140 @@
+"""Reading and writing cgroup control files, with errors that name the file."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable
+
+from portside.errors import CgroupError
+
+
+def write(directory: str, name: str, value: str | int) -> None:
+    """One write(2) of the whole value, as the kernel parses each write on its own."""
+    path = os.path.join(directory, name)
+    data = str(value).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise CgroupError(
+                f"cannot set {name}: {path} does not exist (controller not available?)"
+            ) from exc
+        raise CgroupError(f"failed to open {path}: {exc.strerror}") from exc
+    try:
+        os.write(fd, data)
+    except OSError as exc:
+        raise CgroupError(f"failed to write {data.decode()!r} to {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+
+
+def write_retry_eintr(directory: str, name: str, value: str | int) -> None:
+    for _ in range(5):
+        try:
+            write(directory, name, value)
+            return
+        except CgroupError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, OSError) and cause.errno in (errno.EINTR, errno.EAGAIN)):
+                raise
+            time.sleep(0.01)
+    write(directory, name, value)
+
+
+def read(directory: str, name: str) -> str:
+    path = os.path.join(directory, name)
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as exc:
+        raise CgroupError(f"failed to read {path}: {exc.strerror}") from exc
+
+
+def read_optional(directory: str, name: str) -> str | None:
+    try:
+        with open(os.path.join(directory, name)) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def parse_uint(text: str) -> int:
+    """A counter or limit; "max" (v2) and values past int64 (v1's "unlimited") read as 0."""
+    text = text.strip()
+    if text in ("max", ""):
+        return 0
+    value = int(text)
+    return 0 if value < 0 or value >= (1 << 63) - 4096 * 2 else value
+
+
+def read_uint(directory: str, name: str, default: int = 0) -> int:
+    text = read_optional(directory, name)
+    if text is None:
+        return default
+    try:
+        return parse_uint(text)
+    except ValueError:
+        return default
+
+
+def parse_flat_keyed(text: str) -> dict[str, int]:
+    """ "key value" lines (memory.stat, cpu.stat, memory.events, memory.oom_control)."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                out[parts[0]] = int(parts[1])
+            except ValueError:
+                continue
+    return out
+
+
+def read_flat_keyed(directory: str, name: str) -> dict[str, int]:
+    text = read_optional(directory, name)
+    return parse_flat_keyed(text) if text is not None else {}
+
+
+def read_pids(directory: str, name: str = "cgroup.procs") -> list[int]:
+    text = read_optional(directory, name)
+    if text is None:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def all_pids(directory: str) -> list[int]:
+    """Pids in a cgroup and every cgroup below it."""
+    out: list[int] = []
+    for dirpath, _dirs, _files in os.walk(directory):
+        out.extend(read_pids(dirpath))
+    return out
+
+
+def remove_tree(
+    directory: str,
+    *,
+    attempts: int = 50,
+    delay: float = 0.01,
+    rmdir: Callable[[str], None] = os.rmdir,
+) -> None:
+    """rmdir a cgroup and its children bottom-up, retrying while exiting tasks drain (EBUSY)."""
+    if not os.path.isdir(directory):
+        return
+    for attempt in range(attempts):
+        try:
+            for dirpath, dirs, _files in os.walk(directory, topdown=False):
+                for d in dirs:
+                    sub = os.path.join(dirpath, d)
+                    if os.path.isdir(sub):
+                        rmdir(sub)
+            rmdir(directory)
+            return
+        except FileNotFoundError:
+            if not os.path.exists(directory):
+                return
+        except OSError as exc:
+            if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY) or attempt == attempts - 1:
+                raise CgroupError(f"failed to remove cgroup {directory}: {exc.strerror}") from exc
+        time.sleep(min(delay * (1.5**attempt), 0.2))

@@ -1,0 +1,71 @@
+"""The interface the runtime drives a container's cgroup through, v1 or v2."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+
+class CgroupManager(abc.ABC):
+    """One container's cgroup: created before the init is forked, removed on delete.
+
+    Resources are the OCI `linux.resources` object with the spec's field names.
+    The state from to_state() is JSON and goes into the container's state.json,
+    so later runtime invocations (start, kill, pause, events, delete) rebuild
+    the manager with CgroupManager.from_state() instead of recomputing paths.
+    """
+
+    kind: str = ""  # "v1" or "v2"
+
+    @abc.abstractmethod
+    def create(self) -> None:
+        """Make the cgroup directories (every mounted v1 controller, or the v2 dir)."""
+
+    @abc.abstractmethod
+    def apply_resources(self, resources: dict[str, Any]) -> None:
+        """Write linux.resources; only the fields present are touched (so `update` works)."""
+
+    @abc.abstractmethod
+    def add_process(self, pid: int) -> None: ...
+
+    @abc.abstractmethod
+    def pids(self) -> list[int]:
+        """Every pid in the cgroup and its sub-cgroups."""
+
+    @abc.abstractmethod
+    def freeze(self) -> None: ...
+
+    @abc.abstractmethod
+    def thaw(self) -> None: ...
+
+    @abc.abstractmethod
+    def is_frozen(self) -> bool: ...
+
+    @abc.abstractmethod
+    def stats(self) -> dict[str, Any]:
+        """Shaped like the "data" of `runc events --stats`."""
+
+    @abc.abstractmethod
+    def oom_kill_count(self) -> int: ...
+
+    @abc.abstractmethod
+    def exists(self) -> bool: ...
+
+    @abc.abstractmethod
+    def destroy(self) -> None:
+        """Remove the directories, retrying while exiting tasks drain."""
+
+    @abc.abstractmethod
+    def to_state(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> CgroupManager:
+        """Rebuild a manager from to_state() output (dispatches on its "kind")."""
+        from portside.runtime.cgroups import v1, v2
+
+        kind = data.get("kind")
+        if kind == "v1":
+            return v1.V1Manager.restore(data)
+        if kind == "v2":
+            return v2.V2Manager.restore(data)
+        raise ValueError(f"unknown cgroup manager kind {kind!r} in state")

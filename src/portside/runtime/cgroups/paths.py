@@ -1,0 +1,160 @@
+"""Where the cgroup hierarchies are mounted and where a container's cgroup goes.
+
+cgroupsPath follows runc's cgroupfs driver: an absolute path is taken from
+each hierarchy's root, a relative one from the runtime's own cgroup in that
+hierarchy (read from /proc/self/cgroup), and no path at all means the
+container id, relative. Paths are cleaned lexically first so `..` can never
+climb out of a hierarchy.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass, field
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+# v1 controllers this runtime drives, in the order runc joins them.
+V1_CONTROLLERS = (
+    "cpuset",
+    "devices",
+    "memory",
+    "cpu",
+    "cpuacct",
+    "pids",
+    "blkio",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "freezer",
+    "rdma",
+    "misc",
+)
+
+
+@dataclass
+class Mounts:
+    """The cgroup mounts of this mount namespace."""
+
+    v1: dict[str, str] = field(default_factory=dict)  # controller -> mountpoint
+    v1_roots: dict[str, str] = field(default_factory=dict)  # controller -> root inside fs
+    unified: str | None = None  # the cgroup2 mountpoint, if any
+    unified_root: str = "/"
+
+    @property
+    def mode(self) -> str:
+        """ "v2" (unified only), "hybrid" (v1 controllers plus a cgroup2 mount) or "v1"."""
+        if not self.v1:
+            return "v2" if self.unified else "none"
+        return "hybrid" if self.unified else "v1"
+
+
+def _unescape(text: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo.
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 4 <= len(text) and text[i + 1 : i + 4].isdigit():
+            out.append(chr(int(text[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text: str) -> Mounts:
+    mounts = Mounts()
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields = left.split()
+        fstype, _source, *rest = right.split()
+        super_opts = rest[0].split(",") if rest else []
+        root, mountpoint = _unescape(fields[3]), _unescape(fields[4])
+        if fstype == "cgroup2":
+            if mounts.unified is None:
+                mounts.unified, mounts.unified_root = mountpoint, root
+        elif fstype == "cgroup":
+            for opt in super_opts:
+                name = opt.removeprefix("name=") if opt.startswith("name=") else opt
+                if opt in V1_CONTROLLERS or opt.startswith("name="):
+                    mounts.v1.setdefault(name, mountpoint)
+                    mounts.v1_roots.setdefault(name, root)
+    return mounts
+
+
+def read_mounts(mountinfo: str = "/proc/self/mountinfo") -> Mounts:
+    with open(mountinfo) as f:
+        return parse_mountinfo(f.read())
+
+
+def parse_proc_cgroup(text: str) -> dict[str, str]:
+    """/proc/PID/cgroup -> {controller: path}; the v2 entry is keyed ""."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if not controllers:
+            out[""] = path
+            continue
+        for ctrl in controllers.split(","):
+            out[ctrl.removeprefix("name=")] = path
+    return out
+
+
+def own_cgroups(pid: int | str = "self") -> dict[str, str]:
+    with open(f"/proc/{pid}/cgroup") as f:
+        return parse_proc_cgroup(f.read())
+
+
+def clean_path(path: str) -> str:
+    """Lexically clean a cgroupsPath; a relative one cannot climb above its start."""
+    if not path:
+        return ""
+    if path.startswith("/"):
+        return posixpath.normpath(path).replace("//", "/")
+    cleaned = posixpath.normpath("/" + path).lstrip("/")
+    return cleaned or ""
+
+
+def inner_path(container_id: str, cgroups_path: str | None) -> str:
+    """runc: the configured path, or the container id (relative) when none is given."""
+    inner = clean_path(cgroups_path or "")
+    if not inner:
+        inner = clean_path(container_id)
+    if inner in ("", "/"):
+        raise ValueError(f"cgroupsPath {cgroups_path!r} names a hierarchy root")
+    return inner
+
+
+def v1_path(mounts: Mounts, controller: str, inner: str, own: dict[str, str]) -> str:
+    mountpoint = mounts.v1[controller]
+    if inner.startswith("/"):
+        return posixpath.join(mountpoint, inner.lstrip("/"))
+    base = own.get(controller, "/")
+    # When the hierarchy is mounted from a sub-cgroup (a container), strip that root.
+    root = mounts.v1_roots.get(controller, "/")
+    if root != "/" and (base == root or base.startswith(root + "/")):
+        base = base[len(root) :] or "/"
+    return posixpath.join(mountpoint, base.lstrip("/"), inner)
+
+
+def v2_path(mountpoint: str, inner: str, own: dict[str, str], root: str = "/") -> str:
+    if inner.startswith("/"):
+        return posixpath.join(mountpoint, inner.lstrip("/"))
+    # Our own cgroup has processes in it (us), and v2 forbids controllers in a
+    # cgroup with processes: go under its parent, as runc does.
+    base = posixpath.dirname(own.get("", "/")) or "/"
+    if root != "/" and (base == root or base.startswith(root + "/")):
+        base = base[len(root) :] or "/"
+    return posixpath.join(mountpoint, base.lstrip("/"), inner)
+
+
+def systemd_running() -> bool:
+    """sd_booted(3)'s test: systemd as init creates /run/systemd/system."""
+    return os.path.isdir("/run/systemd/system")

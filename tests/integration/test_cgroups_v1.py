@@ -1,0 +1,367 @@
+"""cgroup v1 for real: cgroups under this machine's hierarchies, real processes in them.
+
+Every cgroup is named portside-test-* and removed in the fixture's teardown,
+after the processes the test started are killed by pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from portside.errors import CgroupError
+from portside.runtime import cgroups
+from portside.runtime.cgroups.v1 import V1Manager
+from tests.conftest import need_root
+
+pytestmark = [pytest.mark.root, pytest.mark.cgroup]
+
+BUSYBOX = "/bin/busybox"
+
+
+def _v1_available() -> bool:
+    return cgroups.detect_mode() in ("v1", "hybrid")
+
+
+@pytest.fixture
+def mgr() -> Iterator[V1Manager]:
+    need_root()
+    if not _v1_available():
+        pytest.skip("this machine has no cgroup v1 hierarchies (unified-only host)")
+    name = f"portside-test-{uuid.uuid4().hex[:10]}"
+    m = cgroups.create_manager(name, f"/{name}")
+    assert isinstance(m, V1Manager)
+    m.create()
+    procs: list[subprocess.Popen[bytes]] = []
+    m.started = procs  # type: ignore[attr-defined]
+    try:
+        yield m
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        # anything else left in the cgroup was forked by our processes
+        for pid in m.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if m.is_frozen():
+            m.thaw()
+        m.destroy()
+        assert not m.exists()
+
+
+def start_in(mgr: V1Manager, *argv: str) -> subprocess.Popen[bytes]:
+    """Start a process that joins the cgroup before it execs (no window outside it)."""
+    proc = subprocess.Popen(
+        argv, preexec_fn=lambda: _join_self(mgr), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    mgr.started.append(proc)  # type: ignore[attr-defined]
+    return proc
+
+
+def _join_self(mgr: V1Manager) -> None:
+    for path in mgr.paths.values():
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write("0")
+
+
+def read(mgr: V1Manager, ctrl: str, name: str) -> str:
+    return Path(mgr.paths[ctrl], name).read_text().strip()
+
+
+def test_create_makes_a_cgroup_in_every_mounted_controller(mgr: V1Manager) -> None:
+    mounts = cgroups.read_mounts()
+    for ctrl in ("memory", "cpu", "cpuacct", "cpuset", "pids", "devices", "freezer", "blkio"):
+        if ctrl in mounts.v1:
+            assert os.path.isdir(mgr.paths[ctrl]), ctrl
+            assert mgr.paths[ctrl] == os.path.join(mounts.v1[ctrl], mgr.container_id)
+    # cpuset starts empty in a new cgroup; create() copied the parent's so tasks can join
+    assert read(mgr, "cpuset", "cpuset.cpus") == read_parent(mgr, "cpuset", "cpuset.cpus")
+    assert read(mgr, "cpuset", "cpuset.mems") == read_parent(mgr, "cpuset", "cpuset.mems")
+
+
+def read_parent(mgr: V1Manager, ctrl: str, name: str) -> str:
+    return Path(os.path.dirname(mgr.paths[ctrl]), name).read_text().strip()
+
+
+def test_add_process_and_pids(mgr: V1Manager) -> None:
+    proc = subprocess.Popen([BUSYBOX, "sleep", "60"])
+    mgr.started.append(proc)  # type: ignore[attr-defined]
+    mgr.add_process(proc.pid)
+    assert mgr.pids() == [proc.pid]
+    for ctrl in ("memory", "pids", "freezer"):
+        assert str(proc.pid) in read(mgr, ctrl, "cgroup.procs").split()
+    cg = Path(f"/proc/{proc.pid}/cgroup").read_text()
+    assert f"memory:/{mgr.container_id}" in cg
+
+
+def test_limits_are_written_and_read_back_from_the_kernel(mgr: V1Manager) -> None:
+    mgr.apply_resources(
+        {
+            "memory": {
+                "limit": 64 << 20,
+                "reservation": 32 << 20,
+                "swap": 96 << 20,
+                "swappiness": 10,
+                "kernel": 1 << 30,  # ignored, as runc does
+            },
+            "cpu": {
+                "shares": 512,
+                "quota": 50000,
+                "period": 100000,
+                "realtimePeriod": 1000000,
+                "realtimeRuntime": 1000,
+                "cpus": "0",
+                "mems": "0",
+            },
+            "pids": {"limit": 42},
+            "blockIO": {
+                "weight": 300,
+                "throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1048576}],
+                "throttleWriteIOPSDevice": [{"major": 254, "minor": 0, "rate": 100}],
+            },
+        }
+    )
+    assert read(mgr, "memory", "memory.limit_in_bytes") == str(64 << 20)
+    assert read(mgr, "memory", "memory.soft_limit_in_bytes") == str(32 << 20)
+    assert read(mgr, "memory", "memory.memsw.limit_in_bytes") == str(96 << 20)
+    assert read(mgr, "memory", "memory.swappiness") == "10"
+    assert read(mgr, "cpu", "cpu.shares") == "512"
+    assert read(mgr, "cpu", "cpu.cfs_quota_us") == "50000"
+    assert read(mgr, "cpu", "cpu.cfs_period_us") == "100000"
+    assert read(mgr, "cpu", "cpu.rt_runtime_us") == "1000"
+    assert read(mgr, "cpuset", "cpuset.cpus") == "0"
+    assert read(mgr, "cpuset", "cpuset.mems") == "0"
+    assert read(mgr, "pids", "pids.max") == "42"
+    if os.path.exists(os.path.join(mgr.paths["blkio"], "blkio.bfq.weight")):
+        assert read(mgr, "blkio", "blkio.bfq.weight").split()[-1] == "300"
+    assert read(mgr, "blkio", "blkio.throttle.read_bps_device") == "254:0 1048576"
+    assert read(mgr, "blkio", "blkio.throttle.write_iops_device") == "254:0 100"
+
+
+def test_update_lowers_memory_below_the_old_swap_limit(mgr: V1Manager) -> None:
+    # The write order matters: memory must stay <= memory+swap at every step.
+    mgr.apply_resources({"memory": {"limit": 256 << 20, "swap": 512 << 20}})
+    mgr.apply_resources({"memory": {"limit": 32 << 20, "swap": 64 << 20}})
+    assert read(mgr, "memory", "memory.limit_in_bytes") == str(32 << 20)
+    assert read(mgr, "memory", "memory.memsw.limit_in_bytes") == str(64 << 20)
+    mgr.apply_resources({"memory": {"limit": 1 << 30, "swap": 2 << 30}})
+    assert read(mgr, "memory", "memory.limit_in_bytes") == str(1 << 30)
+    mgr.apply_resources({"memory": {"limit": -1}})
+    assert int(read(mgr, "memory", "memory.limit_in_bytes")) > 1 << 60
+    assert int(read(mgr, "memory", "memory.memsw.limit_in_bytes")) > 1 << 60
+    mgr.apply_resources({"pids": {"limit": -1}})
+    assert read(mgr, "pids", "pids.max") == "max"
+
+
+def test_bad_values_give_one_line_naming_the_field(mgr: V1Manager) -> None:
+    with pytest.raises(CgroupError, match=r"memory\.swappiness: invalid value 101"):
+        mgr.apply_resources({"memory": {"swappiness": 101}})
+    with pytest.raises(CgroupError, match=r"cpu\.cpus: invalid list 'zero'"):
+        mgr.apply_resources({"cpu": {"cpus": "zero"}})
+    with pytest.raises(CgroupError, match=r"cpuset\.cpus") as info:
+        mgr.apply_resources({"cpu": {"cpus": "0-63"}})  # more cpus than the machine has
+    assert "\n" not in str(info.value)
+    with pytest.raises(CgroupError, match="needs cgroup v2"):
+        mgr.apply_resources({"unified": {"memory.high": "1M"}})
+
+
+def test_hugetlb_without_a_v1_controller_is_a_clear_error(mgr: V1Manager) -> None:
+    if "hugetlb" in mgr.paths:
+        pytest.skip("hugetlb is a v1 controller here; the error path cannot be reached")
+    with pytest.raises(CgroupError, match="hugetlb cgroup controller is not mounted"):
+        mgr.apply_resources({"hugepageLimits": [{"pageSize": "2MB", "limit": 2 << 20}]})
+
+
+def test_shares_out_of_range_are_reported_like_runc(mgr: V1Manager) -> None:
+    with pytest.raises(CgroupError, match="the maximum allowed cpu-shares is 262144"):
+        mgr.apply_resources({"cpu": {"shares": 10**7}})
+
+
+def test_device_rules_restrict_a_real_process(mgr: V1Manager) -> None:
+    mgr.apply_resources({"devices": [{"allow": False, "access": "rwm"}]})
+    listed = read(mgr, "devices", "devices.list").splitlines()
+    assert "c 1:3 rwm" in listed  # /dev/null from the default list
+    assert "c 136:* rwm" in listed
+    assert "a *:* rwm" not in listed
+    script = (
+        "cat /dev/null && echo null-ok; "
+        "head -c1 /dev/kmsg >/dev/null 2>&1 || echo kmsg-denied; "
+        "head -c1 /dev/mem >/dev/null 2>&1 || echo mem-denied"
+    )
+    proc = start_in(mgr, BUSYBOX, "sh", "-c", script)
+    out, _ = proc.communicate(timeout=30)
+    assert out.decode().split() == ["null-ok", "kmsg-denied", "mem-denied"]
+
+
+def test_linux_devices_are_allowed_after_a_deny_all(mgr: V1Manager) -> None:
+    mgr.apply_resources(
+        {"devices": [{"allow": False, "access": "rwm"}]},
+        linux_devices=[{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}],
+    )
+    assert "c 1:11 rwm" in read(mgr, "devices", "devices.list").splitlines()
+
+
+@pytest.mark.timeout(120)
+def test_memory_limit_oom_kills_a_hog_and_is_counted(mgr: V1Manager) -> None:
+    mgr.apply_resources({"memory": {"limit": 32 << 20, "swap": 32 << 20}})
+    assert mgr.oom_kill_count() == 0
+    seen: list[int] = []
+    stop = threading.Event()
+    watcher = threading.Thread(
+        target=lambda: seen.extend(cgroups.watch_oom(mgr, stop=stop, interval=0.2))
+    )
+    watcher.start()
+    try:
+        hog = "x = []\nwhile True: x.append(bytearray(1 << 20))\n"
+        proc = start_in(mgr, sys.executable, "-c", hog)
+        proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+        assert mgr.oom_kill_count() == 1
+        assert mgr.stats()["memory"]["oom_kill"] == 1
+    finally:
+        # Give the watcher its wake-up (bounded), then end it; what it saw is in `seen`.
+        for _ in range(100):
+            if seen:
+                break
+            watcher.join(0.1)
+        stop.set()
+        watcher.join()
+    assert seen == [1]
+
+
+FORK_BOMB = """
+import os, sys
+ok = refused = 0
+for _ in range(20):
+    try:
+        pid = os.fork()
+    except BlockingIOError:
+        refused += 1
+        continue
+    if pid == 0:
+        os.execv("/bin/busybox", ["sleep", "60"])
+    ok += 1
+print(ok, refused, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.timeout(60)
+def test_pids_limit_stops_a_bounded_fork_bomb(mgr: V1Manager) -> None:
+    mgr.apply_resources({"pids": {"limit": 8}})
+    # The python process is 1 task: of its 20 forks at most 7 can succeed.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FORK_BOMB],
+        preexec_fn=lambda: _join_self(mgr),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    mgr.started.append(proc)  # type: ignore[attr-defined]
+    assert proc.stdout is not None
+    ok, refused = (int(x) for x in proc.stdout.readline().split())
+    assert ok == 7
+    assert refused == 13
+    assert len(mgr.pids()) == 8
+    assert read(mgr, "pids", "pids.current") == "8"
+    assert read(mgr, "pids", "pids.events") == "max 13"
+    for pid in mgr.pids():
+        if pid != proc.pid:
+            os.kill(pid, signal.SIGKILL)
+    proc.kill()
+    proc.wait(timeout=30)
+
+
+def test_blkio_weight_device_needs_bfq_on_that_disk(mgr: V1Manager) -> None:
+    sched = Path("/sys/block/vda/queue/scheduler")
+    if not sched.exists():
+        pytest.skip("no /sys/block/vda on this machine to throttle")
+    rule = {"weightDevice": [{"major": 254, "minor": 0, "weight": 200}]}
+    if "[bfq]" in sched.read_text():
+        mgr.apply_resources({"blockIO": rule})
+        assert "254:0 200" in read(mgr, "blkio", "blkio.bfq.weight_device")
+    else:
+        # The kernel refuses per-device weights unless bfq schedules the disk, as for runc.
+        with pytest.raises(CgroupError, match=r"weight_device: Operation not supported"):
+            mgr.apply_resources({"blockIO": rule})
+
+
+def test_freeze_and_thaw(mgr: V1Manager) -> None:
+    proc = start_in(mgr, BUSYBOX, "sleep", "60")
+    assert not mgr.is_frozen()
+    mgr.freeze()
+    assert mgr.is_frozen()
+    assert read(mgr, "freezer", "freezer.state") == "FROZEN"
+    assert proc.poll() is None
+    mgr.thaw()
+    assert not mgr.is_frozen()
+    assert read(mgr, "freezer", "freezer.state") == "THAWED"
+    proc.kill()
+    proc.wait(timeout=30)
+
+
+def test_stats_have_runc_events_shape(mgr: V1Manager) -> None:
+    mgr.apply_resources({"pids": {"limit": 100}, "memory": {"limit": 128 << 20}})
+    proc = start_in(mgr, BUSYBOX, "sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done")
+    proc.communicate(timeout=60)
+    stats = mgr.stats()
+    json.dumps(stats)  # serialisable as is
+    assert set(stats) >= {"cpu", "memory", "pids", "blkio", "hugetlb"}
+    assert stats["cpu"]["usage"]["total"] > 0
+    assert len(stats["cpu"]["usage"]["percpu"]) == os.cpu_count()
+    assert set(stats["cpu"]["throttling"]) == {"periods", "throttledPeriods", "throttledTime"}
+    assert stats["memory"]["usage"]["limit"] == 128 << 20
+    assert stats["memory"]["usage"]["max"] > 0
+    assert "rss" in stats["memory"]["raw"] or "total_rss" in stats["memory"]["raw"]
+    assert stats["pids"] == {"current": 0, "limit": 100}
+
+
+def test_state_round_trip(mgr: V1Manager) -> None:
+    data = json.loads(json.dumps(mgr.to_state()))
+    again = cgroups.CgroupManager.from_state(data)
+    assert isinstance(again, V1Manager)
+    assert again.paths == mgr.paths
+    assert again.exists()
+
+
+def test_destroy_waits_for_exiting_tasks(mgr: V1Manager) -> None:
+    proc = start_in(mgr, BUSYBOX, "sleep", "60")
+    proc.kill()  # not reaped yet: the zombie is already out of the cgroup
+    proc.wait()
+    mgr.destroy()
+    assert not mgr.exists()
+
+
+def test_relative_and_default_paths_follow_runc() -> None:
+    mounts = cgroups.read_mounts()
+    if not mounts.v1:
+        pytest.skip("no cgroup v1 hierarchies on this machine")
+    own = cgroups.own_cgroups()
+    rel = cgroups.create_manager("ctr", "portside-test-rel/ctr", mounts=mounts)
+    default = cgroups.create_manager("portside-test-ctr", None, mounts=mounts)
+    escaped = cgroups.create_manager("x", "../../portside-test-esc", mounts=mounts)
+    assert isinstance(rel, V1Manager) and isinstance(default, V1Manager)
+    assert isinstance(escaped, V1Manager)
+    mem_base = os.path.join(mounts.v1["memory"], own["memory"].lstrip("/"))
+    assert rel.paths["memory"] == os.path.join(mem_base, "portside-test-rel/ctr")
+    assert default.paths["memory"] == os.path.join(mem_base, "portside-test-ctr")
+    assert escaped.paths["memory"] == os.path.join(mem_base, "portside-test-esc")
+    assert not rel.exists() and not default.exists()  # nothing made before create()
+
+
+def test_systemd_driver_is_a_clear_error_here() -> None:
+    if cgroups.paths.systemd_running():
+        pytest.skip("systemd runs on this machine; the not-running error cannot happen")
+    with pytest.raises(CgroupError, match="systemd is not running"):
+        cgroups.create_manager("x", None, systemd=True)
