@@ -7,7 +7,7 @@ import re
 import pytest
 
 from portside.monitor import protocol
-from tests.integration.test_monitor_support import Monitors, log_lines, monitors, wait_for
+from tests.integration.test_monitor_support import Monitors, log_lines, monitors
 
 __all__ = ["monitors"]
 
@@ -61,10 +61,9 @@ def test_detach_keys_leave_the_container_running(monitors: Monitors) -> None:
 def test_terminal_is_a_real_pty_and_resizes(monitors: Monitors) -> None:
     handle = monitors.start(["sh"], terminal=True, stdin=True, attach_replay=4096)
     with handle.attach() as a:
-        a.send(b"tty\n")
-        out = a.read_until(b"\n/dev/pts/")
-        out += a.read_until(b"#")
-        assert re.search(rb"/dev/pts/\d+", out)
+        a.send(b"tty; echo done-$((1+1))\n")  # the echoed command line lacks "done-2"
+        out = a.read_until(b"done-2")
+        assert re.search(rb"\n/dev/pts/\d+\r?\n", out), out
         handle.resize(31, 97)  # through the control socket
         a.send(b"stty size\n")
         assert b"31 97" in a.read_until(b"31 97")
