@@ -29,6 +29,9 @@ COMMANDS: dict[str, str] = {
     "image": "portside.cli.commands.image:image",
     "system": "portside.cli.commands.system:system",
     "search": "portside.cli.commands.search:search",
+    "save": "portside.cli.commands.save:save",
+    "load": "portside.cli.commands.load:load",
+    "import": "portside.cli.commands.import_cmd:import_image",
 }
 
 

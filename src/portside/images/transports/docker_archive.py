@@ -77,9 +77,12 @@ class DockerArchiveImage:
 class DockerArchive:
     """An opened (maybe compressed) docker-archive: its images, and sources for them."""
 
-    def __init__(self, path: str | os.PathLike[str], tmpdir: str | None = None) -> None:
-        self.path = os.fspath(path)
-        plain, self._temporary = decompressed_tar(self.path, tmpdir)
+    def __init__(
+        self, path: str | os.PathLike[str], tmpdir: str | None = None, name: str | None = None
+    ) -> None:
+        self._temporary = False
+        plain, self._temporary = decompressed_tar(os.fspath(path), tmpdir)
+        self.path = name or os.fspath(path)  # what errors call the archive
         self._plain = plain
         try:
             self.tar = TarIndex(plain, what=self.path)

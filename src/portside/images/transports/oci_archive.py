@@ -53,9 +53,11 @@ def parse_oci_archive_spec(spec: str) -> tuple[str, str | None]:
 class OciArchive:
     """An opened (maybe compressed) oci-archive; lists its images and makes sources."""
 
-    def __init__(self, path: str | os.PathLike[str], tmpdir: str | None = None) -> None:
-        self.path = os.fspath(path)
-        plain, self._temporary = decompressed_tar(self.path, tmpdir)
+    def __init__(
+        self, path: str | os.PathLike[str], tmpdir: str | None = None, name: str | None = None
+    ) -> None:
+        plain, self._temporary = decompressed_tar(os.fspath(path), tmpdir)
+        self.path = name or os.fspath(path)  # what errors call the archive
         self._plain = plain
         try:
             self.index = TarIndex(plain, what=self.path)

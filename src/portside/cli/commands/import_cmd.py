@@ -1,0 +1,35 @@
+"""`portside import ROOTFS.tar[.gz] [REF] [--change 'CMD ["sh"]' ...] [--message MSG]`."""
+
+from __future__ import annotations
+
+import click
+
+from portside.cli.commands.image import open_store
+
+
+@click.command(name="import")
+@click.option(
+    "--change",
+    "-c",
+    "changes",
+    multiple=True,
+    metavar="INSTRUCTION",
+    help="Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
+    "VOLUME, WORKDIR, STOPSIGNAL.",
+)
+@click.option("--message", "-m", default=None, help="Commit message for the history.")
+@click.option("--quiet", "-q", is_flag=True, help="Accepted for podman compatibility.")
+@click.argument("tarball")
+@click.argument("reference", required=False)
+def import_image(
+    changes: tuple[str, ...],
+    message: str | None,
+    quiet: bool,
+    tarball: str,
+    reference: str | None,
+) -> None:
+    """Create an image from a root filesystem tarball (file or - for stdin)."""
+    from portside.images.saveload import import_tarball
+
+    record = import_tarball(open_store(), tarball, reference, list(changes), message)
+    click.echo(f"sha256:{record.id}")

@@ -1,0 +1,258 @@
+"""`portside save`, `load` and `import` against skopeo and umoci, through the real CLI."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from portside.images.copy import CopyOptions, copy
+from portside.images.store import ImageStore
+from portside.images.transports.local import LocalDestination
+from portside.images.transports.oci_layout import OciLayoutSource
+from tests.conftest import need_root, need_tool
+from tests.fixtures.images import (
+    busybox_entries,
+    layer_tar,
+    read_blob,
+    read_json_blob,
+    tagged_descriptor,
+)
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
+
+PORTSIDE = [sys.executable, "-m", "portside.cli"]
+
+
+def portside(*args: str, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run([*PORTSIDE, *args], capture_output=True, text=True, timeout=100, **kw)  # type: ignore[call-overload]
+    if check and r.returncode != 0:
+        raise AssertionError(f"portside {' '.join(args)} failed: {r.stderr}")
+    return r  # type: ignore[no-any-return]
+
+
+def run(*cmd: str) -> str:
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=100)
+    assert r.returncode == 0, f"{cmd}: {r.stderr}"
+    return r.stdout
+
+
+def images_json() -> list[dict]:
+    return json.loads(portside("images", "--format", "json").stdout)  # type: ignore[no-any-return]
+
+
+def config_digest(layout: Path, tag: str = "latest") -> str:
+    return read_json_blob(layout, tagged_descriptor(layout, tag)["digest"])["config"]["digest"]
+
+
+def put_in_store(layout: Path, name: str) -> ImageStore:
+    store = ImageStore(Path(os.environ["PORTSIDE_ROOT"]))
+    dest = LocalDestination(store, names=[name])
+    try:
+        copy(OciLayoutSource.from_dir(layout, "latest"), dest, CopyOptions())
+    finally:
+        dest.close()
+    return store
+
+
+def no_temp_left() -> bool:
+    tmp = Path(os.environ["PORTSIDE_ROOT"]) / "tmp"
+    return not tmp.exists() or not list(tmp.iterdir())
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_docker_archive_from_skopeo_loads(
+    fixture_layouts: dict[str, Path], tmp_path: Path, compress: bool
+) -> None:
+    need_tool("skopeo")
+    src = fixture_layouts["multilayer-gzip"]
+    archive = tmp_path / "sk.tar"
+    run("skopeo", "copy", "-q", f"oci:{src}:latest", f"docker-archive:{archive}:foo/bar:v1")
+    if compress:
+        archive.with_suffix(".tar.gz").write_bytes(gzip.compress(archive.read_bytes(), 1))
+        archive = archive.with_suffix(".tar.gz")
+    out = portside("load", "-i", str(archive)).stdout
+    assert out == "Loaded image: docker.io/foo/bar:v1\n"
+    (image,) = images_json()
+    assert image["RepoTags"] == ["docker.io/foo/bar:v1"]
+    assert image["Id"] == config_digest(src).split(":")[1]
+    assert no_temp_left()
+
+
+def test_oci_archive_from_skopeo_loads_named_and_unnamed(
+    fixture_layouts: dict[str, Path], tmp_path: Path
+) -> None:
+    need_tool("skopeo")
+    named = tmp_path / "named.tar"
+    run(
+        "skopeo",
+        "copy",
+        "-q",
+        f"oci:{fixture_layouts['busybox']}:latest",
+        f"oci-archive:{named}:foo/bb:v2",
+    )
+    out = portside("load", "-i", str(named)).stdout
+    assert out == "Loaded image: docker.io/foo/bb:v2\n"
+    bare = tmp_path / "bare.tar"
+    src = fixture_layouts["multilayer-zstd"]
+    run("skopeo", "copy", "-q", f"oci:{src}:latest", f"oci-archive:{bare}:latest")
+    with open(bare, "rb") as f:
+        out = portside("load", stdin=f).stdout
+    assert out == f"Loaded image ID: sha256:{config_digest(src).split(':')[1]}\n"
+    ids = sorted(i["Id"] for i in images_json())
+    assert ids == sorted(
+        config_digest(fixture_layouts[n]).split(":")[1] for n in ("busybox", "multilayer-zstd")
+    )
+
+
+def test_saved_archives_are_read_by_skopeo(
+    fixture_layouts: dict[str, Path], tmp_path: Path
+) -> None:
+    need_tool("skopeo")
+    src = fixture_layouts["multilayer-gzip"]
+    put_in_store(src, "localhost/ml:1")
+    # docker-archive to a file
+    darchive = tmp_path / "d.tar"
+    portside("save", "-o", str(darchive), "localhost/ml:1")
+    manifest = json.loads(run("tar", "-xOf", str(darchive), "manifest.json"))
+    assert manifest[0]["RepoTags"] == ["localhost/ml:1"]
+    out = tmp_path / "from-docker"
+    run("skopeo", "copy", "-q", f"docker-archive:{darchive}:localhost/ml:1", f"oci:{out}:x")
+    got = read_json_blob(out, config_digest(out, "x"))
+    assert got == read_json_blob(src, config_digest(src))
+    # oci-archive to stdout
+    oarchive = tmp_path / "o.tar"
+    with open(oarchive, "wb") as f:
+        r = subprocess.run(
+            [*PORTSIDE, "save", "--format", "oci-archive", "localhost/ml:1"],
+            stdout=f,
+            stderr=subprocess.PIPE,
+            timeout=100,
+        )
+    assert r.returncode == 0, r.stderr
+    raw = run("skopeo", "inspect", "--raw", f"oci-archive:{oarchive}").encode()
+    assert raw == read_blob(src, tagged_descriptor(src)["digest"])
+    run(
+        "skopeo", "copy", "-q", f"oci-archive:{oarchive}:localhost/ml:1", f"oci:{tmp_path / 'o2'}:y"
+    )
+    assert config_digest(tmp_path / "o2", "y") == config_digest(src)
+    assert no_temp_left()
+
+
+def test_save_and_load_round_trip_several_images(
+    fixture_layouts: dict[str, Path], tmp_path: Path
+) -> None:
+    put_in_store(fixture_layouts["busybox"], "localhost/bb:1")
+    store = put_in_store(fixture_layouts["multilayer-none"], "localhost/ml:2")
+    for fmt in ("docker-archive", "oci-archive"):
+        archive = tmp_path / f"{fmt}.tar"
+        portside("save", "--format", fmt, "-o", str(archive), "localhost/bb:1", "localhost/ml:2")
+        other = tmp_path / f"root-{fmt}"
+        other.mkdir()
+        out = portside("--root", str(other), "load", "-i", str(archive)).stdout
+        assert out.splitlines() == ["Loaded image: localhost/bb:1", "Loaded image: localhost/ml:2"]
+        loaded = json.loads(portside("--root", str(other), "images", "--format", "json").stdout)
+        assert sorted(i["Id"] for i in loaded) == sorted(r.id for r in store.images())
+
+
+def test_bad_archives_fail_with_one_line_and_store_nothing(
+    fixture_layouts: dict[str, Path], tmp_path: Path
+) -> None:
+    need_tool("skopeo")
+    archive = tmp_path / "sk.tar"
+    run(
+        "skopeo",
+        "copy",
+        "-q",
+        f"oci:{fixture_layouts['busybox']}:latest",
+        f"docker-archive:{archive}:a/b:c",
+    )
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(archive.read_bytes()[:-300000])
+    r = portside("load", "-i", str(cut), check=False)
+    assert r.returncode == 125
+    assert len(r.stderr.strip().splitlines()) == 1 and "cut.tar" in r.stderr
+    text = tmp_path / "x.txt"
+    text.write_text("hello\n" * 1000)
+    r = portside("load", "-i", str(text), check=False)
+    assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1 and "x.txt" in r.stderr
+    r = portside("save", "-o", str(tmp_path / "none.tar"), "no/such:image", check=False)
+    assert r.returncode == 125 and "no/such:image" in r.stderr
+    assert not (tmp_path / "none.tar").exists()
+    assert images_json() == []
+    assert no_temp_left()
+
+
+def _tree_matches_tar(root: Path, tar: bytes) -> list[str]:
+    problems = []
+    seen = set()
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        for m in tf:
+            rel = m.name.rstrip("/").removeprefix("./")
+            seen.add(rel)
+            p = root / rel
+            st = os.lstat(p) if os.path.lexists(p) else None
+            if st is None:
+                problems.append(f"{rel}: missing")
+                continue
+            if m.issym():
+                if not stat.S_ISLNK(st.st_mode) or os.readlink(p) != m.linkname:
+                    problems.append(f"{rel}: symlink differs")
+                continue
+            if stat.S_IMODE(st.st_mode) != m.mode or (st.st_uid, st.st_gid) != (m.uid, m.gid):
+                problems.append(f"{rel}: mode/owner {st.st_mode:o} {st.st_uid}:{st.st_gid}")
+            if m.isfile():
+                f = tf.extractfile(m)
+                assert f is not None
+                if not stat.S_ISREG(st.st_mode) or p.read_bytes() != f.read():
+                    problems.append(f"{rel}: content differs")
+            elif m.isdir() and not stat.S_ISDIR(st.st_mode):
+                problems.append(f"{rel}: not a directory")
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            rel = str(Path(dirpath, name).relative_to(root))
+            if rel not in seen:
+                problems.append(f"{rel}: not in the tar")
+    return problems
+
+
+def test_imported_busybox_is_unpacked_by_umoci_as_the_tar(tmp_path: Path) -> None:
+    need_tool("skopeo")
+    need_tool("umoci")
+    need_root()
+    tar = layer_tar(busybox_entries())
+    rootfs = tmp_path / "rootfs.tar.gz"
+    rootfs.write_bytes(gzip.compress(tar, 1))
+    out = portside(
+        "import",
+        "-c",
+        'CMD ["sh"]',
+        "-c",
+        "ENV A=1",
+        "-m",
+        "from a tarball",
+        str(rootfs),
+        "my/bb:1",
+    ).stdout.strip()
+    assert out.startswith("sha256:") and len(out) == 71
+    (image,) = images_json()
+    assert image["RepoTags"] == ["docker.io/my/bb:1"] and out == "sha256:" + image["Id"]
+    lay = tmp_path / "lay"
+    portside("save", "--format", "oci-dir", "-o", str(lay), "my/bb:1")
+    run("skopeo", "copy", "-q", f"oci:{lay}:docker.io/my/bb:1", f"oci:{tmp_path / 'u'}:x")
+    config = read_json_blob(tmp_path / "u", config_digest(tmp_path / "u", "x"))
+    assert config["config"] == {"Cmd": ["sh"], "Env": ["A=1"]}
+    assert config["history"][0]["comment"] == "from a tarball"
+    run("umoci", "unpack", "--image", f"{tmp_path / 'u'}:x", str(tmp_path / "bundle"))
+    assert _tree_matches_tar(tmp_path / "bundle" / "rootfs", tar) == []
+    r = portside("import", str(tmp_path / "nope.tar"), check=False)
+    assert r.returncode == 125 and "nope.tar" in r.stderr
+    assert no_temp_left()
