@@ -7,10 +7,20 @@ functions, which raise OSError with the errno and the path, like os does.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+def _load_libc() -> ctypes.CDLL:
+    """glibc by its soname; ctypes.util.find_library would run ldconfig on every start."""
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        from ctypes.util import find_library
+
+        return ctypes.CDLL(find_library("c") or "libc.so.6", use_errno=True)
+
+
+_libc = _load_libc()
 
 # mount(2) flags
 MS_RDONLY = 0x1
@@ -145,3 +155,55 @@ def syscall(number: int, *args: int | bytes | None) -> int:
 
 
 libc = _libc
+
+
+# prctl(2) options the runtime uses
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """capset(2) with the 64-bit (v3) layout; each set is a bit mask of capability numbers."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in range(2):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_libc.capset(ctypes.byref(header), data))
+
+
+def personality(persona: int) -> int:
+    """personality(2): returns the previous persona."""
+    return _check(_libc.personality(ctypes.c_ulong(persona)))
+
+
+def setgroups(groups: list[int]) -> None:
+    """setgroups(2) directly (os.setgroups refuses an empty list on some builds)."""
+    arr = (ctypes.c_uint32 * max(len(groups), 1))(*groups)
+    _check(_libc.setgroups(ctypes.c_size_t(len(groups)), arr))

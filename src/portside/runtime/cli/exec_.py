@@ -1,0 +1,89 @@
+"""`exec [-p process.json | ARGS...] [-t] [-d] [--env] [--cwd] [--user] [--cap] ID`."""
+
+from __future__ import annotations
+
+import json
+
+from portside.errors import InvalidArgument
+from portside.runtime.cli import args as a
+from portside.runtime.cli.common import load
+from portside.runtime.cli.main import Globals
+
+FLAGS: a.Spec = {
+    "--process": ("process", a.STR),
+    "-p": ("process", a.STR),
+    "--tty": ("tty", a.BOOL),
+    "-t": ("tty", a.BOOL),
+    "--detach": ("detach", a.BOOL),
+    "-d": ("detach", a.BOOL),
+    "--env": ("env", a.LIST),
+    "-e": ("env", a.LIST),
+    "--cwd": ("cwd", a.STR),
+    "--user": ("user", a.STR),
+    "-u": ("user", a.STR),
+    "--additional-gids": ("gids", a.LIST),
+    "-g": ("gids", a.LIST),
+    "--cap": ("cap", a.LIST),
+    "-c": ("cap", a.LIST),
+    "--console-socket": ("console_socket", a.STR),
+    "--pid-file": ("pid_file", a.STR),
+    "--no-new-privs": ("nnp", a.BOOL),
+    "--apparmor": ("apparmor", a.STR),
+    "--process-label": ("label", a.STR),
+    "--preserve-fds": ("preserve_fds", a.INT),
+}
+
+
+def main(g: Globals, verb: str, argv: list[str]) -> int:
+    from portside.runtime.process import launcher
+    from portside.runtime.specconv import convert_process
+
+    opts, rest = a.parse(argv, FLAGS, interspersed=False)
+    if not rest:
+        raise InvalidArgument('"exec" requires a minimum of 1 argument')
+    c = load(g, rest[0])
+    if opts.get("process"):
+        with open(str(opts["process"]), "rb") as f:
+            try:
+                spec = json.loads(f.read())
+            except ValueError as e:
+                raise InvalidArgument(f"invalid process JSON {opts['process']}: {e}") from None
+    else:
+        if len(rest) < 2:
+            raise InvalidArgument("exec args cannot be empty")
+        spec = json.loads(json.dumps(c.config.get("process") or {}))
+        spec["args"] = rest[1:]
+        spec["terminal"] = bool(opts["tty"])
+        spec["env"] = list(spec.get("env") or []) + list(opts["env"])  # type: ignore[call-overload]
+        if opts.get("cwd"):
+            spec["cwd"] = opts["cwd"]
+        user = spec.setdefault("user", {})
+        if opts.get("user"):
+            uid, _, gid = str(opts["user"]).partition(":")
+            try:
+                user["uid"] = int(uid)
+                if gid:
+                    user["gid"] = int(gid)
+            except ValueError:
+                raise InvalidArgument(f"parsing {opts['user']} as UID[:GID] failed") from None
+        if opts["gids"]:
+            user["additionalGids"] = [int(x) for x in opts["gids"]]  # type: ignore[attr-defined]
+        if opts["cap"]:
+            caps = spec.setdefault("capabilities", {})
+            for kind in ("bounding", "effective", "permitted"):
+                caps[kind] = list(caps.get(kind) or []) + list(opts["cap"])  # type: ignore[call-overload]
+        if opts["nnp"]:
+            spec["noNewPrivileges"] = True
+        if opts.get("apparmor"):
+            spec["apparmorProfile"] = opts["apparmor"]
+        if opts.get("label"):
+            spec["selinuxLabel"] = opts["label"]
+    proc = convert_process(spec)
+    return launcher.exec_process(
+        c,
+        proc,
+        console_socket=opts.get("console_socket"),  # type: ignore[arg-type]
+        pid_file=opts.get("pid_file"),  # type: ignore[arg-type]
+        detach=bool(opts["detach"]),
+        preserve_fds=int(opts.get("preserve_fds") or 0),  # type: ignore[call-overload]
+    )

@@ -1,0 +1,48 @@
+"""`run [-b BUNDLE] [-d] ID`: create, start, and (without -d) wait and clean up."""
+
+from __future__ import annotations
+
+from portside.runtime.cli import args as a
+from portside.runtime.cli.common import root
+from portside.runtime.cli.create import FLAGS as CREATE_FLAGS
+from portside.runtime.cli.main import Globals
+
+FLAGS: a.Spec = {
+    **CREATE_FLAGS,
+    "--detach": ("detach", a.BOOL),
+    "-d": ("detach", a.BOOL),
+    "--keep": ("keep", a.BOOL),
+}
+
+
+def main(g: Globals, verb: str, argv: list[str]) -> int:
+    from portside.runtime.process import launcher
+
+    opts, rest = a.parse(argv, FLAGS)
+    cid = a.one_id(rest, verb)
+    detach = bool(opts["detach"])
+    c = launcher.create(
+        root(g),
+        cid,
+        str(opts.get("bundle") or "."),
+        console_socket=opts.get("console_socket"),  # type: ignore[arg-type]
+        pid_file=opts.get("pid_file"),  # type: ignore[arg-type]
+        no_pivot=bool(opts["no_pivot"]),
+        no_new_keyring=bool(opts["no_new_keyring"]),
+        preserve_fds=int(opts.get("preserve_fds") or 0),  # type: ignore[call-overload]
+        systemd=g.systemd_cgroup,
+        detached=detach,
+    )
+    if not detach:
+        launcher.forward_signals(c.pid)
+    try:
+        launcher.start(c)
+    except BaseException:
+        launcher.delete(c, force=True)
+        raise
+    if detach:
+        return 0
+    code = launcher.wait_exit(c.pid)
+    if not opts["keep"]:
+        launcher.destroy(c)
+    return code

@@ -1,0 +1,68 @@
+"""Terminals: a pty from the container's own devpts, its master handed out with SCM_RIGHTS.
+
+As runc: the init opens the pty, connects to `--console-socket` and sends the
+master fd (the message data is the pty's name); the slave becomes the
+process's stdio and controlling terminal and is bind-mounted on /dev/console.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+
+from portside.errors import RuntimeFailure
+
+TIOCSPTLCK = 0x40045431
+TIOCGPTN = 0x80045430
+TIOCSCTTY = 0x540E
+TIOCSWINSZ = 0x5414
+
+
+def open_pty(ptmx: str) -> tuple[int, str]:
+    """Open a new pty on the devpts instance of `ptmx`; returns (master fd, slave path)."""
+    try:
+        master = os.open(ptmx, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise RuntimeFailure(f"open {ptmx}: {(e.strerror or '').lower()}") from None
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    n = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, struct.pack("I", 0)))[0]
+    return master, os.path.join(os.path.dirname(ptmx), str(n))
+
+
+def send_master(socket_path: str, master: int, name: str) -> None:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(socket_path)
+        socket.send_fds(s, [name.encode()], [master])
+    except OSError as e:
+        raise RuntimeFailure(
+            f"failed to send the console to {socket_path}: {(e.strerror or str(e)).lower()}"
+        ) from None
+    finally:
+        s.close()
+
+
+def attach(slave_path: str, size: tuple[int, int] | None) -> None:
+    """Make the slave our stdio and controlling terminal (we are a session leader)."""
+    fd = os.open(slave_path, os.O_RDWR)
+    if size is not None and size[0] and size[1]:
+        fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+    for target in (0, 1, 2):
+        os.dup2(fd, target)
+    fcntl.ioctl(0, TIOCSCTTY, 0)
+    if fd > 2:
+        os.close(fd)
+
+
+def recv_master(sock: object) -> int:
+    """The receiving side (for callers and tests): one fd from one message."""
+    import socket
+
+    assert isinstance(sock, socket.socket)
+    _, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+    if not fds:
+        raise RuntimeFailure("no file descriptor on the console socket")
+    return fds[0]

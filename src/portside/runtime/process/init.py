@@ -1,0 +1,418 @@
+"""The child side: namespaces, the root filesystem, the process's credentials, exec.
+
+These functions run only in a freshly forked, single-threaded child of the
+runtime (never in the runtime itself), and end in execve or os._exit: stage1
+enters/creates the namespaces and forks the init (so it is PID 1 of a new PID
+namespace); `init` sets the container up and waits on the exec fifo.
+Any failure is sent to the parent as one message and the child exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import stat
+import sys
+
+from portside.errors import PortsideError
+from portside.linux import libc
+from portside.runtime import namespaces
+from portside.runtime.process import sync
+from portside.runtime.specconv import Config, Process
+
+TYPE_CHECKING = False  # typing costs start-up time on every container run
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class Options:
+    """How the caller wants the process started (create/run/exec flags)."""
+
+    def __init__(self) -> None:
+        self.console_socket: str | None = None
+        self.fifo_fd = -1  # O_PATH fd of the exec fifo, opened by the runtime
+        self.no_pivot = False
+        self.no_new_keyring = False
+        self.preserve_fds = 0
+        self.join_pid: int | None = None  # exec: the container init to join
+        self.is_exec = False
+        self.id = ""
+        self.host_pid = 0
+
+
+def _fail(ch: sync.Channel, err: BaseException) -> NoReturn:
+    if isinstance(err, PortsideError):
+        msg = str(err)
+    elif isinstance(err, OSError):
+        msg = f"{err.filename + ': ' if err.filename else ''}{(err.strerror or str(err)).lower()}"
+    else:
+        msg = f"{type(err).__name__}: {err}"
+        if os.environ.get("PORTSIDE_RUNTIME_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+    try:
+        ch.send(sync.ERROR, msg=msg)
+    finally:
+        os._exit(1)
+
+
+def _preload(cfg: Config, proc: Process) -> None:
+    """Import now what later steps need: after pivot_root or joining the container's
+    mount namespace, the runtime's own files (and libseccomp) are out of sight."""
+    from portside.runtime import capabilities, rootfs  # noqa: F401
+
+    if proc.rlimits:
+        import resource  # noqa: F401
+    if proc.terminal or (cfg.seccomp or {}).get("listenerPath"):
+        import socket  # noqa: F401
+
+        from portside.runtime import console  # noqa: F401
+    if cfg.hooks:
+        import subprocess  # noqa: F401
+
+        from portside.runtime import hooks  # noqa: F401
+    if cfg.seccomp:
+        from portside.runtime import seccomp
+
+        prepare = getattr(seccomp, "prepare", None)
+        if prepare is not None:
+            prepare()
+
+
+def stage1(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoReturn:
+    """Enter the namespaces, then fork the init into them and report its pid."""
+    try:
+        _preload(cfg, proc)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        own_user = False
+        if opts.join_pid is not None:
+            _join_container(opts.join_pid, cfg)
+            ch.send(sync.HELLO, userns=False)
+            ch.expect(sync.GO)
+        else:
+            joined = [(k, p) for k, p in cfg.namespaces if p is not None]
+            for kind, path in joined:
+                if kind == "user":
+                    namespaces.join(kind, path)
+            if cfg.has_new("user"):
+                namespaces.unshare(["user"])
+                own_user = True
+            ch.send(sync.HELLO, userns=own_user)
+            ch.expect(sync.GO)
+            if own_user or cfg.has("user"):
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+            for kind, path in joined:
+                if kind != "user":
+                    namespaces.join(kind, path)
+            new = [k for k, p in cfg.namespaces if p is None and k != "user"]
+            namespaces.unshare(new)
+            if cfg.time_offsets:
+                namespaces.write_time_offsets(cfg.time_offsets)
+        pid = os.fork()
+    except BaseException as e:
+        _fail(ch, e)
+    if pid:
+        ch.send(sync.PID, pid=pid)
+        os._exit(0)
+    try:
+        if opts.is_exec:
+            exec_process(cfg, proc, ch, opts)
+        init(cfg, ch, opts)
+    except BaseException as e:
+        _fail(ch, e)
+
+
+def _join_container(pid: int, cfg: Config) -> None:
+    """exec: enter every namespace of the running init that differs from ours."""
+    order = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
+    for kind in order:
+        name = namespaces.PROC_NAMES[kind]
+        theirs = f"/proc/{pid}/ns/{name}"
+        try:
+            if os.stat(theirs).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
+                continue
+        except FileNotFoundError:
+            continue
+        namespaces.join(kind, theirs)
+        if kind == "user":
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+
+
+def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
+    from portside.runtime import rootfs
+
+    os.setsid()
+    if cfg.has_new("network"):
+        namespaces.loopback_up()
+    rootfs.prepare_root(cfg)
+    rootfs.mount_all(cfg)
+    console_slave = None
+    master = -1
+    proc = cfg.process
+    if proc.terminal:
+        from portside.runtime import console
+
+        if opts.console_socket is None:
+            raise PortsideError("cannot allocate tty if no console socket is given")
+        ptmx = rootfs.secure_join(cfg.rootfs, "/dev/pts/ptmx")
+        if not os.path.exists(ptmx):
+            ptmx = "/dev/ptmx"
+        master, console_slave = console.open_pty(ptmx)
+    rootfs.setup_dev(cfg, console_slave)
+    hooks = cfg.hooks
+    if hooks.get("prestart") or hooks.get("createRuntime") or hooks.get("createContainer"):
+        ch.send(sync.HOOKS)
+        msg = ch.expect(sync.OK)
+        from portside.runtime.hooks import run_hooks
+
+        run_hooks("createContainer", hooks.get("createContainer", []), msg["state"])
+    fifo = opts.fifo_fd
+    if hooks.get("startContainer"):
+        opts.host_pid = _host_pid()
+    if opts.no_pivot:
+        rootfs.move_root(cfg.rootfs)
+    else:
+        rootfs.pivot(cfg.rootfs)
+    if console_slave is not None:
+        from portside.runtime import console
+
+        slave_in_root = console_slave
+        if console_slave.startswith(cfg.rootfs + "/"):
+            slave_in_root = console_slave[len(cfg.rootfs) :]
+        console.send_master(opts.console_socket or "", master, "/dev/ptmx")
+        os.close(master)
+        console.attach(slave_in_root, proc.console_size)
+    if cfg.hostname is not None:
+        libc.sethostname(cfg.hostname)
+    if cfg.domainname is not None:
+        libc.setdomainname(cfg.domainname)
+    for key, value in cfg.sysctl.items():
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+    for path in cfg.readonly_paths:
+        rootfs.readonly_path(path)
+    for path in cfg.masked_paths:
+        rootfs.mask_path(path)
+    if cfg.readonly_root:
+        rootfs.readonly_root()
+    if cfg.personality is not None:
+        libc.personality(cfg.personality)
+    if not opts.no_new_keyring:
+        _new_session_keyring(cfg)
+    finish(cfg, proc, ch, opts, fifo)
+
+
+def exec_process(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoReturn:
+    """exec: a new process in the container's namespaces (already joined by stage1)."""
+    if proc.terminal:
+        from portside.runtime import console
+
+        if opts.console_socket is None:
+            raise PortsideError("cannot allocate tty if no console socket is given")
+        os.setsid()
+        master, slave = console.open_pty("/dev/ptmx")
+        console.send_master(opts.console_socket, master, "/dev/ptmx")
+        os.close(master)
+        console.attach(slave, proc.console_size)
+    finish(cfg, proc, ch, opts, -1)
+
+
+def _host_pid() -> int:
+    """Our pid as the host sees it (before pivot, /proc is still the host's)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("NSpid:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _new_session_keyring(cfg: Config) -> None:
+    """A fresh session keyring, so containers do not share the caller's keys."""
+    try:  # noqa: SIM105 - contextlib costs start-up time
+        libc.syscall(250, 1, None)  # keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)
+    except OSError:
+        pass
+
+
+def finish(cfg: Config, proc: Process, ch: sync.Channel, opts: Options, fifo: int) -> NoReturn:
+    """Credentials, limits, seccomp, then wait for `start` and exec."""
+    from portside.runtime import capabilities
+
+    if proc.apparmor:
+        with open("/proc/self/attr/apparmor/exec", "w") as f:
+            f.write(f"exec {proc.apparmor}")
+    if proc.selinux_label:
+        with open("/proc/self/attr/exec", "w") as f:
+            f.write(proc.selinux_label)
+    if proc.oom_score_adj is not None:
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(proc.oom_score_adj))
+        except OSError as e:
+            raise PortsideError(
+                f"failed to set oom_score_adj to {proc.oom_score_adj}: {(e.strerror or '').lower()}"
+            ) from None
+    if proc.rlimits:
+        import resource
+
+        for kind, soft, hard in proc.rlimits:
+            try:
+                resource.setrlimit(kind, (_rlim(soft), _rlim(hard)))
+            except (OSError, ValueError) as e:
+                raise PortsideError(f"error setting rlimit type {kind}: {e}") from None
+    env = list(proc.env)
+    os.chdir("/")
+    _try_chdir(proc.cwd)
+    path = _look_path(proc.args[0], env)
+    if not any(e.startswith("HOME=") for e in env):
+        env.append("HOME=" + _home(proc.uid))
+    seccomp_fd: int | None = None
+    if cfg.seccomp and not proc.no_new_privileges:
+        seccomp_fd = _load_seccomp(cfg)
+    last = capabilities.last_cap()
+    if proc.caps is not None:
+        capabilities.drop_bounding(proc.caps["bounding"], last)
+    _set_user(cfg, proc)
+    if proc.caps is not None:
+        capabilities.apply(proc.caps, last)
+    if proc.umask is not None:
+        os.umask(proc.umask)
+    os.chdir(proc.cwd)
+    if proc.no_new_privileges:
+        libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
+    if cfg.seccomp and proc.no_new_privileges:
+        seccomp_fd = _load_seccomp(cfg)
+    if seccomp_fd is not None:
+        _send_seccomp_fd(cfg, seccomp_fd)
+    for fd in range(3, 3 + opts.preserve_fds):
+        with contextlib.suppress(OSError):
+            os.set_inheritable(fd, True)
+    ch.send(sync.READY)
+    ch.close()
+    if fifo >= 0:
+        w = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(w, b"0")
+        os.close(w)
+        os.close(fifo)
+        start_hooks = cfg.hooks.get("startContainer")
+        if start_hooks:
+            from portside.runtime.hooks import run_hooks
+
+            state = {
+                "ociVersion": "1.3.0",
+                "id": opts.id,
+                "status": "running",
+                "pid": opts.host_pid,
+                "bundle": cfg.bundle,
+            }
+            if cfg.annotations:
+                state["annotations"] = cfg.annotations
+            run_hooks("startContainer", start_hooks, state)
+    _reset_signals()
+    try:
+        os.execve(path, proc.args, dict(e.split("=", 1) for e in env if "=" in e))
+    except OSError as e:
+        print(f"exec {path}: {(e.strerror or '').lower()}", file=sys.stderr)
+    os._exit(127)
+
+
+def _rlim(v: int) -> int:
+    return -1 if v >= 2**63 else v
+
+
+def _try_chdir(cwd: str) -> None:
+    try:  # noqa: SIM105 - contextlib costs start-up time
+        os.chdir(cwd)
+    except OSError:
+        pass  # it may be readable only by the container user: retried after the switch
+
+
+def _set_user(cfg: Config, proc: Process) -> None:
+    setgroups_allowed = True
+    if cfg.has("user"):
+        try:
+            with open("/proc/self/setgroups") as f:
+                setgroups_allowed = f.read().strip() == "allow"
+        except OSError:
+            pass
+    if setgroups_allowed:
+        libc.setgroups(proc.additional_gids)
+    elif proc.additional_gids:
+        raise PortsideError("cannot set additional gids: setgroups is denied in this namespace")
+    os.setresgid(proc.gid, proc.gid, proc.gid)
+    libc.prctl(libc.PR_SET_KEEPCAPS, 1)
+    os.setresuid(proc.uid, proc.uid, proc.uid)
+    libc.prctl(libc.PR_SET_KEEPCAPS, 0)
+
+
+def _home(uid: int) -> str:
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def _look_path(arg0: str, env: list[str]) -> str:
+    """The executable as exec would find it, or runc's error for a missing one."""
+    if "/" in arg0:
+        try:
+            st = os.stat(arg0)
+        except OSError as e:
+            raise PortsideError(
+                f'exec: "{arg0}": stat {arg0}: {(e.strerror or "").lower()}'
+            ) from None
+        if stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o111:
+            raise PortsideError(f'exec: "{arg0}": permission denied')
+        return arg0
+    path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+    for d in path.split(":"):
+        cand = os.path.join(d or ".", arg0)
+        try:
+            st = os.stat(cand)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return cand
+    raise PortsideError(f'exec: "{arg0}": executable file not found in $PATH')
+
+
+def _load_seccomp(cfg: Config) -> int | None:
+    from portside.runtime import seccomp
+
+    return seccomp.load_seccomp(cfg.seccomp or {})
+
+
+def _send_seccomp_fd(cfg: Config, fd: int) -> None:
+    """SCMP_ACT_NOTIFY: the listener goes to linux.seccomp.listenerPath, as runc sends it."""
+    path = (cfg.seccomp or {}).get("listenerPath")
+    if not path:
+        os.close(fd)
+        return
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        meta = (cfg.seccomp or {}).get("listenerMetadata", "")
+        socket.send_fds(s, [meta.encode() or b"{}"], [fd])
+    finally:
+        s.close()
+        os.close(fd)
+
+
+def _reset_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ and handles SIGINT: undo that before exec."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])

@@ -1,0 +1,351 @@
+"""The parent side: fork the stages, answer their messages, record the container.
+
+The runtime makes itself a child subreaper before forking, so the init (a
+grandchild) is reparented to the runtime when the intermediate stage exits,
+and to the runtime's own caller (its nearest subreaper) once the runtime
+exits: the caller of `create` ends up as the init's parent, as with runc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+from portside.errors import RuntimeFailure
+from portside.linux import libc
+from portside.runtime import cgroupctl, namespaces
+from portside.runtime.container import Container, now_rfc3339, process_start_time
+from portside.runtime.process import sync
+from portside.runtime.process.init import Options
+from portside.runtime.specconv import Config, Process
+
+TYPE_CHECKING = False  # typing costs start-up time on every container run
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def make_cgroup(cid: str, cfg: Config, systemd: bool) -> Any:
+    mgr = cgroupctl.create(cid, cfg.cgroups_path, systemd=systemd)
+    mgr.create()
+    try:
+        mgr.apply_resources(cfg.resources)
+    except BaseException:
+        mgr.destroy()
+        raise
+    return mgr
+
+
+def _spawn(cfg: Config, proc: Process, opts: Options, mgr: Any) -> tuple[int, sync.Channel]:
+    """Fork stage 1, join it to the cgroup and id maps, and learn the init's pid."""
+    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    parent_ch, child_ch = sync.Channel.pair()
+    stage = os.fork()
+    if stage == 0:
+        parent_ch.close()
+        from portside.runtime.process.init import stage1
+
+        stage1(cfg, proc, child_ch, opts)
+    child_ch.close()
+    try:
+        hello = parent_ch.expect(sync.HELLO)
+        if mgr is not None:
+            mgr.add_process(stage)
+        if hello.get("userns"):
+            namespaces.write_id_maps(stage, cfg.uid_mappings, cfg.gid_mappings)
+        parent_ch.send(sync.GO)
+        pid = int(parent_ch.expect(sync.PID)["pid"])
+    except BaseException:
+        _kill_wait(stage)
+        parent_ch.close()
+        raise
+    os.waitpid(stage, 0)
+    return pid, parent_ch
+
+
+def _kill_wait(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def create(
+    root: str,
+    cid: str,
+    bundle: str,
+    *,
+    console_socket: str | None = None,
+    pid_file: str | None = None,
+    no_pivot: bool = False,
+    no_new_keyring: bool = False,
+    preserve_fds: int = 0,
+    systemd: bool = False,
+    detached: bool = True,
+) -> Container:
+    """Build the container and leave its init blocked on the exec fifo."""
+    from portside.runtime import specconv
+
+    cfg = specconv.convert(specconv.load_spec(bundle), bundle)
+    if cfg.process.terminal and console_socket is None and detached:
+        raise RuntimeFailure(
+            "cannot allocate tty if runc will detach without setting console socket"
+        )
+    c = Container.new(root, cid)
+    mgr = None
+    pid = 0
+    ch: sync.Channel | None = None
+    fifo_fd = -1
+    try:
+        mgr = make_cgroup(cid, cfg, systemd)
+        os.mkfifo(c.fifo, 0o622)
+        os.chmod(c.fifo, 0o622)  # past the umask: the container user must be able to write it
+        opts = Options()
+        opts.id = cid
+        fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
+        opts.fifo_fd = fifo_fd
+        opts.console_socket = console_socket and os.path.abspath(console_socket)
+        opts.no_pivot = no_pivot
+        opts.no_new_keyring = no_new_keyring
+        opts.preserve_fds = preserve_fds
+        pid, ch = _spawn(cfg, cfg.process, opts, mgr)
+        c.data.update(
+            pid=pid,
+            pid_start=process_start_time(pid),
+            bundle=cfg.bundle,
+            rootfs=cfg.rootfs,
+            created=now_rfc3339(),
+            annotations=cfg.annotations,
+            config=cfg.spec,
+            cgroup=cgroupctl.dump(mgr),
+        )
+        msg = ch.recv()
+        if msg["t"] == sync.HOOKS:
+            from portside.runtime.hooks import run_hooks
+
+            state = c.hook_state("creating")
+            run_hooks("prestart", cfg.hooks.get("prestart", []), state)
+            run_hooks("createRuntime", cfg.hooks.get("createRuntime", []), state)
+            ch.send(sync.OK, state=state)
+            msg = ch.recv()
+        if msg["t"] == sync.ERROR:
+            raise RuntimeFailure(f"unable to start container process: {msg.get('msg')}")
+        if msg["t"] != sync.READY:
+            raise RuntimeFailure("container init exited before it was set up")
+        c.save()
+        if pid_file:
+            write_pid_file(pid_file, pid)
+    except BaseException:
+        if pid:
+            _kill_wait(pid)
+        if mgr is not None:
+            with contextlib.suppress(Exception):
+                mgr.destroy()
+        c.remove_dir()
+        raise
+    finally:
+        if ch is not None:
+            ch.close()
+        if fifo_fd >= 0:
+            os.close(fifo_fd)
+    c.unlock()
+    return c
+
+
+def start(c: Container) -> None:
+    """Release the init from the exec fifo, then run the poststart hooks."""
+    status = c.status()
+    if status != "created":
+        if status == "stopped":
+            raise RuntimeFailure("cannot start a container that has stopped")
+        raise RuntimeFailure("cannot start an already running container")
+    try:
+        fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise RuntimeFailure("cannot start an already running container") from None
+    try:
+        while True:
+            try:
+                if os.read(fd, 1):
+                    break
+            except BlockingIOError:
+                pass
+            if not c.alive():
+                raise RuntimeFailure("cannot start a container that has stopped")
+            time.sleep(0.0002)
+    finally:
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(c.fifo)
+    hooks = (c.config.get("hooks") or {}).get("poststart")
+    if hooks:
+        from portside.runtime.hooks import run_hooks_warn
+
+        run_hooks_warn("poststart", hooks, c.hook_state("running"))
+
+
+def signal_number(name: str) -> int:
+    if name.isdigit():
+        return int(name)
+    up = name.upper()
+    if not up.startswith("SIG"):
+        up = "SIG" + up
+    num = getattr(signal, up, None)
+    if not isinstance(num, int) or up.startswith("SIG_"):
+        raise RuntimeFailure(f"unknown signal {name!r}")
+    return int(num)
+
+
+def kill(c: Container, sig: int, all_processes: bool = False) -> None:
+    status = c.status()
+    if status == "stopped":
+        raise RuntimeFailure("container not running")
+    if all_processes:
+        mgr = c.cgroup()
+        pids = mgr.pids() if mgr is not None else [c.pid]
+        if status == "paused" and mgr is not None:
+            for p in pids:
+                _signal(p, sig)
+            mgr.thaw()
+            return
+        for p in pids:
+            _signal(p, sig)
+        return
+    _signal(c.pid, sig)
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def wait_gone(c: Container, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while c.alive():
+        with contextlib.suppress(ChildProcessError):
+            _pid, _ = os.waitpid(c.pid, os.WNOHANG)
+        if time.monotonic() > deadline:
+            raise RuntimeFailure(f"container {c.id} did not stop within {timeout:.0f}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def destroy(c: Container) -> None:
+    """Everything after the init is gone: poststop hooks, cgroup, state."""
+    mgr = c.cgroup()
+    if mgr is not None:
+        try:
+            for p in mgr.pids():
+                _signal(p, signal.SIGKILL)
+        except Exception:
+            pass
+    hooks = (c.config.get("hooks") or {}).get("poststop")
+    if hooks:
+        from portside.runtime.hooks import run_hooks_warn
+
+        run_hooks_warn("poststop", hooks, c.hook_state("stopped"))
+    if mgr is not None:
+        mgr.destroy()
+    c.remove_dir()
+
+
+def delete(c: Container, force: bool = False) -> None:
+    c.lock()
+    status = c.status()
+    if status in ("running", "paused") and not force:
+        raise RuntimeFailure(f"cannot delete container {c.id} that is not stopped: {status}")
+    if status != "stopped":
+        mgr = c.cgroup()
+        if mgr is not None and status == "paused":
+            mgr.thaw()
+        _signal(c.pid, signal.SIGKILL)
+        wait_gone(c)
+    destroy(c)
+
+
+def forward_signals(pid: int) -> None:
+    """The foreground `run`/`exec` passes the signals it gets on to the process."""
+
+    def handler(sig: int, _frame: object) -> None:
+        _signal(pid, sig)
+
+    for sig in (
+        signal.SIGINT,
+        signal.SIGTERM,
+        signal.SIGHUP,
+        signal.SIGQUIT,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGWINCH,
+    ):
+        signal.signal(sig, handler)
+
+
+def wait_exit(pid: int) -> int:
+    """Wait for our (adopted) child and turn its end into a shell-style status."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return 255
+        if os.WIFEXITED(status):
+            return os.WEXITSTATUS(status)
+        if os.WIFSIGNALED(status):
+            return 128 + os.WTERMSIG(status)
+
+
+def exec_process(
+    c: Container,
+    proc: Process,
+    *,
+    console_socket: str | None = None,
+    pid_file: str | None = None,
+    detach: bool = False,
+    preserve_fds: int = 0,
+) -> int:
+    """Run one more process in a running container; returns its status unless detached."""
+    from portside.runtime import specconv
+
+    status = c.status()
+    if status == "stopped":
+        raise RuntimeFailure("cannot exec in a stopped container")
+    if status == "paused":
+        raise RuntimeFailure("cannot exec in a paused container")
+    if proc.terminal and console_socket is None:
+        raise RuntimeFailure(
+            "cannot allocate tty if runc will detach without setting console socket"
+        )
+    cfg = specconv.convert(c.config, c.bundle)
+    opts = Options()
+    opts.id = c.id
+    opts.is_exec = True
+    opts.join_pid = c.pid
+    opts.console_socket = console_socket and os.path.abspath(console_socket)
+    opts.preserve_fds = preserve_fds
+    mgr = c.cgroup()
+    pid, ch = _spawn(cfg, proc, opts, mgr)
+    try:
+        msg = ch.recv()
+    finally:
+        ch.close()
+    if msg["t"] != sync.READY:
+        _kill_wait(pid)
+        detail = msg.get("msg") if msg["t"] == sync.ERROR else "exec process exited early"
+        raise RuntimeFailure(f"exec failed: unable to start container process: {detail}")
+    if pid_file:
+        write_pid_file(pid_file, pid)
+    if detach:
+        return 0
+    forward_signals(pid)
+    return wait_exit(pid)

@@ -1,0 +1,315 @@
+"""The container's root filesystem: mounts, /dev, pivot_root, masked and read-only paths.
+
+Runs only in the container's init, in its own mount namespace. Every destination
+is resolved inside the rootfs as the container would see it (`secure_join`), so a
+symlink planted in an image can never send a mount to the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+
+from portside.errors import RuntimeFailure
+from portside.linux import libc
+from portside.runtime.specconv import Config, Mount
+
+MAX_SYMLINKS = 255
+
+# flags a bind remount must keep: in a user namespace the kernel locks them.
+_LOCKED = {1: libc.MS_RDONLY, 2: libc.MS_NOSUID, 4: libc.MS_NODEV, 8: libc.MS_NOEXEC}
+
+DEFAULT_DEVICES = (
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+)
+
+
+def secure_join(root: str, unsafe: str) -> str:
+    """Resolve `unsafe` as if `root` were `/`: `..` and symlinks never climb out of root.
+
+    The result has no symlink in its existing part; components that do not
+    exist yet are appended lexically (they cannot be symlinks).
+    """
+    root = root.rstrip("/") or "/"
+    pending = [c for c in unsafe.split("/") if c and c != "."]
+    pending.reverse()
+    resolved: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop()
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root + "/" + "/".join([*resolved, part])
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        except NotADirectoryError:
+            resolved.append(part)
+            continue
+        if not stat.S_ISLNK(st.st_mode):
+            resolved.append(part)
+            continue
+        links += 1
+        if links > MAX_SYMLINKS:
+            raise RuntimeFailure(f"{unsafe}: too many levels of symbolic links")
+        target = os.readlink(candidate)
+        if target.startswith("/"):
+            resolved = []
+        more = [c for c in target.split("/") if c and c != "."]
+        more.reverse()
+        pending.extend(more)
+    return root + "/" + "/".join(resolved) if resolved else root
+
+
+def _mkdir_all(path: str, mode: int = 0o755) -> None:
+    with contextlib.suppress(FileExistsError):
+        os.makedirs(path, mode, exist_ok=True)
+
+
+def _create_target(dest: str, source_is_dir: bool) -> None:
+    if source_is_dir:
+        _mkdir_all(dest)
+        return
+    _mkdir_all(os.path.dirname(dest))
+    if not os.path.lexists(dest):
+        os.close(os.open(dest, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o755))
+
+
+def _locked_flags(path: str) -> int:
+    try:
+        f = os.statvfs(path).f_flag
+    except OSError:
+        return 0
+    out = 0
+    for bit, flag in _LOCKED.items():
+        if f & bit and flag != libc.MS_RDONLY:
+            out |= flag
+    return out
+
+
+def remount_bind(path: str, flags: int) -> None:
+    """Apply per-mount flags to an existing bind mount (the kernel ignores them at bind time)."""
+    libc.mount(None, path, None, flags | libc.MS_BIND | libc.MS_REMOUNT | _locked_flags(path))
+
+
+def _cgroup_mounts() -> list[tuple[str, str, str, str]]:
+    """(mount point, fstype, super options, root) of the host's cgroup hierarchies."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            fstype, _source, sopts = right.split()[:3]
+            if fstype in ("cgroup", "cgroup2"):
+                out.append((fields[4], fstype, sopts, fields[3]))
+    return out
+
+
+def _own_cgroups() -> dict[str, str]:
+    """controller (or "" for v2) -> this process's cgroup path."""
+    out = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            for c in ctrls.split(",") if ctrls else [""]:
+                out[c.removeprefix("name=")] = path
+    return out
+
+
+def _mount_cgroup(cfg: Config, m: Mount, dest: str) -> None:
+    """A cgroup mount shows the container its own cgroups (runc's layout for v1)."""
+    flags = m.flags & ~libc.MS_RDONLY
+    libc.mount("tmpfs", dest, "tmpfs", flags, "mode=755")
+    mine = _own_cgroups()
+    for mountpoint, fstype, sopts, _ in _cgroup_mounts():
+        if not mountpoint.startswith("/sys/fs/cgroup/"):
+            continue
+        name = mountpoint[len("/sys/fs/cgroup/") :]
+        if "/" in name:
+            continue
+        if fstype == "cgroup2":
+            sub = mine.get("", "/")
+        else:
+            ctrls = [o.removeprefix("name=") for o in sopts.split(",") if o not in ("rw", "ro")]
+            sub = next((mine[c] for c in ctrls if c in mine), "/")
+        target = os.path.join(dest, name)
+        _mkdir_all(target)
+        libc.mount(mountpoint + sub, target, None, libc.MS_BIND | libc.MS_REC)
+        remount_bind(target, m.flags & ~libc.MS_REC)
+        if "," in name:
+            for alias in name.split(","):
+                link = os.path.join(dest, alias)
+                if not os.path.lexists(link):
+                    os.symlink(name, link)
+    if m.flags & libc.MS_RDONLY:
+        libc.mount(None, dest, None, flags | libc.MS_REMOUNT | libc.MS_RDONLY, "mode=755")
+
+
+def mount_entry(cfg: Config, m: Mount) -> None:
+    dest = secure_join(cfg.rootfs, m.destination)
+    if m.is_bind:
+        _create_target(dest, os.path.isdir(m.source))
+        libc.mount(m.source, dest, None, libc.MS_BIND | (m.flags & libc.MS_REC))
+        # a bind takes only MS_BIND|MS_REC; the other flags need a remount.
+        rest = m.flags & ~(libc.MS_BIND | libc.MS_REC | libc.MS_REMOUNT)
+        if rest:
+            remount_bind(dest, rest)
+    elif m.type == "cgroup":
+        _mkdir_all(dest)
+        _mount_cgroup(cfg, m, dest)
+    else:
+        _mkdir_all(dest)
+        data = m.data
+        if cfg.mount_label and m.type in ("tmpfs", "devpts", "mqueue"):
+            data = f"{data},context={cfg.mount_label!r}" if data else f"context={cfg.mount_label!r}"
+        try:
+            libc.mount(m.source, dest, m.type, m.flags & ~libc.MS_REMOUNT, data or None)
+        except OSError as e:
+            if m.type == "sysfs" and e.errno == errno.EPERM:
+                # sysfs of a network namespace we do not own: runc falls back to a bind
+                libc.mount("/sys", dest, None, libc.MS_BIND | libc.MS_REC)
+                remount_bind(dest, m.flags & ~libc.MS_REC)
+            else:
+                raise
+    for prop in m.propagation:
+        libc.mount(None, dest, None, prop)
+
+
+def prepare_root(cfg: Config) -> None:
+    """Keep our mounts from leaking to the host, and make the rootfs a mount point."""
+    libc.mount(None, "/", None, cfg.rootfs_propagation)
+    libc.mount(cfg.rootfs, cfg.rootfs, None, libc.MS_BIND | libc.MS_REC)
+
+
+def mount_all(cfg: Config) -> None:
+    for m in cfg.mounts:
+        try:
+            mount_entry(cfg, m)
+        except OSError as e:
+            raise RuntimeFailure(
+                f"error mounting {m.source!r} to rootfs at {m.destination!r}: "
+                f"{(e.strerror or str(e)).lower()}"
+            ) from None
+
+
+def _make_device(path: str, kind: str, major: int, minor: int, mode: int, bind: bool) -> None:
+    if os.path.lexists(path) and not os.path.isdir(path):
+        os.unlink(path)
+    if bind:
+        # mknod is not allowed in a user namespace: bind the host's node instead
+        _create_target(path, False)
+        libc.mount(f"/dev/{os.path.basename(path)}", path, None, libc.MS_BIND)
+        return
+    fmt = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
+    os.mknod(path, fmt | (mode & 0o7777), os.makedev(major, minor))
+    os.chmod(path, mode & 0o7777)
+
+
+def setup_dev(cfg: Config, console_slave: str | None) -> None:
+    in_userns = cfg.has("user")
+    if cfg.setup_dev:
+        old = os.umask(0)
+        try:
+            for path, major, minor in DEFAULT_DEVICES:
+                dest = secure_join(cfg.rootfs, path)
+                _make_device(dest, "c", major, minor, 0o666, in_userns)
+            for d in cfg.devices:
+                dest = secure_join(cfg.rootfs, d["path"])
+                _mkdir_all(os.path.dirname(dest))
+                _make_device(
+                    dest,
+                    d["type"],
+                    d.get("major", 0),
+                    d.get("minor", 0),
+                    d.get("fileMode", 0o666),
+                    in_userns and d["type"] != "p",
+                )
+                if not in_userns:
+                    os.chown(dest, d.get("uid", 0), d.get("gid", 0))
+        finally:
+            os.umask(old)
+        dev = secure_join(cfg.rootfs, "/dev")
+        links = [
+            ("/proc/self/fd", "fd"),
+            ("/proc/self/fd/0", "stdin"),
+            ("/proc/self/fd/1", "stdout"),
+            ("/proc/self/fd/2", "stderr"),
+        ]
+        if os.path.exists("/proc/kcore"):
+            links.append(("/proc/kcore", "core"))
+        for target, name in links:
+            link = os.path.join(dev, name)
+            if not os.path.lexists(link):
+                os.symlink(target, link)
+        ptmx = os.path.join(dev, "ptmx")
+        if os.path.isdir(os.path.join(dev, "pts")):
+            if os.path.lexists(ptmx):
+                os.unlink(ptmx)
+            os.symlink("pts/ptmx", ptmx)
+    if console_slave is not None:
+        console = secure_join(cfg.rootfs, "/dev/console")
+        _create_target(console, False)
+        libc.mount(console_slave, console, None, libc.MS_BIND)
+
+
+def pivot(rootfs: str) -> None:
+    """pivot_root with the old root stacked under the new one, then lazily detached."""
+    old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(new)
+        libc.pivot_root(".", ".")
+        os.fchdir(old)
+        libc.mount(None, ".", None, libc.MS_SLAVE | libc.MS_REC)
+        libc.umount2(".", libc.MNT_DETACH)
+    finally:
+        os.close(old)
+        os.close(new)
+    os.chdir("/")
+
+
+def move_root(rootfs: str) -> None:
+    """--no-pivot: move the rootfs onto / and chroot (for ramfs roots, as runc)."""
+    os.chdir(rootfs)
+    libc.mount(rootfs, "/", None, libc.MS_MOVE)
+    os.chroot(".")
+    os.chdir("/")
+
+
+def mask_path(path: str) -> None:
+    try:
+        if os.path.isdir(path):
+            libc.mount("tmpfs", path, "tmpfs", libc.MS_RDONLY)
+        else:
+            libc.mount("/dev/null", path, None, libc.MS_BIND)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return
+        raise
+
+
+def readonly_path(path: str) -> None:
+    try:
+        libc.mount(path, path, None, libc.MS_BIND | libc.MS_REC)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return
+        raise
+    remount_bind(path, libc.MS_RDONLY | libc.MS_REC)
+
+
+def readonly_root() -> None:
+    remount_bind("/", libc.MS_RDONLY)
