@@ -45,6 +45,14 @@ from portside.errors import (
 )
 from portside.oci.digest import Digest
 from portside.storage.apply import ApplyOptions, ApplyResult, MissingLinkTarget, remove_tree
+from portside.storage.diff import (
+    Change,
+    DiffResult,
+    changes_overlay,
+    changes_trees,
+    write_diff_overlay,
+    write_diff_trees,
+)
 from portside.storage.drivers import Driver, choose_driver
 from portside.storage.mounts import Mount, mount_all, unmount_all
 from portside.storage.overlay import OverlayDriver, short_link_name
@@ -560,6 +568,46 @@ class LayerStore:
             return
         unmount_all(snap)
         remove_tree(snap)
+
+    # ------------------------------------------------------------ diffs
+
+    def changes(self, key: str) -> list[Change]:
+        """What the snapshot changed against its parent (`portside diff`)."""
+        snap = self.snapshot(key)
+        upper = self.driver.upper(snap.path)
+        lowers = self._lower_dirs(snap.parent)
+        if self.driver_name == "overlay":
+            return changes_overlay(upper, lowers)
+        return changes_trees(lowers[0] if lowers else None, upper)
+
+    def diff(self, key: str, out: IO[bytes], compression: str = "gzip") -> DiffResult:
+        """The snapshot's changes as a layer blob written to `out`."""
+        snap = self.snapshot(key)
+        upper = self.driver.upper(snap.path)
+        if self.driver_name == "overlay":
+            return write_diff_overlay(upper, out, compression)
+        lowers = self._lower_dirs(snap.parent)
+        return write_diff_trees(lowers[0] if lowers else None, upper, out, compression)
+
+    def commit(
+        self, key: str, blob_path: str | os.PathLike[str], compression: str = "gzip"
+    ) -> tuple[DiffResult, Layer]:
+        """Write the snapshot's changes to `blob_path` (atomically) and add them
+        to the store as a layer over the snapshot's parent (`portside commit`);
+        the caller puts the blob into the content store."""
+        snap = self.snapshot(key)
+        dest = Path(blob_path)
+        tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+        try:
+            with open(tmp, "wb") as out:
+                result = self.diff(key, out, compression)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        layer = self.unpack(result.diff_id, dest, parent=snap.parent)
+        return result, layer
 
     def usage(self, key: str | None = None) -> Usage:
         """Disk use of one snapshot's own changes, or of the whole store."""
