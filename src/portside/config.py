@@ -10,7 +10,6 @@ import base64
 import contextlib
 import json
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +92,8 @@ def _bool(value: Any, what: str) -> bool:
 
 
 def parse_registries_conf(text: str, origin: str = "registries.conf") -> RegistriesConf:
+    import tomllib  # lazily: compiling its regexes costs more than most pulls of a cached image
+
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -161,6 +162,8 @@ def load_registries_conf(path: str | None = None) -> RegistriesConf:
             continue
         except OSError as err:
             raise ConfigError(f"{f}: {err.strerror}") from None
+        import tomllib
+
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
