@@ -169,8 +169,25 @@ def test_import_is_cheap() -> None:
     """The runtime imports this module on every container start: no heavy dependencies."""
     code = (
         "import sys, portside.oci.runtime_spec\n"
-        "heavy = {'jsonschema', 'referencing', 'httpx', 'rich', 'click', 'ctypes'}\n"
+        "heavy = {'jsonschema', 'referencing', 'httpx', 'rich', 'click', 'ctypes',"
+        " 'dataclasses', 'inspect', 'hashlib'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_constructor_and_replace() -> None:
+    with pytest.raises(TypeError, match="missing keyword argument 'cwd'"):
+        Process()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        Process(cwd="/", bogus=1)  # type: ignore[call-arg]
+    p = Process(cwd="/", args=["a"])
+    q = p.replace(args=["b"])
+    assert (p.args, q.args, q.cwd) == (["a"], ["b"], "/")
+    assert p != q and p == p.replace()
+    with pytest.raises(TypeError, match="no field"):
+        p.replace(nope=1)
+    assert "cwd='/'" in repr(p)
+    with pytest.raises(TypeError):
+        hash(p)

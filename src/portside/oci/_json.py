@@ -1,27 +1,31 @@
-"""A small typed-JSON layer under every model here: known fields as dataclass attributes,
-unknown fields kept in `extra`, source key order and explicit nulls remembered.
+"""A small typed-JSON layer under every model here: known fields as attributes, unknown
+fields kept in `extra`, source key order and explicit nulls remembered.
 
-Why not plain dicts: callers get attributes and types; why not a schema library: the
-runtime imports these models on every container start, so this stays a few dozen
-lines of stdlib. Documents that came from bytes keep those bytes (see `Document`),
-because a digest is over bytes and re-serialising would change it.
+Why not plain dicts: callers get attributes and types. Why not a schema library, or even
+`dataclasses`: the runtime imports these models on every container start, and generating
+~50 dataclasses costs tens of milliseconds there; this builds each class's field table
+once with no code generation, and `dataclass_transform` gives type checkers the same
+picture as a kw-only dataclass. Documents that came from bytes keep those bytes (see
+`Document`), because a digest is over bytes and re-serialising would change it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import MISSING, Field, dataclass, field, fields
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, dataclass_transform
 
 from portside.errors import InvalidDigest, InvalidDocument
-from portside.oci.digest import Digest
+
+if TYPE_CHECKING:
+    from portside.oci.digest import Digest
 
 __all__ = [
     "Document",
     "JSONModel",
     "canonical_json",
-    "jkey",
+    "internal",
+    "jfield",
     "load_json",
 ]
 
@@ -59,67 +63,86 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def jkey(
+_MISSING: Any = object()
+
+
+class _Spec:
+    """One attribute of a model: its JSON key (None for internal state) and how to check it."""
+
+    __slots__ = (
+        "always",
+        "compare",
+        "default",
+        "factory",
+        "key",
+        "kind",
+        "model",
+        "name",
+        "required",
+    )
+
+    def __init__(
+        self,
+        key: str | None,
+        kind: str,
+        model: type[JSONModel] | None,
+        default: Any,
+        factory: Callable[[], Any] | None,
+        always: bool,
+        required: bool,
+        compare: bool,
+    ) -> None:
+        if kind not in _CHECKS:
+            raise ValueError(f"unknown field kind {kind!r}")
+        self.name = ""
+        self.key = key
+        self.kind = kind
+        self.model = model
+        self.default = default
+        self.factory = factory
+        self.always = always
+        # Without a default the field is required both in code and in decoded JSON.
+        self.required = required or (default is _MISSING and factory is None)
+        self.compare = compare
+
+    def initial(self) -> Any:
+        if self.factory is not None:
+            return self.factory()
+        return self.default
+
+    def default_value(self) -> Any:
+        """The value a freshly built object has (for "absent and unchanged" checks)."""
+        if self.factory is not None:
+            return self.factory()
+        return None if self.default is _MISSING else self.default
+
+
+def jfield(
     key: str,
     kind: str = "any",
     *,
     model: type[JSONModel] | None = None,
+    default: Any = _MISSING,
+    default_factory: Callable[[], Any] | None = None,
     always: bool = False,
     required: bool = False,
-) -> dict[str, Any]:
-    """Field metadata binding a dataclass field to JSON key `key`.
+) -> Any:
+    """An attribute bound to JSON key `key`.
 
     `always` writes the key even when the value is None; `required` refuses a decoded
     object without it (fields without a default are required anyway).
     """
-    if kind not in _CHECKS:
-        raise ValueError(f"unknown field kind {kind!r}")
-    return {"json": key, "kind": kind, "model": model, "always": always, "required": required}
+    return _Spec(key, kind, model, default, default_factory, always, required, True)
 
 
-@dataclass(frozen=True)
-class _Spec:
-    name: str
-    key: str
-    kind: str
-    model: type[JSONModel] | None
-    always: bool
-    required: bool
-    default: Any
-
-
-_SPECS: dict[type, tuple[_Spec, ...]] = {}
-
-
-_NO_DEFAULT = object()
-
-
-def _default_of(f: Field[Any]) -> Any:
-    if f.default is not MISSING:
-        return f.default
-    if f.default_factory is not MISSING:
-        return f.default_factory()
-    return _NO_DEFAULT
-
-
-def _specs(cls: type) -> tuple[_Spec, ...]:
-    cached = _SPECS.get(cls)
-    if cached is None:
-        cached = tuple(
-            _Spec(
-                f.name,
-                f.metadata["json"],
-                f.metadata["kind"],
-                f.metadata["model"],
-                f.metadata["always"],
-                f.metadata["required"] or (f.default is MISSING and f.default_factory is MISSING),
-                _default_of(f),
-            )
-            for f in fields(cls)
-            if "json" in f.metadata
-        )
-        _SPECS[cls] = cached
-    return cached
+def internal(
+    *,
+    default: Any = _MISSING,
+    default_factory: Callable[[], Any] | None = None,
+    compare: bool = False,
+) -> Any:
+    """An attribute that is not part of the JSON (bytes, source keys, ...)."""
+    return _Spec(None, "any", None, default, default_factory, False, False, compare)
 
 
 def _copy(v: Any) -> Any:
@@ -153,13 +176,13 @@ def _decode(spec: _Spec, v: Any, where: str) -> Any:
     check, what = _CHECKS[spec.kind]
     if not check(v):
         raise InvalidDocument(f"{where}: must be a {what}, got {_type_name(v)}")
-    try:
-        if spec.kind == "digest":
-            return Digest.parse(v)
-        if spec.kind == "digests":
-            return [Digest.parse(x) for x in v]
-    except InvalidDigest as e:
-        raise InvalidDocument(f"{where}: {e}") from None
+    if spec.kind in ("digest", "digests"):
+        from portside.oci.digest import Digest  # hashlib only for image documents
+
+        try:
+            return Digest.parse(v) if spec.kind == "digest" else [Digest.parse(x) for x in v]
+        except InvalidDigest as e:
+            raise InvalidDocument(f"{where}: {e}") from None
     if spec.kind == "model":
         assert spec.model is not None
         return spec.model.from_dict(v, where=where)
@@ -185,13 +208,69 @@ def _encode(spec: _Spec, v: Any) -> Any:
     return _copy(v)
 
 
-@dataclass(kw_only=True)
+@dataclass_transform(kw_only_default=True, field_specifiers=(jfield, internal))
 class JSONModel:
-    """Base for JSON objects: known keys as fields, the rest in `extra` (never lost)."""
+    """Base for JSON objects: known keys as attributes, the rest in `extra` (never lost).
 
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    Subclasses declare attributes as `name: type = jfield("jsonKey", kind, ...)`; the
+    constructor takes them as keywords, like a kw-only dataclass.
+    """
+
+    _fields: ClassVar[tuple[_Spec, ...]] = ()
+    _json_fields: ClassVar[tuple[_Spec, ...]] = ()
+
+    extra: dict[str, Any] = internal(default_factory=dict, compare=True)
     # key -> "was null" for every key of the object this was decoded from (None: built in code)
-    _keys: dict[str, bool] | None = field(default=None, compare=False, repr=False)
+    _keys: dict[str, bool] | None = internal(default=None)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _collect(cls)
+
+    def __init__(self, **kwargs: Any) -> None:
+        for spec in self._fields:
+            if spec.name in kwargs:
+                value = kwargs.pop(spec.name)
+            elif spec.default is _MISSING and spec.factory is None:
+                raise TypeError(f"{type(self).__name__}() missing keyword argument {spec.name!r}")
+            else:
+                value = spec.initial()
+            object.__setattr__(self, spec.name, value)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}() got unexpected arguments {sorted(kwargs)}")
+        self.__post_init__()
+
+    def __post_init__(self) -> None:
+        """Hook for subclasses (normalising values built in code)."""
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(
+            getattr(self, s.name) == getattr(other, s.name) for s in self._fields if s.compare
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{s.name}={getattr(self, s.name)!r}"
+            for s in self._json_fields
+            if getattr(self, s.name) is not None
+        )
+        return f"{type(self).__name__}({parts})"
+
+    def replace(self, **changes: Any) -> Self:
+        """A shallow copy with some attributes changed (like dataclasses.replace)."""
+        new = type(self).__new__(type(self))
+        for spec in self._fields:
+            object.__setattr__(new, spec.name, getattr(self, spec.name))
+        for name, value in changes.items():
+            if not any(s.name == name for s in self._fields):
+                raise TypeError(f"{type(self).__name__} has no field {name!r}")
+            object.__setattr__(new, name, value)
+        new.__post_init__()
+        return new
 
     @classmethod
     def from_dict(cls, d: Any, *, where: str | None = None) -> Self:
@@ -200,12 +279,14 @@ class JSONModel:
             raise InvalidDocument(f"{where}: must be a JSON object, got {_type_name(d)}")
         kwargs: dict[str, Any] = {}
         known: set[str] = set()
-        for spec in _specs(cls):
-            known.add(spec.key)
-            if spec.key in d:
-                kwargs[spec.name] = _decode(spec, d[spec.key], f"{where}.{spec.key}")
+        for spec in cls._json_fields:
+            key = spec.key
+            assert key is not None
+            known.add(key)
+            if key in d:
+                kwargs[spec.name] = _decode(spec, d[key], f"{where}.{key}")
             elif spec.required:
-                raise InvalidDocument(f"{where}: missing required field {spec.key!r}")
+                raise InvalidDocument(f"{where}: missing required field {key!r}")
         extra = {k: _copy(v) for k, v in d.items() if k not in known}
         obj = cls(**kwargs, extra=extra, _keys={k: v is None for k, v in d.items()})
         obj._validate(where)
@@ -221,20 +302,18 @@ class JSONModel:
     def to_dict(self) -> dict[str, Any]:
         known: dict[str, Any] = {}
         src = self._keys
-        for spec in _specs(type(self)):
+        for spec in self._json_fields:
+            key = spec.key
+            assert key is not None
             v = getattr(self, spec.name)
-            if v is None and not spec.always and not (src is not None and src.get(spec.key)):
+            if v is None and not spec.always and not (src is not None and src.get(key)):
                 continue
-            if (
-                src is not None
-                and spec.key not in src
-                and not spec.always
-                and spec.default is not None
-                and v == spec.default
-            ):
-                # Decoded without this key and still at its default: leave it out again.
-                continue
-            known[spec.key] = _encode(spec, v)
+            if src is not None and key not in src and not spec.always and v is not None:
+                default = spec.default_value()
+                if default is not None and v == default:
+                    # Decoded without this key and still at its default: leave it out again.
+                    continue
+            known[key] = _encode(spec, v)
         out: dict[str, Any] = {}
         if src is not None:
             for k in src:
@@ -255,6 +334,24 @@ class JSONModel:
         return new
 
 
+def _collect(cls: type[JSONModel]) -> None:
+    """Build the field table of `cls`: inherited fields first, then its own in order."""
+    specs = {s.name: s for s in cls._fields}
+    # Not inspect.get_annotations: importing inspect alone costs more than this module.
+    for name in cls.__dict__.get("__annotations__", {}):  # noqa: RUF063
+        spec = cls.__dict__.get(name)
+        if isinstance(spec, _Spec):
+            spec.name = name
+            specs.pop(name, None)
+            specs[name] = spec
+            delattr(cls, name)
+    cls._fields = tuple(specs.values())
+    cls._json_fields = tuple(s for s in cls._fields if s.key is not None)
+
+
+_collect(JSONModel)
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -272,14 +369,13 @@ def canonical_json(d: Any) -> bytes:
     return json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@dataclass(kw_only=True)
 class Document(JSONModel):
     """A JSON model that came from (or will become) content-addressed bytes."""
 
-    raw: bytes | None = field(default=None, compare=False, repr=False)
-    _source: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    raw: bytes | None = internal(default=None)
+    _source: dict[str, Any] | None = internal(default=None)
     # The media type it was served as (Content-Type), for documents without a mediaType field.
-    header_type: str | None = field(default=None, compare=False, repr=False)
+    header_type: str | None = internal(default=None)
 
     @classmethod
     def _load(cls, raw: bytes, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -312,6 +408,8 @@ class Document(JSONModel):
 
     @property
     def digest(self) -> Digest:
+        from portside.oci.digest import Digest
+
         return Digest.from_bytes(self.to_bytes())
 
     @property

@@ -6,50 +6,45 @@ stay in `extra` and survive a rewrite, so a modified Docker config is still Dock
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Self
 
 from portside.errors import InvalidDocument
-from portside.oci._json import Document, JSONModel, jkey
+from portside.oci._json import Document, JSONModel, jfield
 from portside.oci.digest import Digest, chain_id
 from portside.oci.platform import Platform
 
 __all__ = ["ContainerConfig", "HealthConfig", "History", "ImageConfig", "RootFS"]
 
 
-@dataclass(kw_only=True)
 class HealthConfig(JSONModel):
     """Docker's Healthcheck (durations in nanoseconds)."""
 
-    test: list[str] | None = field(default=None, metadata=jkey("Test", "strlist"))
-    interval: int | None = field(default=None, metadata=jkey("Interval", "int"))
-    timeout: int | None = field(default=None, metadata=jkey("Timeout", "int"))
-    start_period: int | None = field(default=None, metadata=jkey("StartPeriod", "int"))
-    start_interval: int | None = field(default=None, metadata=jkey("StartInterval", "int"))
-    retries: int | None = field(default=None, metadata=jkey("Retries", "int"))
+    test: list[str] | None = jfield("Test", "strlist", default=None)
+    interval: int | None = jfield("Interval", "int", default=None)
+    timeout: int | None = jfield("Timeout", "int", default=None)
+    start_period: int | None = jfield("StartPeriod", "int", default=None)
+    start_interval: int | None = jfield("StartInterval", "int", default=None)
+    retries: int | None = jfield("Retries", "int", default=None)
 
 
-@dataclass(kw_only=True)
 class ContainerConfig(JSONModel):
     """The `config` object: defaults for containers made from the image."""
 
-    user: str | None = field(default=None, metadata=jkey("User", "str"))
-    exposed_ports: dict[str, Any] | None = field(
-        default=None, metadata=jkey("ExposedPorts", "object")
+    user: str | None = jfield("User", "str", default=None)
+    exposed_ports: dict[str, Any] | None = jfield("ExposedPorts", "object", default=None)
+    env: list[str] | None = jfield("Env", "strlist", default=None)
+    entrypoint: list[str] | None = jfield("Entrypoint", "strlist", default=None)
+    cmd: list[str] | None = jfield("Cmd", "strlist", default=None)
+    volumes: dict[str, Any] | None = jfield("Volumes", "object", default=None)
+    working_dir: str | None = jfield("WorkingDir", "str", default=None)
+    labels: dict[str, str] | None = jfield("Labels", "strmap", default=None)
+    stop_signal: str | None = jfield("StopSignal", "str", default=None)
+    args_escaped: bool | None = jfield("ArgsEscaped", "bool", default=None)
+    healthcheck: HealthConfig | None = jfield(
+        "Healthcheck", "model", model=HealthConfig, default=None
     )
-    env: list[str] | None = field(default=None, metadata=jkey("Env", "strlist"))
-    entrypoint: list[str] | None = field(default=None, metadata=jkey("Entrypoint", "strlist"))
-    cmd: list[str] | None = field(default=None, metadata=jkey("Cmd", "strlist"))
-    volumes: dict[str, Any] | None = field(default=None, metadata=jkey("Volumes", "object"))
-    working_dir: str | None = field(default=None, metadata=jkey("WorkingDir", "str"))
-    labels: dict[str, str] | None = field(default=None, metadata=jkey("Labels", "strmap"))
-    stop_signal: str | None = field(default=None, metadata=jkey("StopSignal", "str"))
-    args_escaped: bool | None = field(default=None, metadata=jkey("ArgsEscaped", "bool"))
-    healthcheck: HealthConfig | None = field(
-        default=None, metadata=jkey("Healthcheck", "model", model=HealthConfig)
-    )
-    on_build: list[str] | None = field(default=None, metadata=jkey("OnBuild", "strlist"))
-    shell: list[str] | None = field(default=None, metadata=jkey("Shell", "strlist"))
+    on_build: list[str] | None = jfield("OnBuild", "strlist", default=None)
+    shell: list[str] | None = jfield("Shell", "strlist", default=None)
 
     @classmethod
     def _what(cls) -> str:
@@ -64,11 +59,10 @@ class ContainerConfig(JSONModel):
         return out
 
 
-@dataclass(kw_only=True)
 class RootFS(JSONModel):
-    type: str = field(default="layers", metadata=jkey("type", "str", always=True, required=True))
-    diff_ids: list[Digest] = field(
-        default_factory=list, metadata=jkey("diff_ids", "digests", always=True, required=True)
+    type: str = jfield("type", "str", always=True, required=True, default="layers")
+    diff_ids: list[Digest] = jfield(
+        "diff_ids", "digests", always=True, required=True, default_factory=list
     )
 
     def _validate(self, where: str) -> None:
@@ -76,35 +70,27 @@ class RootFS(JSONModel):
             raise InvalidDocument(f"{where}: type must be 'layers', got {self.type!r}")
 
 
-@dataclass(kw_only=True)
 class History(JSONModel):
-    created: str | None = field(default=None, metadata=jkey("created", "str"))
-    author: str | None = field(default=None, metadata=jkey("author", "str"))
-    created_by: str | None = field(default=None, metadata=jkey("created_by", "str"))
-    comment: str | None = field(default=None, metadata=jkey("comment", "str"))
-    empty_layer: bool | None = field(default=None, metadata=jkey("empty_layer", "bool"))
+    created: str | None = jfield("created", "str", default=None)
+    author: str | None = jfield("author", "str", default=None)
+    created_by: str | None = jfield("created_by", "str", default=None)
+    comment: str | None = jfield("comment", "str", default=None)
+    empty_layer: bool | None = jfield("empty_layer", "bool", default=None)
 
 
-@dataclass(kw_only=True)
 class ImageConfig(Document):
     """An image config blob; `.raw` keeps the parsed bytes so its digest stays the image ID."""
 
-    created: str | None = field(default=None, metadata=jkey("created", "str"))
-    author: str | None = field(default=None, metadata=jkey("author", "str"))
-    architecture: str = field(metadata=jkey("architecture", "str"))
-    os: str = field(metadata=jkey("os", "str"))
-    os_version: str | None = field(default=None, metadata=jkey("os.version", "str"))
-    os_features: list[str] | None = field(default=None, metadata=jkey("os.features", "strlist"))
-    variant: str | None = field(default=None, metadata=jkey("variant", "str"))
-    config: ContainerConfig | None = field(
-        default=None, metadata=jkey("config", "model", model=ContainerConfig)
-    )
-    rootfs: RootFS = field(
-        default_factory=RootFS, metadata=jkey("rootfs", "model", model=RootFS, required=True)
-    )
-    history: list[History] | None = field(
-        default=None, metadata=jkey("history", "models", model=History)
-    )
+    created: str | None = jfield("created", "str", default=None)
+    author: str | None = jfield("author", "str", default=None)
+    architecture: str = jfield("architecture", "str")
+    os: str = jfield("os", "str")
+    os_version: str | None = jfield("os.version", "str", default=None)
+    os_features: list[str] | None = jfield("os.features", "strlist", default=None)
+    variant: str | None = jfield("variant", "str", default=None)
+    config: ContainerConfig | None = jfield("config", "model", model=ContainerConfig, default=None)
+    rootfs: RootFS = jfield("rootfs", "model", model=RootFS, required=True, default_factory=RootFS)
+    history: list[History] | None = jfield("history", "models", model=History, default=None)
 
     @classmethod
     def _what(cls) -> str:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from portside.errors import InvalidDocument
-from portside.oci._json import JSONModel, jkey
+from portside.oci._json import JSONModel, jfield
 from portside.oci.digest import Digest
 from portside.oci.platform import Platform
 
@@ -22,20 +21,17 @@ MEDIA_TYPE_RE = re.compile(
 _INT64_MAX = 2**63 - 1
 
 
-@dataclass(kw_only=True)
 class Descriptor(JSONModel):
     """A pointer to content; digest and size are checked on decode."""
 
-    media_type: str = field(metadata=jkey("mediaType", "str"))
-    digest: Digest = field(metadata=jkey("digest", "digest"))
-    size: int = field(metadata=jkey("size", "int"))
-    urls: list[str] | None = field(default=None, metadata=jkey("urls", "strlist"))
-    annotations: dict[str, str] | None = field(default=None, metadata=jkey("annotations", "strmap"))
-    data: str | None = field(default=None, metadata=jkey("data", "str"))
-    platform: Platform | None = field(
-        default=None, metadata=jkey("platform", "model", model=Platform)
-    )
-    artifact_type: str | None = field(default=None, metadata=jkey("artifactType", "str"))
+    media_type: str = jfield("mediaType", "str")
+    digest: Digest = jfield("digest", "digest")
+    size: int = jfield("size", "int")
+    urls: list[str] | None = jfield("urls", "strlist", default=None)
+    annotations: dict[str, str] | None = jfield("annotations", "strmap", default=None)
+    data: str | None = jfield("data", "str", default=None)
+    platform: Platform | None = jfield("platform", "model", model=Platform, default=None)
+    artifact_type: str | None = jfield("artifactType", "str", default=None)
 
     def __post_init__(self) -> None:
         # Built in code: accept a plain string digest but store a checked Digest.

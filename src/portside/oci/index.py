@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Self
 
 from portside.errors import InvalidDocument, UnsupportedMediaType
 from portside.oci import mediatypes as mt
-from portside.oci._json import Document, jkey
+from portside.oci._json import Document, jfield
 from portside.oci.descriptor import MEDIA_TYPE_RE, Descriptor
 from portside.oci.platform import Platform, select_manifest
 
@@ -44,21 +43,17 @@ def header_type(header: str | None) -> str | None:
     return base if base in known else None
 
 
-@dataclass(kw_only=True)
 class Index(Document):
     """An OCI image index or Docker manifest list; `.raw` holds the parsed bytes."""
 
-    schema_version: int = field(default=2, metadata=jkey("schemaVersion", "int", always=True))
-    media_type: str | None = field(default=None, metadata=jkey("mediaType", "str"))
-    artifact_type: str | None = field(default=None, metadata=jkey("artifactType", "str"))
-    manifests: list[Descriptor] = field(
-        default_factory=list,
-        metadata=jkey("manifests", "models", model=Descriptor, always=True, required=True),
+    schema_version: int = jfield("schemaVersion", "int", always=True, default=2)
+    media_type: str | None = jfield("mediaType", "str", default=None)
+    artifact_type: str | None = jfield("artifactType", "str", default=None)
+    manifests: list[Descriptor] = jfield(
+        "manifests", "models", model=Descriptor, always=True, required=True, default_factory=list
     )
-    subject: Descriptor | None = field(
-        default=None, metadata=jkey("subject", "model", model=Descriptor)
-    )
-    annotations: dict[str, str] | None = field(default=None, metadata=jkey("annotations", "strmap"))
+    subject: Descriptor | None = jfield("subject", "model", model=Descriptor, default=None)
+    annotations: dict[str, str] | None = jfield("annotations", "strmap", default=None)
 
     @classmethod
     def _what(cls) -> str:

@@ -7,12 +7,11 @@ re-serialised form, which this engine does not implement.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
 from portside.errors import InvalidDocument, UnsupportedMediaType
 from portside.oci import mediatypes as mt
-from portside.oci._json import Document, jkey
+from portside.oci._json import Document, jfield
 from portside.oci.descriptor import MEDIA_TYPE_RE, Descriptor
 from portside.oci.digest import Digest
 from portside.oci.index import Index, check_schema_version, header_type, refuse_schema1
@@ -27,22 +26,18 @@ __all__ = [
 ]
 
 
-@dataclass(kw_only=True)
 class Manifest(Document):
     """One image (or artifact): a config blob and an ordered list of layers."""
 
-    schema_version: int = field(default=2, metadata=jkey("schemaVersion", "int", always=True))
-    media_type: str | None = field(default=None, metadata=jkey("mediaType", "str"))
-    artifact_type: str | None = field(default=None, metadata=jkey("artifactType", "str"))
-    config: Descriptor = field(metadata=jkey("config", "model", model=Descriptor))
-    layers: list[Descriptor] = field(
-        default_factory=list,
-        metadata=jkey("layers", "models", model=Descriptor, always=True, required=True),
+    schema_version: int = jfield("schemaVersion", "int", always=True, default=2)
+    media_type: str | None = jfield("mediaType", "str", default=None)
+    artifact_type: str | None = jfield("artifactType", "str", default=None)
+    config: Descriptor = jfield("config", "model", model=Descriptor)
+    layers: list[Descriptor] = jfield(
+        "layers", "models", model=Descriptor, always=True, required=True, default_factory=list
     )
-    subject: Descriptor | None = field(
-        default=None, metadata=jkey("subject", "model", model=Descriptor)
-    )
-    annotations: dict[str, str] | None = field(default=None, metadata=jkey("annotations", "strmap"))
+    subject: Descriptor | None = jfield("subject", "model", model=Descriptor, default=None)
+    annotations: dict[str, str] | None = jfield("annotations", "strmap", default=None)
 
     @classmethod
     def _what(cls) -> str:
@@ -202,11 +197,11 @@ def manifest_to_oci(m: Manifest) -> Manifest:
             raise UnsupportedMediaType(
                 f"image manifest: layer {layer.digest} has unknown type {layer.media_type}"
             )
-        layers.append(replace(layer.copy(), media_type=oci_type))
+        layers.append(layer.copy().replace(media_type=oci_type))
     return Manifest(
         schema_version=2,
         media_type=mt.OCI_MANIFEST,
-        config=replace(m.config.copy(), media_type=mt.OCI_CONFIG),
+        config=m.config.copy().replace(media_type=mt.OCI_CONFIG),
         layers=layers,
         annotations=dict(m.annotations) if m.annotations else None,
     )

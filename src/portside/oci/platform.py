@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import platform as _stdlib_platform
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from portside.errors import InvalidArgument, NotFound
-from portside.oci._json import JSONModel, jkey
+from portside.oci._json import JSONModel, jfield
 
 if TYPE_CHECKING:
     from portside.oci.descriptor import Descriptor
@@ -100,16 +99,15 @@ def normalize_arch(arch: str, variant: str | None = None) -> tuple[str, str | No
     return a, v
 
 
-@dataclass(kw_only=True)
 class Platform(JSONModel):
     """The `platform` object of an index entry (also the os/arch fields of a config)."""
 
-    architecture: str = field(metadata=jkey("architecture", "str"))
-    os: str = field(metadata=jkey("os", "str"))
-    os_version: str | None = field(default=None, metadata=jkey("os.version", "str"))
-    os_features: list[str] | None = field(default=None, metadata=jkey("os.features", "strlist"))
-    variant: str | None = field(default=None, metadata=jkey("variant", "str"))
-    features: list[str] | None = field(default=None, metadata=jkey("features", "strlist"))
+    architecture: str = jfield("architecture", "str")
+    os: str = jfield("os", "str")
+    os_version: str | None = jfield("os.version", "str", default=None)
+    os_features: list[str] | None = jfield("os.features", "strlist", default=None)
+    variant: str | None = jfield("variant", "str", default=None)
+    features: list[str] | None = jfield("features", "strlist", default=None)
 
     def normalized(self) -> Platform:
         """A copy in normalised spelling, default variants filled in (for comparing only)."""

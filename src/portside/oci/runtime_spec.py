@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from typing import Any, Self
 
 from portside.errors import InvalidDocument
-from portside.oci._json import JSONModel, jkey, load_json
+from portside.oci._json import JSONModel, jfield, load_json
 
 __all__ = [
     "CPU",
@@ -59,89 +58,75 @@ STATUSES = ("creating", "created", "running", "stopped")
 # --- process ---------------------------------------------------------------------------
 
 
-@dataclass(kw_only=True)
 class ConsoleSize(JSONModel):
-    height: int = field(metadata=jkey("height", "uint"))
-    width: int = field(metadata=jkey("width", "uint"))
+    height: int = jfield("height", "uint")
+    width: int = jfield("width", "uint")
 
 
-@dataclass(kw_only=True)
 class User(JSONModel):
-    uid: int = field(default=0, metadata=jkey("uid", "uint"))
-    gid: int = field(default=0, metadata=jkey("gid", "uint"))
-    umask: int | None = field(default=None, metadata=jkey("umask", "uint"))
-    additional_gids: list[int] | None = field(default=None, metadata=jkey("additionalGids", "list"))
-    username: str | None = field(default=None, metadata=jkey("username", "str"))
+    uid: int = jfield("uid", "uint", default=0)
+    gid: int = jfield("gid", "uint", default=0)
+    umask: int | None = jfield("umask", "uint", default=None)
+    additional_gids: list[int] | None = jfield("additionalGids", "list", default=None)
+    username: str | None = jfield("username", "str", default=None)
 
 
-@dataclass(kw_only=True)
 class Capabilities(JSONModel):
-    bounding: list[str] | None = field(default=None, metadata=jkey("bounding", "strlist"))
-    effective: list[str] | None = field(default=None, metadata=jkey("effective", "strlist"))
-    inheritable: list[str] | None = field(default=None, metadata=jkey("inheritable", "strlist"))
-    permitted: list[str] | None = field(default=None, metadata=jkey("permitted", "strlist"))
-    ambient: list[str] | None = field(default=None, metadata=jkey("ambient", "strlist"))
+    bounding: list[str] | None = jfield("bounding", "strlist", default=None)
+    effective: list[str] | None = jfield("effective", "strlist", default=None)
+    inheritable: list[str] | None = jfield("inheritable", "strlist", default=None)
+    permitted: list[str] | None = jfield("permitted", "strlist", default=None)
+    ambient: list[str] | None = jfield("ambient", "strlist", default=None)
 
 
-@dataclass(kw_only=True)
 class POSIXRlimit(JSONModel):
-    type: str = field(metadata=jkey("type", "str"))
-    hard: int = field(metadata=jkey("hard", "uint"))
-    soft: int = field(metadata=jkey("soft", "uint"))
+    type: str = jfield("type", "str")
+    hard: int = jfield("hard", "uint")
+    soft: int = jfield("soft", "uint")
 
 
-@dataclass(kw_only=True)
 class IOPriority(JSONModel):
-    class_: str = field(metadata=jkey("class", "str"))
-    priority: int | None = field(default=None, metadata=jkey("priority", "int"))
+    class_: str = jfield("class", "str")
+    priority: int | None = jfield("priority", "int", default=None)
 
 
-@dataclass(kw_only=True)
 class Scheduler(JSONModel):
-    policy: str = field(metadata=jkey("policy", "str"))
-    nice: int | None = field(default=None, metadata=jkey("nice", "int"))
-    priority: int | None = field(default=None, metadata=jkey("priority", "int"))
-    flags: list[str] | None = field(default=None, metadata=jkey("flags", "strlist"))
-    runtime: int | None = field(default=None, metadata=jkey("runtime", "uint"))
-    deadline: int | None = field(default=None, metadata=jkey("deadline", "uint"))
-    period: int | None = field(default=None, metadata=jkey("period", "uint"))
+    policy: str = jfield("policy", "str")
+    nice: int | None = jfield("nice", "int", default=None)
+    priority: int | None = jfield("priority", "int", default=None)
+    flags: list[str] | None = jfield("flags", "strlist", default=None)
+    runtime: int | None = jfield("runtime", "uint", default=None)
+    deadline: int | None = jfield("deadline", "uint", default=None)
+    period: int | None = jfield("period", "uint", default=None)
 
 
-@dataclass(kw_only=True)
 class CPUAffinity(JSONModel):
-    initial: str | None = field(default=None, metadata=jkey("initial", "str"))
-    final: str | None = field(default=None, metadata=jkey("final", "str"))
+    initial: str | None = jfield("initial", "str", default=None)
+    final: str | None = jfield("final", "str", default=None)
 
 
-@dataclass(kw_only=True)
 class Process(JSONModel):
-    terminal: bool | None = field(default=None, metadata=jkey("terminal", "bool"))
-    console_size: ConsoleSize | None = field(
-        default=None, metadata=jkey("consoleSize", "model", model=ConsoleSize)
+    terminal: bool | None = jfield("terminal", "bool", default=None)
+    console_size: ConsoleSize | None = jfield(
+        "consoleSize", "model", model=ConsoleSize, default=None
     )
-    user: User = field(default_factory=User, metadata=jkey("user", "model", model=User))
-    args: list[str] | None = field(default=None, metadata=jkey("args", "strlist"))
-    command_line: str | None = field(default=None, metadata=jkey("commandLine", "str"))
-    env: list[str] | None = field(default=None, metadata=jkey("env", "strlist"))
-    cwd: str = field(metadata=jkey("cwd", "str"))
-    capabilities: Capabilities | None = field(
-        default=None, metadata=jkey("capabilities", "model", model=Capabilities)
+    user: User = jfield("user", "model", model=User, default_factory=User)
+    args: list[str] | None = jfield("args", "strlist", default=None)
+    command_line: str | None = jfield("commandLine", "str", default=None)
+    env: list[str] | None = jfield("env", "strlist", default=None)
+    cwd: str = jfield("cwd", "str")
+    capabilities: Capabilities | None = jfield(
+        "capabilities", "model", model=Capabilities, default=None
     )
-    rlimits: list[POSIXRlimit] | None = field(
-        default=None, metadata=jkey("rlimits", "models", model=POSIXRlimit)
-    )
-    no_new_privileges: bool | None = field(default=None, metadata=jkey("noNewPrivileges", "bool"))
-    apparmor_profile: str | None = field(default=None, metadata=jkey("apparmorProfile", "str"))
-    oom_score_adj: int | None = field(default=None, metadata=jkey("oomScoreAdj", "int"))
-    selinux_label: str | None = field(default=None, metadata=jkey("selinuxLabel", "str"))
-    io_priority: IOPriority | None = field(
-        default=None, metadata=jkey("ioPriority", "model", model=IOPriority)
-    )
-    scheduler: Scheduler | None = field(
-        default=None, metadata=jkey("scheduler", "model", model=Scheduler)
-    )
-    exec_cpu_affinity: CPUAffinity | None = field(
-        default=None, metadata=jkey("execCPUAffinity", "model", model=CPUAffinity)
+    rlimits: list[POSIXRlimit] | None = jfield("rlimits", "models", model=POSIXRlimit, default=None)
+    no_new_privileges: bool | None = jfield("noNewPrivileges", "bool", default=None)
+    apparmor_profile: str | None = jfield("apparmorProfile", "str", default=None)
+    oom_score_adj: int | None = jfield("oomScoreAdj", "int", default=None)
+    selinux_label: str | None = jfield("selinuxLabel", "str", default=None)
+    io_priority: IOPriority | None = jfield("ioPriority", "model", model=IOPriority, default=None)
+    scheduler: Scheduler | None = jfield("scheduler", "model", model=Scheduler, default=None)
+    exec_cpu_affinity: CPUAffinity | None = jfield(
+        "execCPUAffinity", "model", model=CPUAffinity, default=None
     )
 
     def _validate(self, where: str) -> None:
@@ -159,272 +144,221 @@ class Process(JSONModel):
 # --- root, mounts, hooks ----------------------------------------------------------------
 
 
-@dataclass(kw_only=True)
 class Root(JSONModel):
-    path: str = field(metadata=jkey("path", "str"))
-    readonly: bool | None = field(default=None, metadata=jkey("readonly", "bool"))
+    path: str = jfield("path", "str")
+    readonly: bool | None = jfield("readonly", "bool", default=None)
 
 
-@dataclass(kw_only=True)
 class IDMapping(JSONModel):
-    container_id: int = field(metadata=jkey("containerID", "uint"))
-    host_id: int = field(metadata=jkey("hostID", "uint"))
-    size: int = field(metadata=jkey("size", "uint"))
+    container_id: int = jfield("containerID", "uint")
+    host_id: int = jfield("hostID", "uint")
+    size: int = jfield("size", "uint")
 
 
-@dataclass(kw_only=True)
 class Mount(JSONModel):
-    destination: str = field(metadata=jkey("destination", "str"))
-    type: str | None = field(default=None, metadata=jkey("type", "str"))
-    source: str | None = field(default=None, metadata=jkey("source", "str"))
-    options: list[str] | None = field(default=None, metadata=jkey("options", "strlist"))
-    uid_mappings: list[IDMapping] | None = field(
-        default=None, metadata=jkey("uidMappings", "models", model=IDMapping)
+    destination: str = jfield("destination", "str")
+    type: str | None = jfield("type", "str", default=None)
+    source: str | None = jfield("source", "str", default=None)
+    options: list[str] | None = jfield("options", "strlist", default=None)
+    uid_mappings: list[IDMapping] | None = jfield(
+        "uidMappings", "models", model=IDMapping, default=None
     )
-    gid_mappings: list[IDMapping] | None = field(
-        default=None, metadata=jkey("gidMappings", "models", model=IDMapping)
+    gid_mappings: list[IDMapping] | None = jfield(
+        "gidMappings", "models", model=IDMapping, default=None
     )
 
 
-@dataclass(kw_only=True)
 class Hook(JSONModel):
-    path: str = field(metadata=jkey("path", "str"))
-    args: list[str] | None = field(default=None, metadata=jkey("args", "strlist"))
-    env: list[str] | None = field(default=None, metadata=jkey("env", "strlist"))
-    timeout: int | None = field(default=None, metadata=jkey("timeout", "int"))
+    path: str = jfield("path", "str")
+    args: list[str] | None = jfield("args", "strlist", default=None)
+    env: list[str] | None = jfield("env", "strlist", default=None)
+    timeout: int | None = jfield("timeout", "int", default=None)
 
     def _validate(self, where: str) -> None:
         if self.timeout is not None and self.timeout < 1:
             raise InvalidDocument(f"{where}.timeout: must be at least 1, got {self.timeout}")
 
 
-@dataclass(kw_only=True)
 class Hooks(JSONModel):
-    prestart: list[Hook] | None = field(
-        default=None, metadata=jkey("prestart", "models", model=Hook)
+    prestart: list[Hook] | None = jfield("prestart", "models", model=Hook, default=None)
+    create_runtime: list[Hook] | None = jfield("createRuntime", "models", model=Hook, default=None)
+    create_container: list[Hook] | None = jfield(
+        "createContainer", "models", model=Hook, default=None
     )
-    create_runtime: list[Hook] | None = field(
-        default=None, metadata=jkey("createRuntime", "models", model=Hook)
+    start_container: list[Hook] | None = jfield(
+        "startContainer", "models", model=Hook, default=None
     )
-    create_container: list[Hook] | None = field(
-        default=None, metadata=jkey("createContainer", "models", model=Hook)
-    )
-    start_container: list[Hook] | None = field(
-        default=None, metadata=jkey("startContainer", "models", model=Hook)
-    )
-    poststart: list[Hook] | None = field(
-        default=None, metadata=jkey("poststart", "models", model=Hook)
-    )
-    poststop: list[Hook] | None = field(
-        default=None, metadata=jkey("poststop", "models", model=Hook)
-    )
+    poststart: list[Hook] | None = jfield("poststart", "models", model=Hook, default=None)
+    poststop: list[Hook] | None = jfield("poststop", "models", model=Hook, default=None)
 
 
 # --- linux -----------------------------------------------------------------------------
 
 
-@dataclass(kw_only=True)
 class Namespace(JSONModel):
-    type: str = field(metadata=jkey("type", "str"))
-    path: str | None = field(default=None, metadata=jkey("path", "str"))
+    type: str = jfield("type", "str")
+    path: str | None = jfield("path", "str", default=None)
 
     def _validate(self, where: str) -> None:
         if self.type not in NAMESPACE_TYPES:
             raise InvalidDocument(f"{where}.type: unknown namespace type {self.type!r}")
 
 
-@dataclass(kw_only=True)
 class Device(JSONModel):
-    type: str = field(metadata=jkey("type", "str"))
-    path: str = field(metadata=jkey("path", "str"))
-    major: int | None = field(default=None, metadata=jkey("major", "int"))
-    minor: int | None = field(default=None, metadata=jkey("minor", "int"))
-    file_mode: int | None = field(default=None, metadata=jkey("fileMode", "uint"))
-    uid: int | None = field(default=None, metadata=jkey("uid", "uint"))
-    gid: int | None = field(default=None, metadata=jkey("gid", "uint"))
+    type: str = jfield("type", "str")
+    path: str = jfield("path", "str")
+    major: int | None = jfield("major", "int", default=None)
+    minor: int | None = jfield("minor", "int", default=None)
+    file_mode: int | None = jfield("fileMode", "uint", default=None)
+    uid: int | None = jfield("uid", "uint", default=None)
+    gid: int | None = jfield("gid", "uint", default=None)
 
 
-@dataclass(kw_only=True)
 class DeviceCgroup(JSONModel):
-    allow: bool = field(metadata=jkey("allow", "bool"))
-    type: str | None = field(default=None, metadata=jkey("type", "str"))
-    major: int | None = field(default=None, metadata=jkey("major", "int"))
-    minor: int | None = field(default=None, metadata=jkey("minor", "int"))
-    access: str | None = field(default=None, metadata=jkey("access", "str"))
+    allow: bool = jfield("allow", "bool")
+    type: str | None = jfield("type", "str", default=None)
+    major: int | None = jfield("major", "int", default=None)
+    minor: int | None = jfield("minor", "int", default=None)
+    access: str | None = jfield("access", "str", default=None)
 
 
-@dataclass(kw_only=True)
 class Memory(JSONModel):
-    limit: int | None = field(default=None, metadata=jkey("limit", "int"))
-    reservation: int | None = field(default=None, metadata=jkey("reservation", "int"))
-    swap: int | None = field(default=None, metadata=jkey("swap", "int"))
-    kernel: int | None = field(default=None, metadata=jkey("kernel", "int"))
-    kernel_tcp: int | None = field(default=None, metadata=jkey("kernelTCP", "int"))
-    swappiness: int | None = field(default=None, metadata=jkey("swappiness", "uint"))
-    disable_oom_killer: bool | None = field(default=None, metadata=jkey("disableOOMKiller", "bool"))
-    use_hierarchy: bool | None = field(default=None, metadata=jkey("useHierarchy", "bool"))
-    check_before_update: bool | None = field(
-        default=None, metadata=jkey("checkBeforeUpdate", "bool")
-    )
+    limit: int | None = jfield("limit", "int", default=None)
+    reservation: int | None = jfield("reservation", "int", default=None)
+    swap: int | None = jfield("swap", "int", default=None)
+    kernel: int | None = jfield("kernel", "int", default=None)
+    kernel_tcp: int | None = jfield("kernelTCP", "int", default=None)
+    swappiness: int | None = jfield("swappiness", "uint", default=None)
+    disable_oom_killer: bool | None = jfield("disableOOMKiller", "bool", default=None)
+    use_hierarchy: bool | None = jfield("useHierarchy", "bool", default=None)
+    check_before_update: bool | None = jfield("checkBeforeUpdate", "bool", default=None)
 
 
-@dataclass(kw_only=True)
 class CPU(JSONModel):
-    shares: int | None = field(default=None, metadata=jkey("shares", "uint"))
-    quota: int | None = field(default=None, metadata=jkey("quota", "int"))
-    burst: int | None = field(default=None, metadata=jkey("burst", "uint"))
-    period: int | None = field(default=None, metadata=jkey("period", "uint"))
-    realtime_runtime: int | None = field(default=None, metadata=jkey("realtimeRuntime", "int"))
-    realtime_period: int | None = field(default=None, metadata=jkey("realtimePeriod", "uint"))
-    cpus: str | None = field(default=None, metadata=jkey("cpus", "str"))
-    mems: str | None = field(default=None, metadata=jkey("mems", "str"))
-    idle: int | None = field(default=None, metadata=jkey("idle", "int"))
+    shares: int | None = jfield("shares", "uint", default=None)
+    quota: int | None = jfield("quota", "int", default=None)
+    burst: int | None = jfield("burst", "uint", default=None)
+    period: int | None = jfield("period", "uint", default=None)
+    realtime_runtime: int | None = jfield("realtimeRuntime", "int", default=None)
+    realtime_period: int | None = jfield("realtimePeriod", "uint", default=None)
+    cpus: str | None = jfield("cpus", "str", default=None)
+    mems: str | None = jfield("mems", "str", default=None)
+    idle: int | None = jfield("idle", "int", default=None)
 
 
-@dataclass(kw_only=True)
 class Pids(JSONModel):
-    limit: int = field(metadata=jkey("limit", "int"))
+    limit: int = jfield("limit", "int")
 
 
-@dataclass(kw_only=True)
 class BlockIO(JSONModel):
     """Per-device entries stay plain dicts ({major, minor, weight|rate, ...})."""
 
-    weight: int | None = field(default=None, metadata=jkey("weight", "uint"))
-    leaf_weight: int | None = field(default=None, metadata=jkey("leafWeight", "uint"))
-    weight_device: list[dict[str, Any]] | None = field(
-        default=None, metadata=jkey("weightDevice", "list")
+    weight: int | None = jfield("weight", "uint", default=None)
+    leaf_weight: int | None = jfield("leafWeight", "uint", default=None)
+    weight_device: list[dict[str, Any]] | None = jfield("weightDevice", "list", default=None)
+    throttle_read_bps_device: list[dict[str, Any]] | None = jfield(
+        "throttleReadBpsDevice", "list", default=None
     )
-    throttle_read_bps_device: list[dict[str, Any]] | None = field(
-        default=None, metadata=jkey("throttleReadBpsDevice", "list")
+    throttle_write_bps_device: list[dict[str, Any]] | None = jfield(
+        "throttleWriteBpsDevice", "list", default=None
     )
-    throttle_write_bps_device: list[dict[str, Any]] | None = field(
-        default=None, metadata=jkey("throttleWriteBpsDevice", "list")
+    throttle_read_iops_device: list[dict[str, Any]] | None = jfield(
+        "throttleReadIOPSDevice", "list", default=None
     )
-    throttle_read_iops_device: list[dict[str, Any]] | None = field(
-        default=None, metadata=jkey("throttleReadIOPSDevice", "list")
-    )
-    throttle_write_iops_device: list[dict[str, Any]] | None = field(
-        default=None, metadata=jkey("throttleWriteIOPSDevice", "list")
+    throttle_write_iops_device: list[dict[str, Any]] | None = jfield(
+        "throttleWriteIOPSDevice", "list", default=None
     )
 
 
-@dataclass(kw_only=True)
 class HugepageLimit(JSONModel):
-    page_size: str = field(metadata=jkey("pageSize", "str"))
-    limit: int = field(metadata=jkey("limit", "uint"))
+    page_size: str = jfield("pageSize", "str")
+    limit: int = jfield("limit", "uint")
 
 
-@dataclass(kw_only=True)
 class Network(JSONModel):
-    class_id: int | None = field(default=None, metadata=jkey("classID", "uint"))
-    priorities: list[dict[str, Any]] | None = field(
-        default=None, metadata=jkey("priorities", "list")
-    )
+    class_id: int | None = jfield("classID", "uint", default=None)
+    priorities: list[dict[str, Any]] | None = jfield("priorities", "list", default=None)
 
 
-@dataclass(kw_only=True)
 class Resources(JSONModel):
-    devices: list[DeviceCgroup] | None = field(
-        default=None, metadata=jkey("devices", "models", model=DeviceCgroup)
+    devices: list[DeviceCgroup] | None = jfield(
+        "devices", "models", model=DeviceCgroup, default=None
     )
-    memory: Memory | None = field(default=None, metadata=jkey("memory", "model", model=Memory))
-    cpu: CPU | None = field(default=None, metadata=jkey("cpu", "model", model=CPU))
-    pids: Pids | None = field(default=None, metadata=jkey("pids", "model", model=Pids))
-    block_io: BlockIO | None = field(default=None, metadata=jkey("blockIO", "model", model=BlockIO))
-    hugepage_limits: list[HugepageLimit] | None = field(
-        default=None, metadata=jkey("hugepageLimits", "models", model=HugepageLimit)
+    memory: Memory | None = jfield("memory", "model", model=Memory, default=None)
+    cpu: CPU | None = jfield("cpu", "model", model=CPU, default=None)
+    pids: Pids | None = jfield("pids", "model", model=Pids, default=None)
+    block_io: BlockIO | None = jfield("blockIO", "model", model=BlockIO, default=None)
+    hugepage_limits: list[HugepageLimit] | None = jfield(
+        "hugepageLimits", "models", model=HugepageLimit, default=None
     )
-    network: Network | None = field(default=None, metadata=jkey("network", "model", model=Network))
-    rdma: dict[str, Any] | None = field(default=None, metadata=jkey("rdma", "object"))
-    unified: dict[str, str] | None = field(default=None, metadata=jkey("unified", "strmap"))
+    network: Network | None = jfield("network", "model", model=Network, default=None)
+    rdma: dict[str, Any] | None = jfield("rdma", "object", default=None)
+    unified: dict[str, str] | None = jfield("unified", "strmap", default=None)
 
 
-@dataclass(kw_only=True)
 class SyscallArg(JSONModel):
-    index: int = field(metadata=jkey("index", "uint"))
-    value: int = field(metadata=jkey("value", "uint"))
-    value_two: int | None = field(default=None, metadata=jkey("valueTwo", "uint"))
-    op: str = field(metadata=jkey("op", "str"))
+    index: int = jfield("index", "uint")
+    value: int = jfield("value", "uint")
+    value_two: int | None = jfield("valueTwo", "uint", default=None)
+    op: str = jfield("op", "str")
 
 
-@dataclass(kw_only=True)
 class Syscall(JSONModel):
-    names: list[str] = field(metadata=jkey("names", "strlist"))
-    action: str = field(metadata=jkey("action", "str"))
-    errno_ret: int | None = field(default=None, metadata=jkey("errnoRet", "uint"))
-    args: list[SyscallArg] | None = field(
-        default=None, metadata=jkey("args", "models", model=SyscallArg)
-    )
+    names: list[str] = jfield("names", "strlist")
+    action: str = jfield("action", "str")
+    errno_ret: int | None = jfield("errnoRet", "uint", default=None)
+    args: list[SyscallArg] | None = jfield("args", "models", model=SyscallArg, default=None)
 
 
-@dataclass(kw_only=True)
 class Seccomp(JSONModel):
-    default_action: str = field(metadata=jkey("defaultAction", "str"))
-    default_errno_ret: int | None = field(default=None, metadata=jkey("defaultErrnoRet", "uint"))
-    architectures: list[str] | None = field(default=None, metadata=jkey("architectures", "strlist"))
-    flags: list[str] | None = field(default=None, metadata=jkey("flags", "strlist"))
-    listener_path: str | None = field(default=None, metadata=jkey("listenerPath", "str"))
-    listener_metadata: str | None = field(default=None, metadata=jkey("listenerMetadata", "str"))
-    syscalls: list[Syscall] | None = field(
-        default=None, metadata=jkey("syscalls", "models", model=Syscall)
-    )
+    default_action: str = jfield("defaultAction", "str")
+    default_errno_ret: int | None = jfield("defaultErrnoRet", "uint", default=None)
+    architectures: list[str] | None = jfield("architectures", "strlist", default=None)
+    flags: list[str] | None = jfield("flags", "strlist", default=None)
+    listener_path: str | None = jfield("listenerPath", "str", default=None)
+    listener_metadata: str | None = jfield("listenerMetadata", "str", default=None)
+    syscalls: list[Syscall] | None = jfield("syscalls", "models", model=Syscall, default=None)
 
 
-@dataclass(kw_only=True)
 class IntelRdt(JSONModel):
-    clos_id: str | None = field(default=None, metadata=jkey("closID", "str"))
-    schemata: list[str] | None = field(default=None, metadata=jkey("schemata", "strlist"))
-    l3_cache_schema: str | None = field(default=None, metadata=jkey("l3CacheSchema", "str"))
-    mem_bw_schema: str | None = field(default=None, metadata=jkey("memBwSchema", "str"))
-    enable_monitoring: bool | None = field(default=None, metadata=jkey("enableMonitoring", "bool"))
+    clos_id: str | None = jfield("closID", "str", default=None)
+    schemata: list[str] | None = jfield("schemata", "strlist", default=None)
+    l3_cache_schema: str | None = jfield("l3CacheSchema", "str", default=None)
+    mem_bw_schema: str | None = jfield("memBwSchema", "str", default=None)
+    enable_monitoring: bool | None = jfield("enableMonitoring", "bool", default=None)
 
 
-@dataclass(kw_only=True)
 class Personality(JSONModel):
-    domain: str | None = field(default=None, metadata=jkey("domain", "str"))
-    flags: list[str] | None = field(default=None, metadata=jkey("flags", "strlist"))
+    domain: str | None = jfield("domain", "str", default=None)
+    flags: list[str] | None = jfield("flags", "strlist", default=None)
 
 
-@dataclass(kw_only=True)
 class Linux(JSONModel):
-    uid_mappings: list[IDMapping] | None = field(
-        default=None, metadata=jkey("uidMappings", "models", model=IDMapping)
+    uid_mappings: list[IDMapping] | None = jfield(
+        "uidMappings", "models", model=IDMapping, default=None
     )
-    gid_mappings: list[IDMapping] | None = field(
-        default=None, metadata=jkey("gidMappings", "models", model=IDMapping)
+    gid_mappings: list[IDMapping] | None = jfield(
+        "gidMappings", "models", model=IDMapping, default=None
     )
-    sysctl: dict[str, str] | None = field(default=None, metadata=jkey("sysctl", "strmap"))
-    resources: Resources | None = field(
-        default=None, metadata=jkey("resources", "model", model=Resources)
+    sysctl: dict[str, str] | None = jfield("sysctl", "strmap", default=None)
+    resources: Resources | None = jfield("resources", "model", model=Resources, default=None)
+    cgroups_path: str | None = jfield("cgroupsPath", "str", default=None)
+    namespaces: list[Namespace] | None = jfield(
+        "namespaces", "models", model=Namespace, default=None
     )
-    cgroups_path: str | None = field(default=None, metadata=jkey("cgroupsPath", "str"))
-    namespaces: list[Namespace] | None = field(
-        default=None, metadata=jkey("namespaces", "models", model=Namespace)
+    devices: list[Device] | None = jfield("devices", "models", model=Device, default=None)
+    net_devices: dict[str, Any] | None = jfield("netDevices", "object", default=None)
+    seccomp: Seccomp | None = jfield("seccomp", "model", model=Seccomp, default=None)
+    rootfs_propagation: str | None = jfield("rootfsPropagation", "str", default=None)
+    masked_paths: list[str] | None = jfield("maskedPaths", "strlist", default=None)
+    readonly_paths: list[str] | None = jfield("readonlyPaths", "strlist", default=None)
+    mount_label: str | None = jfield("mountLabel", "str", default=None)
+    intel_rdt: IntelRdt | None = jfield("intelRdt", "model", model=IntelRdt, default=None)
+    memory_policy: dict[str, Any] | None = jfield("memoryPolicy", "object", default=None)
+    personality: Personality | None = jfield(
+        "personality", "model", model=Personality, default=None
     )
-    devices: list[Device] | None = field(
-        default=None, metadata=jkey("devices", "models", model=Device)
-    )
-    net_devices: dict[str, Any] | None = field(default=None, metadata=jkey("netDevices", "object"))
-    seccomp: Seccomp | None = field(default=None, metadata=jkey("seccomp", "model", model=Seccomp))
-    rootfs_propagation: str | None = field(default=None, metadata=jkey("rootfsPropagation", "str"))
-    masked_paths: list[str] | None = field(default=None, metadata=jkey("maskedPaths", "strlist"))
-    readonly_paths: list[str] | None = field(
-        default=None, metadata=jkey("readonlyPaths", "strlist")
-    )
-    mount_label: str | None = field(default=None, metadata=jkey("mountLabel", "str"))
-    intel_rdt: IntelRdt | None = field(
-        default=None, metadata=jkey("intelRdt", "model", model=IntelRdt)
-    )
-    memory_policy: dict[str, Any] | None = field(
-        default=None, metadata=jkey("memoryPolicy", "object")
-    )
-    personality: Personality | None = field(
-        default=None, metadata=jkey("personality", "model", model=Personality)
-    )
-    time_offsets: dict[str, Any] | None = field(
-        default=None, metadata=jkey("timeOffsets", "object")
-    )
+    time_offsets: dict[str, Any] | None = jfield("timeOffsets", "object", default=None)
 
     def namespace(self, ns_type: str) -> Namespace | None:
         """The entry for `ns_type`, if the container gets (or joins) that namespace."""
@@ -444,19 +378,18 @@ class Linux(JSONModel):
 # --- the document ----------------------------------------------------------------------
 
 
-@dataclass(kw_only=True)
 class Spec(JSONModel):
     """A bundle's config.json."""
 
-    oci_version: str = field(default=OCI_VERSION, metadata=jkey("ociVersion", "str", always=True))
-    process: Process | None = field(default=None, metadata=jkey("process", "model", model=Process))
-    root: Root | None = field(default=None, metadata=jkey("root", "model", model=Root))
-    hostname: str | None = field(default=None, metadata=jkey("hostname", "str"))
-    domainname: str | None = field(default=None, metadata=jkey("domainname", "str"))
-    mounts: list[Mount] | None = field(default=None, metadata=jkey("mounts", "models", model=Mount))
-    hooks: Hooks | None = field(default=None, metadata=jkey("hooks", "model", model=Hooks))
-    annotations: dict[str, str] | None = field(default=None, metadata=jkey("annotations", "strmap"))
-    linux: Linux | None = field(default=None, metadata=jkey("linux", "model", model=Linux))
+    oci_version: str = jfield("ociVersion", "str", always=True, default=OCI_VERSION)
+    process: Process | None = jfield("process", "model", model=Process, default=None)
+    root: Root | None = jfield("root", "model", model=Root, default=None)
+    hostname: str | None = jfield("hostname", "str", default=None)
+    domainname: str | None = jfield("domainname", "str", default=None)
+    mounts: list[Mount] | None = jfield("mounts", "models", model=Mount, default=None)
+    hooks: Hooks | None = jfield("hooks", "model", model=Hooks, default=None)
+    annotations: dict[str, str] | None = jfield("annotations", "strmap", default=None)
+    linux: Linux | None = jfield("linux", "model", model=Linux, default=None)
 
     @classmethod
     def _what(cls) -> str:
@@ -476,16 +409,15 @@ class Spec(JSONModel):
         return self.to_json().encode()
 
 
-@dataclass(kw_only=True)
 class State(JSONModel):
     """What `<runtime> state` prints (and what hooks read on stdin)."""
 
-    oci_version: str = field(default=OCI_VERSION, metadata=jkey("ociVersion", "str", always=True))
-    id: str = field(metadata=jkey("id", "str"))
-    status: str = field(metadata=jkey("status", "str"))
-    pid: int | None = field(default=None, metadata=jkey("pid", "uint"))
-    bundle: str = field(metadata=jkey("bundle", "str"))
-    annotations: dict[str, str] | None = field(default=None, metadata=jkey("annotations", "strmap"))
+    oci_version: str = jfield("ociVersion", "str", always=True, default=OCI_VERSION)
+    id: str = jfield("id", "str")
+    status: str = jfield("status", "str")
+    pid: int | None = jfield("pid", "uint", default=None)
+    bundle: str = jfield("bundle", "str")
+    annotations: dict[str, str] | None = jfield("annotations", "strmap", default=None)
 
     @classmethod
     def _what(cls) -> str:
