@@ -328,6 +328,8 @@ RICH_SPEC: dict[str, Any] = {
         "intelRdt": {"closID": "c", "l3CacheSchema": "L3:0=ff"},
         "personality": {"domain": "LINUX"},
         "timeOffsets": {"monotonic": {"secs": 1, "nanosecs": 0}},
+        "netDevices": {"eth1": {"name": "net0"}},
+        "memoryPolicy": {"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]},
     },
 }
 

@@ -60,6 +60,11 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "digests": (_is_strlist, "list of digest strings"),
     "model": (lambda v: isinstance(v, dict), "object"),
     "models": (lambda v: isinstance(v, list), "list of objects"),
+    "modelmap": (lambda v: isinstance(v, dict), "object of objects"),
+    "uintlist": (
+        lambda v: isinstance(v, list) and all(_is_int(x) and x >= 0 for x in v),
+        "list of non-negative integers",
+    ),
 }
 
 
@@ -189,6 +194,9 @@ def _decode(spec: _Spec, v: Any, where: str) -> Any:
     if spec.kind == "models":
         assert spec.model is not None
         return [spec.model.from_dict(x, where=f"{where}[{i}]") for i, x in enumerate(v)]
+    if spec.kind == "modelmap":
+        assert spec.model is not None
+        return {k: spec.model.from_dict(x, where=f"{where}.{k}") for k, x in v.items()}
     if spec.kind == "int" and not _INT64[0] <= v <= _INT64[1]:
         raise InvalidDocument(f"{where}: {v} is out of the int64 range")
     return _copy(v)
@@ -201,6 +209,8 @@ def _encode(spec: _Spec, v: Any) -> Any:
         return v.to_dict()
     if spec.kind == "models":
         return [x.to_dict() for x in v]
+    if spec.kind == "modelmap":
+        return {k: x.to_dict() for k, x in v.items()}
     if spec.kind == "digest":
         return str(v)
     if spec.kind == "digests":

@@ -30,15 +30,19 @@ __all__ = [
     "IDMapping",
     "IOPriority",
     "IntelRdt",
+    "InterfacePriority",
     "Linux",
     "Memory",
+    "MemoryPolicy",
     "Mount",
     "Namespace",
+    "NetDevice",
     "Network",
     "POSIXRlimit",
     "Personality",
     "Pids",
     "Process",
+    "Rdma",
     "Resources",
     "Root",
     "Scheduler",
@@ -47,7 +51,11 @@ __all__ = [
     "State",
     "Syscall",
     "SyscallArg",
+    "ThrottleDevice",
+    "TimeOffset",
+    "TimeOffsets",
     "User",
+    "WeightDevice",
     "default_spec",
 ]
 
@@ -67,7 +75,7 @@ class User(JSONModel):
     uid: int = jfield("uid", "uint", default=0)
     gid: int = jfield("gid", "uint", default=0)
     umask: int | None = jfield("umask", "uint", default=None)
-    additional_gids: list[int] | None = jfield("additionalGids", "list", default=None)
+    additional_gids: list[int] | None = jfield("additionalGids", "uintlist", default=None)
     username: str | None = jfield("username", "str", default=None)
 
 
@@ -250,23 +258,36 @@ class Pids(JSONModel):
     limit: int = jfield("limit", "int")
 
 
-class BlockIO(JSONModel):
-    """Per-device entries stay plain dicts ({major, minor, weight|rate, ...})."""
-
+class WeightDevice(JSONModel):
+    major: int = jfield("major", "int")
+    minor: int = jfield("minor", "int")
     weight: int | None = jfield("weight", "uint", default=None)
     leaf_weight: int | None = jfield("leafWeight", "uint", default=None)
-    weight_device: list[dict[str, Any]] | None = jfield("weightDevice", "list", default=None)
-    throttle_read_bps_device: list[dict[str, Any]] | None = jfield(
-        "throttleReadBpsDevice", "list", default=None
+
+
+class ThrottleDevice(JSONModel):
+    major: int = jfield("major", "int")
+    minor: int = jfield("minor", "int")
+    rate: int | None = jfield("rate", "uint", default=None)
+
+
+class BlockIO(JSONModel):
+    weight: int | None = jfield("weight", "uint", default=None)
+    leaf_weight: int | None = jfield("leafWeight", "uint", default=None)
+    weight_device: list[WeightDevice] | None = jfield(
+        "weightDevice", "models", model=WeightDevice, default=None
     )
-    throttle_write_bps_device: list[dict[str, Any]] | None = jfield(
-        "throttleWriteBpsDevice", "list", default=None
+    throttle_read_bps_device: list[ThrottleDevice] | None = jfield(
+        "throttleReadBpsDevice", "models", model=ThrottleDevice, default=None
     )
-    throttle_read_iops_device: list[dict[str, Any]] | None = jfield(
-        "throttleReadIOPSDevice", "list", default=None
+    throttle_write_bps_device: list[ThrottleDevice] | None = jfield(
+        "throttleWriteBpsDevice", "models", model=ThrottleDevice, default=None
     )
-    throttle_write_iops_device: list[dict[str, Any]] | None = jfield(
-        "throttleWriteIOPSDevice", "list", default=None
+    throttle_read_iops_device: list[ThrottleDevice] | None = jfield(
+        "throttleReadIOPSDevice", "models", model=ThrottleDevice, default=None
+    )
+    throttle_write_iops_device: list[ThrottleDevice] | None = jfield(
+        "throttleWriteIOPSDevice", "models", model=ThrottleDevice, default=None
     )
 
 
@@ -275,9 +296,21 @@ class HugepageLimit(JSONModel):
     limit: int = jfield("limit", "uint")
 
 
+class InterfacePriority(JSONModel):
+    name: str = jfield("name", "str")
+    priority: int = jfield("priority", "uint")
+
+
 class Network(JSONModel):
     class_id: int | None = jfield("classID", "uint", default=None)
-    priorities: list[dict[str, Any]] | None = jfield("priorities", "list", default=None)
+    priorities: list[InterfacePriority] | None = jfield(
+        "priorities", "models", model=InterfacePriority, default=None
+    )
+
+
+class Rdma(JSONModel):
+    hca_handles: int | None = jfield("hcaHandles", "uint", default=None)
+    hca_objects: int | None = jfield("hcaObjects", "uint", default=None)
 
 
 class Resources(JSONModel):
@@ -292,7 +325,7 @@ class Resources(JSONModel):
         "hugepageLimits", "models", model=HugepageLimit, default=None
     )
     network: Network | None = jfield("network", "model", model=Network, default=None)
-    rdma: dict[str, Any] | None = jfield("rdma", "object", default=None)
+    rdma: dict[str, Rdma] | None = jfield("rdma", "modelmap", model=Rdma, default=None)
     unified: dict[str, str] | None = jfield("unified", "strmap", default=None)
 
 
@@ -333,6 +366,26 @@ class Personality(JSONModel):
     flags: list[str] | None = jfield("flags", "strlist", default=None)
 
 
+class NetDevice(JSONModel):
+    name: str | None = jfield("name", "str", default=None)
+
+
+class MemoryPolicy(JSONModel):
+    mode: str | None = jfield("mode", "str", default=None)
+    nodes: str | None = jfield("nodes", "str", default=None)
+    flags: list[str] | None = jfield("flags", "strlist", default=None)
+
+
+class TimeOffset(JSONModel):
+    secs: int | None = jfield("secs", "int", default=None)
+    nanosecs: int | None = jfield("nanosecs", "uint", default=None)
+
+
+class TimeOffsets(JSONModel):
+    boottime: TimeOffset | None = jfield("boottime", "model", model=TimeOffset, default=None)
+    monotonic: TimeOffset | None = jfield("monotonic", "model", model=TimeOffset, default=None)
+
+
 class Linux(JSONModel):
     uid_mappings: list[IDMapping] | None = jfield(
         "uidMappings", "models", model=IDMapping, default=None
@@ -347,18 +400,24 @@ class Linux(JSONModel):
         "namespaces", "models", model=Namespace, default=None
     )
     devices: list[Device] | None = jfield("devices", "models", model=Device, default=None)
-    net_devices: dict[str, Any] | None = jfield("netDevices", "object", default=None)
+    net_devices: dict[str, NetDevice] | None = jfield(
+        "netDevices", "modelmap", model=NetDevice, default=None
+    )
     seccomp: Seccomp | None = jfield("seccomp", "model", model=Seccomp, default=None)
     rootfs_propagation: str | None = jfield("rootfsPropagation", "str", default=None)
     masked_paths: list[str] | None = jfield("maskedPaths", "strlist", default=None)
     readonly_paths: list[str] | None = jfield("readonlyPaths", "strlist", default=None)
     mount_label: str | None = jfield("mountLabel", "str", default=None)
     intel_rdt: IntelRdt | None = jfield("intelRdt", "model", model=IntelRdt, default=None)
-    memory_policy: dict[str, Any] | None = jfield("memoryPolicy", "object", default=None)
+    memory_policy: MemoryPolicy | None = jfield(
+        "memoryPolicy", "model", model=MemoryPolicy, default=None
+    )
     personality: Personality | None = jfield(
         "personality", "model", model=Personality, default=None
     )
-    time_offsets: dict[str, Any] | None = jfield("timeOffsets", "object", default=None)
+    time_offsets: TimeOffsets | None = jfield(
+        "timeOffsets", "model", model=TimeOffsets, default=None
+    )
 
     def namespace(self, ns_type: str) -> Namespace | None:
         """The entry for `ns_type`, if the container gets (or joins) that namespace."""
