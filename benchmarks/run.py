@@ -36,11 +36,22 @@ class Timing:
     error: str = ""
 
 
+LOAD_ERRORS: list[str] = []  # modules that could not give their cases; reported as failures
+
+
 def discover() -> list[Case]:
     cases: list[Case] = []
     for path in sorted(Path(__file__).parent.glob("bench_*.py")):
-        module = importlib.import_module(f"benchmarks.{path.stem}")
-        cases.extend(module.cases())
+        try:
+            module = importlib.import_module(f"benchmarks.{path.stem}")
+            make_cases = getattr(module, "cases", None)
+            if make_cases is None:
+                log(f"{path.name} has no cases(): not part of the table (run it on its own)")
+                continue
+            cases.extend(make_cases())
+        except Exception as err:  # one broken module must not hide every other figure
+            LOAD_ERRORS.append(f"- {path.name}: {type(err).__name__}: {err}")
+            log(f"{path.name} failed to load: {err}")
     wanted = [w.strip() for w in os.environ.get("BENCH_CASES", "").split(",") if w.strip()]
     if wanted:
         cases = [c for c in cases if any(w in c.name for w in wanted)]
@@ -160,7 +171,7 @@ def main() -> int:
         harness.teardown(session)
     report = table(results)
     notes = [f"- {case.name}: {case.note}" for case, _ in results if case.note]
-    failures = [
+    failures = LOAD_ERRORS + [
         f"- {case.name} / {t.label}: {t.error}" for case, ts in results for t in ts if t.error
     ]
     quick = " (BENCH_QUICK: 3 runs per command)" if harness.QUICK else ""

@@ -113,17 +113,9 @@ def test_skopeo_inspect_reads_configs(
         assert (config["architecture"], config.get("variant")) == (arch, variant)
 
 
-@pytest.mark.root
-@pytest.mark.parametrize("compression", ["gzip", "none"])
-def test_umoci_unpack_matches_expected_tree(
-    tmp_path: Path, fixture_layouts: dict[str, Path], compression: str
-) -> None:
-    """umoci 0.4.7 cannot read zstd layers; the zstd layout carries the same tars (see
-    test_compressions_carry_the_same_tars), so checking gzip and none covers it."""
+def umoci_unpack(layout: Path, bundle: Path) -> Path:
     need_root()
     need_tool("umoci")
-    bundle = tmp_path / "bundle"
-    layout = fixture_layouts[f"multilayer-{compression}"]
     result = subprocess.run(
         ["umoci", "unpack", "--image", f"{layout}:latest", str(bundle)],
         capture_output=True,
@@ -131,4 +123,32 @@ def test_umoci_unpack_matches_expected_tree(
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert images.check_tree(bundle / "rootfs") == []
+    return bundle / "rootfs"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_umoci_unpack_matches_expected_tree(
+    tmp_path: Path, fixture_layouts: dict[str, Path], compression: str
+) -> None:
+    """umoci 0.4.7 cannot read zstd layers; the zstd layout carries the same tars (see
+    test_compressions_carry_the_same_tars), so checking gzip and none covers it."""
+    rootfs = umoci_unpack(fixture_layouts[f"multilayer-{compression}"], tmp_path / "bundle")
+    assert images.check_tree(rootfs) == []
+
+
+@pytest.mark.root
+def test_umoci_unpack_of_busybox_runs_in_a_chroot(
+    tmp_path: Path, fixture_layouts: dict[str, Path]
+) -> None:
+    rootfs = umoci_unpack(fixture_layouts["busybox"], tmp_path / "bundle")
+    assert images.check_tree(rootfs, images.busybox_expected()) == []
+    # the applet links resolve inside the rootfs: sh, id and the passwd file work together
+    result = subprocess.run(
+        ["chroot", str(rootfs), "/bin/sh", "-c", "id -un; cat /etc/hostname; env true && echo ok"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "root\nbusybox\nok\n"
