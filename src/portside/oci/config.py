@@ -104,14 +104,17 @@ class ImageConfig(Document):
         obj._attach(raw, source)
         return obj
 
-    def _validate(self, where: str) -> None:
-        if self.history is None:
-            return
-        non_empty = sum(1 for h in self.history if not h.empty_layer)
-        layers = len(self.rootfs.diff_ids)
-        # Real images disagree here at times; refuse only more layer history than layers.
-        if layers and non_empty > layers:
-            raise InvalidDocument(f"{where}: history names {non_empty} layers, rootfs has {layers}")
+    def layer_history(self) -> list[tuple[History, Digest | None]]:
+        """Each history entry with the diffID of the layer it made (None for empty layers).
+
+        Real images do not always agree between history and rootfs (squashed or hand-made
+        ones), so this never fails: surplus entries get None, as docker shows "<missing>".
+        """
+        out: list[tuple[History, Digest | None]] = []
+        layers = iter(self.rootfs.diff_ids)
+        for h in self.history or []:
+            out.append((h, None if h.empty_layer else next(layers, None)))
+        return out
 
     @property
     def diff_ids(self) -> list[Digest]:
