@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from portside.errors import RuntimeFailure
+from portside.monitor import client
 from portside.monitor.client import MonitorHandle
 from tests.integration.test_monitor_support import Monitors, log_lines, monitors, wait_for
 
@@ -161,3 +163,39 @@ def test_monitor_pid_file_and_signal_isolation(monitors: Monitors) -> None:
     assert os.getsid(handle.pid) != os.getsid(0)
     os.kill(handle.init_pid, signal.SIGKILL)
     assert handle.wait(timeout=60).exit_code == 137
+
+
+def test_zygote_forks_monitors_that_outlive_it(monitors: Monitors) -> None:
+    first = monitors.start(["sh", "-c", TICKER], zygote=True)
+    second = monitors.start(["sh", "-c", "echo from-second; exit 5"], zygote=True)
+    (zygote,) = monitors.zygote_pids()
+    assert zygote not in (first.pid, second.pid)
+    assert _ppid(first.pid) != zygote  # double-forked away: nobody's child but init's
+    assert _ppid(first.init_pid) == first.pid
+    assert second.wait(timeout=60).exit_code == 5
+    assert any(line.endswith("F from-second") for line in log_lines(second.config.log_path))
+    os.kill(zygote, signal.SIGKILL)
+    seen = len(log_lines(first.config.log_path))
+    wait_for(lambda: len(log_lines(first.config.log_path)) > seen + 5, "logging after the kill")
+    assert first.status()["status"] == "running"
+    # the next spawn finds the zygote gone and starts a fresh one
+    third = monitors.start(["sh", "-c", "exit 0"], zygote=True)
+    assert third.wait(timeout=60).exit_code == 0
+    assert zygote not in monitors.zygote_pids()
+    first.stop("KILL")
+    assert first.wait(timeout=60).exit_code == 137
+
+
+def test_zygote_leaves_when_idle(monitors: Monitors, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client, "ZYGOTE_IDLE", 0.2)
+    handle = monitors.start(["sleep", "1000"], zygote=True)
+    wait_for(lambda: not monitors.zygote_pids(), "the idle zygote to leave")
+    assert not list(monitors.short.glob("monitor-zygote-*"))
+    assert handle.status()["status"] == "running"
+    handle.stop("KILL")
+    handle.wait(timeout=60)
+
+
+def test_zygote_reports_runtime_errors_like_a_direct_start(monitors: Monitors) -> None:
+    with pytest.raises(RuntimeFailure, match="/no/such/program"):
+        monitors.start(["/no/such/program"], zygote=True)

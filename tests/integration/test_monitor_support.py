@@ -5,6 +5,7 @@ Named test_monitor_* to live with the monitor's tests; it holds no tests itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -106,8 +107,8 @@ class Monitors:
         doc.update(overrides)
         return doc
 
-    def start(self, args: list[str], **overrides: Any) -> MonitorHandle:
-        handle = spawn(self.config(args, **overrides))
+    def start(self, args: list[str], zygote: bool = False, **overrides: Any) -> MonitorHandle:
+        handle = spawn(self.config(args, **overrides), zygote_dir=self.short if zygote else None)
         self.started.append(handle)
         return handle
 
@@ -124,7 +125,13 @@ class Monitors:
         )
         return json.loads(result.stdout) if result.returncode == 0 else None
 
+    def zygote_pids(self) -> list[int]:
+        return [int(p.read_text()) for p in self.short.glob("monitor-zygote-*.pid")]
+
     def cleanup(self) -> None:
+        for pid in self.zygote_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for handle in self.started:
             if handle.pid and handle.alive():
                 os.kill(handle.pid, signal.SIGKILL)

@@ -29,6 +29,23 @@ _BOOT = (
     f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
     "from portside.monitor.main import main; main()"
 )
+_ZYGOTE_BOOT = (
+    f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+    "from portside.monitor.zygote import run; run()"
+)
+ZYGOTE_IDLE = 600.0
+
+
+def _code_tag(python: str) -> str:
+    """Names the zygote after the interpreter and the monitor's code, so an upgrade starts anew."""
+    import hashlib
+
+    h = hashlib.sha256(python.encode())
+    root = Path(_PACKAGE_PARENT) / "portside"
+    for f in sorted([root / "errors.py", root / "__init__.py", *(root / "monitor").glob("*.py")]):
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -72,12 +89,16 @@ def spawn(
     config_path: str | os.PathLike[str] | None = None,
     python: str | None = None,
     timeout: float = 120.0,
+    zygote_dir: str | os.PathLike[str] | None = None,
 ) -> MonitorHandle:
     """Write the config, start the monitor detached and wait for its handshake.
 
     Returns once the container's init runs (the monitor reported its PID), or
     raises RuntimeFailure with the monitor's (usually the runtime's) one-line
-    error. `config_path` defaults to STATE_DIR/monitor.json.
+    error. `config_path` defaults to STATE_DIR/monitor.json. With `zygote_dir`
+    (the engine's run root) the monitor is forked from a shared warm zygote
+    kept there (see zygote.py), started on first use; without it, or if the
+    zygote cannot be used, the monitor is a fresh interpreter.
     """
     doc = dict(config)
     doc.setdefault("version", 1)
@@ -95,29 +116,79 @@ def spawn(
         for directory in {cfg.state_dir, cfg.exit_dir, os.path.dirname(cfg.log_path)}:
             os.makedirs(directory, exist_ok=True)
         _write_json(path, doc)
-        starter = subprocess.Popen(
-            monitor_argv(path, python),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            pass_fds=(write_end,),
-        )
+        starter = None
+        if zygote_dir is None or not _via_zygote(
+            Path(zygote_dir), path, write_end, python or sys.executable
+        ):
+            starter = subprocess.Popen(
+                monitor_argv(path, python),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(write_end,),
+            )
     finally:
         os.close(write_end)
+    stderr = b""
     try:
         reply = _read_handshake(read_end, timeout)
     finally:
         os.close(read_end)
-        _, stderr = starter.communicate()
+        if starter is not None:
+            _, stderr = starter.communicate()
     if reply is None:
         detail = stderr.decode("utf-8", "replace").strip().splitlines()
         raise RuntimeFailure(
             f"monitor for {cfg.id} exited without a handshake"
-            + (f": {detail[-1]}" if detail else f" (status {starter.returncode})")
+            + (f": {detail[-1]}" if detail else "")
         )
     if "error" in reply:
         raise RuntimeFailure(f"container {cfg.id}: {reply['error']}")
     return MonitorHandle(cfg, str(path), int(reply["monitor_pid"]), int(reply["pid"]))
+
+
+def zygote_socket(directory: str | os.PathLike[str], python: str | None = None) -> Path:
+    return Path(directory) / f"monitor-zygote-{_code_tag(python or sys.executable)}.sock"
+
+
+def _via_zygote(directory: Path, config_path: Path, sync_fd: int, python: str) -> bool:
+    """Ask the zygote (starting it if needed) to fork the monitor; False if it cannot."""
+    path = zygote_socket(directory, python)
+    if len(os.fsencode(path)) > 107:
+        return False
+    request = json.dumps({"config": str(config_path)}).encode()
+    for attempt in range(2):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+                sock.connect(str(path))
+                socket.send_fds(sock, [request], [sync_fd])
+            return True
+        except OSError:
+            if attempt or not _start_zygote(path, python):
+                return False
+    return False
+
+
+def _start_zygote(path: Path, python: str) -> bool:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ready_r, ready_w = os.pipe()
+    try:
+        starter = subprocess.Popen(
+            [python, "-I", "-S", "-c", _ZYGOTE_BOOT, str(path), str(ready_w), str(ZYGOTE_IDLE)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(ready_w,),
+        )
+    finally:
+        os.close(ready_w)
+    try:
+        ready, _, _ = select.select([ready_r], [], [], 30.0)
+        ok = bool(ready) and os.read(ready_r, 16).startswith(b"ready")
+    finally:
+        os.close(ready_r)
+        starter.wait()
+    return ok
 
 
 def _read_handshake(fd: int, timeout: float) -> dict[str, Any] | None:

@@ -834,12 +834,17 @@ def _report(fd: int | None, doc: dict[str, Any]) -> None:
         pass
 
 
-def _daemonize(cfg: MonitorConfig) -> None:
-    """fork, setsid, fork: the caller's process exits at once and nothing ties us to it."""
-    pid = os.fork()
-    if pid:
-        os.waitpid(pid, 0)
-        os._exit(0)
+def _daemonize(cfg: MonitorConfig, forked: bool = False) -> None:
+    """fork, setsid, fork: the caller's process exits at once and nothing ties us to it.
+
+    `forked`: we are already a fresh child (of the zygote) that nobody waits on
+    but the zygote, so the first fork is not needed.
+    """
+    if not forked:
+        pid = os.fork()
+        if pid:
+            os.waitpid(pid, 0)
+            os._exit(0)
     os.setsid()
     if os.fork():
         os._exit(0)
@@ -857,24 +862,35 @@ def _daemonize(cfg: MonitorConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """`python ... CONFIG`: the process the engine starts; it returns as soon as we detach."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         sys.stderr.write("usage: python -m portside.monitor CONFIG.json\n")
         raise SystemExit(2)
-    path = args[0]
-    sync_fd: int | None = None
+    launch(args[0])
+
+
+def launch(path: str, sync_fd: int | None = None, forked: bool = False) -> None:
+    """Read the config, detach, start the container, report on the sync fd, serve; never returns.
+
+    `sync_fd` overrides the config's (the zygote received the engine's pipe
+    under another number).
+    """
     try:
         doc = jsonlite.loads(read_file(path), f"monitor config {path}")
-        if isinstance(doc, dict) and type(doc.get("sync_fd")) is int:
+        if sync_fd is None and isinstance(doc, dict) and type(doc.get("sync_fd")) is int:
             sync_fd = doc["sync_fd"]
+        if sync_fd is not None:
             os.set_inheritable(sync_fd, False)  # the container must not hold the engine's pipe
         cfg = MonitorConfig(doc, path.rpartition("/")[0] or "/")
     except (PortsideError, OSError) as exc:
         message = str(exc) if isinstance(exc, PortsideError) else f"monitor config {path}: {exc}"
         sys.stderr.write(message + "\n")
         _report(sync_fd, {"error": message})
+        if forked:
+            os._exit(1)
         raise SystemExit(1) from None
-    _daemonize(cfg)
+    _daemonize(cfg, forked)
     monitor = Monitor(cfg)
     try:
         monitor.setup()

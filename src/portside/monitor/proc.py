@@ -12,6 +12,10 @@ import _socket
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # Dispositions Python changes at start-up that a container must not inherit.
 _RESET_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGCHLD, _signal.SIGHUP)
 PR_SET_CHILD_SUBREAPER = 36
@@ -57,22 +61,37 @@ def read_nonblocking(fd: int) -> tuple[bytes, bool]:
         chunks.append(chunk)
 
 
+_prctl: Any = None
+
+
+def preload_prctl() -> None:
+    """Resolve prctl once (the zygote does, so its forks share it)."""
+    global _prctl
+    import ctypes
+
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
 def set_subreaper() -> None:
     """prctl(PR_SET_CHILD_SUBREAPER): orphans of the container's runtime come to us.
 
     portside.linux.libc would load ctypes.util (and with it subprocess and
-    shutil) into every monitor; dlopen(NULL) with bare ctypes is enough here,
-    and the module is dropped again since nothing else needs it.
+    shutil) into every monitor; dlopen(NULL) with bare ctypes is enough here.
+    A monitor started on its own drops the module again: nothing else needs it.
     """
+    global _prctl
+    preloaded = _prctl is not None
+    if not preloaded:
+        preload_prctl()
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+    if _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), "prctl(PR_SET_CHILD_SUBREAPER)")
-    del libc
-    for name in [m for m in sys.modules if m == "ctypes" or m.startswith("ctypes.")]:
-        del sys.modules[name]
+    if not preloaded:
+        _prctl = None
+        for name in [m for m in sys.modules if m == "ctypes" or m.startswith("ctypes.")]:
+            del sys.modules[name]
 
 
 def unix_listener(path: str, kind: int) -> _socket.socket:

@@ -1,0 +1,190 @@
+"""Memory and start latency of portside's per-container monitor beside conmon's, in one run.
+
+For N idle busybox containers (`sleep 1000`, runc, no network namespace) it
+starts one monitor each and sums the PSS (/proc/PID/smaps_rollup) of every
+process that stays per container: our monitors (plus the zygote, amortised,
+in zygote mode) against conmon started the way podman starts it (a sync pipe,
+then `runc start`). Prints a table of means and the ratios; needs root.
+
+    .venv/bin/python benchmarks/bench_monitor.py [--count 20] [--modes direct,zygote,conmon]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from portside.monitor.client import MonitorHandle, spawn
+
+APPLETS = ("sh", "sleep", "true")
+
+
+def make_bundle(where: Path, spec: dict[str, Any]) -> Path:
+    (where / "rootfs" / "bin").mkdir(parents=True)
+    for d in ("proc", "dev", "sys", "tmp"):
+        (where / "rootfs" / d).mkdir()
+    shutil.copy("/bin/busybox", where / "rootfs" / "bin" / "busybox")
+    for applet in APPLETS:
+        (where / "rootfs" / "bin" / applet).symlink_to("busybox")
+    (where / "config.json").write_text(json.dumps(spec))
+    return where
+
+
+def base_spec() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(["runc", "spec", "--bundle", d], check=True)
+        spec: dict[str, Any] = json.loads(Path(d, "config.json").read_text())
+    spec["process"]["args"] = ["sleep", "1000"]
+    spec["process"]["terminal"] = False
+    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
+    return spec
+
+
+def smaps(pid: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, rest = line.partition(":")
+        out[key] = int(rest.split()[0])
+    return out
+
+
+class Run:
+    def __init__(self, base: Path, mode: str) -> None:
+        self.base = base / mode
+        self.base.mkdir()
+        self.mode = mode
+        self.runtime_root = self.base / "runc"
+        self.ids: list[str] = []
+        self.monitor_pids: list[int] = []
+        self.extra_pids: list[int] = []  # shared processes (the zygote), amortised
+        self.latencies: list[float] = []
+
+    def start(self, spec: dict[str, Any], i: int) -> None:
+        cid = f"bm{self.mode[0]}{i}"
+        bundle = make_bundle(self.base / "b" / cid, spec)
+        state = self.base / "s" / cid
+        t0 = time.perf_counter()
+        if self.mode == "conmon":
+            pid = self._conmon(cid, bundle, state)
+        else:
+            handle = spawn(
+                {
+                    "id": cid,
+                    "bundle": str(bundle),
+                    "runtime": shutil.which("runc"),
+                    "runtime_args": ["--root", str(self.runtime_root)],
+                    "state_dir": str(state),
+                },
+                zygote_dir=str(self.base) if self.mode == "zygote" else None,
+            )
+            pid = handle.pid
+        self.latencies.append(time.perf_counter() - t0)
+        self.ids.append(cid)
+        self.monitor_pids.append(pid)
+
+    def _conmon(self, cid: str, bundle: Path, state: Path) -> int:
+        state.mkdir(parents=True)
+        sock_dir = self.base / "sock"
+        sock_dir.mkdir(exist_ok=True)
+        read_end, write_end = os.pipe()
+        env = dict(os.environ, _OCI_SYNCPIPE=str(write_end))
+        root = ["--runtime-arg", "--root", "--runtime-arg", str(self.runtime_root)]
+        subprocess.run(
+            [
+                *("conmon", "--api-version", "1", "-c", cid, "-u", cid, "-n", cid),
+                *("-r", shutil.which("runc") or "runc", *root, "-b", str(bundle)),
+                *("-p", str(state / "pid"), "-P", str(state / "conmon.pid")),
+                *("-l", f"k8s-file:{state / 'ctr.log'}", "--exit-dir", str(state)),
+                *("--socket-dir-path", str(sock_dir), "--log-level", "error"),
+            ],
+            env=env,
+            pass_fds=(write_end,),
+            check=True,
+        )
+        os.close(write_end)
+        with os.fdopen(read_end) as sync:
+            reply = json.loads(sync.readline())
+        if reply.get("data", -1) < 0:
+            raise RuntimeError(f"conmon: {reply}")
+        runc = ["runc", "--root", str(self.runtime_root)]
+        subprocess.run([*runc, "start", cid], check=True)
+        return int((state / "conmon.pid").read_text())
+
+    def measure(self) -> dict[str, float]:
+        per = [smaps(pid) for pid in self.monitor_pids]
+        shared = [smaps(pid) for pid in self.extra_pids]
+        n = len(per)
+        pss = sum(p["Pss"] for p in per) + sum(s["Pss"] for s in shared)
+        return {
+            "rss_kb": sum(p["Rss"] for p in per) / n,
+            "pss_kb": pss / n,
+            "private_dirty_kb": sum(p["Private_Dirty"] for p in per) / n,
+            "start_ms": statistics.median(self.latencies) * 1000,
+        }
+
+    def cleanup(self) -> None:
+        for cid in self.ids:
+            subprocess.run(
+                ["runc", "--root", str(self.runtime_root), "delete", "-f", cid],
+                capture_output=True,
+                check=False,
+            )
+        for pid in self.monitor_pids + self.extra_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--modes", default="direct,zygote,conmon")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench_monitor needs root (it runs containers)")
+    spec = base_spec()
+    base = Path(tempfile.mkdtemp(prefix="bm", dir="/tmp"))
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for mode in args.modes.split(","):
+            run = Run(base, mode)
+            try:
+                for i in range(args.count):
+                    run.start(spec, i)
+                if mode == "zygote":
+                    run.extra_pids = zygote_pids(run.base)
+                time.sleep(1)  # let every monitor settle into its idle loop
+                results[mode] = run.measure()
+            finally:
+                run.cleanup()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    ref = results.get("conmon")
+    print(f"{args.count} idle containers, means per container (kB; start: median ms)")
+    print(f"{'monitor':<10}{'RSS':>8}{'PSS':>8}{'priv.dirty':>12}{'start':>8}{'PSS/conmon':>12}")
+    for mode, r in results.items():
+        ratio = f"{r['pss_kb'] / ref['pss_kb']:.2f}x" if ref else "-"
+        print(
+            f"{mode:<10}{r['rss_kb']:>8.0f}{r['pss_kb']:>8.0f}{r['private_dirty_kb']:>12.0f}"
+            f"{r['start_ms']:>8.1f}{ratio:>12}"
+        )
+
+
+def zygote_pids(directory: Path) -> list[int]:
+    return [int(p.read_text()) for p in directory.glob("monitor-zygote-*.pid")]
+
+
+if __name__ == "__main__":
+    _ = MonitorHandle  # the client is what the engine uses; imported to keep the bench honest
+    main()

@@ -1,0 +1,140 @@
+"""A pre-loaded monitor that forks new monitors, so they share its memory.
+
+A Python process costs ~3.5 MB of private memory (the interpreter's
+initialised data, its heaps); conmon costs ~0.4 MB. Monitors forked from one
+warm, `gc.freeze()`d image share those pages copy-on-write and keep only
+what they touch, about a quarter of it. The zygote is a cache, not a daemon:
+it is nobody's parent (each monitor is double-forked away from it and
+reparented to init), killing it touches no container, it exits when idle, and
+the client falls back to starting a monitor directly whenever it is missing.
+
+    python -I -S -c BOOT SOCKET_PATH READY_FD IDLE_SECONDS
+
+Requests on the SOCK_SEQPACKET socket: one packet `{"config": PATH}` with the
+engine's sync pipe attached (SCM_RIGHTS); the reply comes on that pipe, from
+the new monitor, exactly as when it is started directly.
+"""
+
+from __future__ import annotations
+
+import _socket
+import gc
+import os
+import select
+import sys
+
+from portside.monitor import jsonlite, main, proc
+from portside.monitor.files import read_file, write_atomic
+from portside.monitor.logs import CRIWriter, JSONFileWriter
+
+# what a monitor loads later anyway: load it once here, shared by every fork
+import fcntl  # noqa: F401  isort: skip
+import termios  # noqa: F401  isort: skip
+
+SEQPACKET = _socket.SOCK_SEQPACKET
+
+
+def serve(socket_path: str, ready_fd: int, idle: float) -> None:
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    os.chdir("/")
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    # bind under a temp name, then rename over the public one: a racing zygote loses cleanly
+    tmp = f"{socket_path}.{os.getpid()}"
+    listener = proc.unix_listener(tmp, SEQPACKET)
+    os.rename(tmp, socket_path)
+    pid_file = socket_path.removesuffix(".sock") + ".pid"
+    write_atomic(pid_file, f"{os.getpid()}\n".encode())
+    proc.preload_prctl()
+    _warm_up()
+    gc.collect()
+    gc.freeze()  # the collector must not touch (and so copy) the shared objects
+    os.write(ready_fd, b"ready\n")
+    os.close(ready_fd)
+    poller = select.poll()
+    poller.register(listener.fileno(), select.POLLIN)
+    while poller.poll(int(idle * 1000)):
+        conn = proc.accept(listener, SEQPACKET)
+        if conn is None:
+            continue
+        try:
+            conn.settimeout(5.0)
+            data, ancdata, _, _ = conn.recvmsg(4096, _socket.CMSG_LEN(4))
+        except OSError:
+            conn.close()
+            continue
+        fds = [
+            int.from_bytes(d[:4], sys.byteorder)
+            for level, kind, d in ancdata
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(d) >= 4
+        ]
+        try:
+            request = jsonlite.loads(data, "zygote request")
+            config = request["config"]
+        except Exception:  # a bad request must not end the zygote
+            config = None
+        if config and fds:
+            child = os.fork()
+            if child == 0:
+                listener.close()
+                conn.close()
+                main.launch(str(config), fds[0], forked=True)
+                os._exit(1)
+            os.waitpid(child, 0)  # it double-forks and exits at once
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+    # idle: leave, unless a newer zygote already took the name
+    try:
+        if int(read_file(pid_file)) == os.getpid():
+            os.unlink(socket_path)
+            os.unlink(pid_file)
+    except (OSError, ValueError):
+        pass
+    os._exit(0)
+
+
+def _warm_up() -> None:
+    """Run the monitor's common paths here, before any fork.
+
+    Python 3.11 rewrites a function's bytecode in place once it has run a few
+    times (specialisation) and fills method caches; done here, every fork
+    shares the result instead of each writing (and so copying) those pages.
+    """
+    doc = {
+        "version": 1,
+        "id": "warmup",
+        "bundle": "/",
+        "runtime": "/bin/true",
+        "state_dir": "/dev",
+        "log": {"driver": "k8s-file", "path": "/dev/null"},
+        "restart": "on-failure:1",
+    }
+    text = jsonlite.dumps(doc)
+    for _ in range(64):
+        cfg = main.MonitorConfig(jsonlite.loads(text))
+        for cls in (CRIWriter, JSONFileWriter):
+            writer = cls("/dev/null")
+            writer.write("stdout", b"line\npartial")
+            writer.close()
+        monitor = main.Monitor(cfg)
+        jsonlite.dumps(monitor.state())
+        os.close(monitor.devnull)
+        proc.exit_code(0)
+        cfg.restart.should_restart(1, 0, False)
+        main._error_line(b'time="x" level=error msg="warm up"', "")
+    main.oom_counter_file(os.getpid())
+
+
+def run() -> None:
+    socket_path, ready_fd, idle = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    os.set_inheritable(ready_fd, False)
+    serve(socket_path, ready_fd, idle)
