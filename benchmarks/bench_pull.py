@@ -1,8 +1,13 @@
-"""Pulling from the local registry into an OCI layout (skopeo copy), debian and layered."""
+"""Pull (download and verify into an empty store) of debian and layered, beside skopeo copy.
+
+skopeo copies the same image from the same loopback registry into an `oci:` layout,
+which is the same work: fetch the manifest, config and layers, verify, write to disk.
+Both start from empty every run (prepare removes the output and portside's root).
+"""
 
 from __future__ import annotations
 
-from benchmarks.harness import REG, WORK, Case
+from benchmarks.harness import PORTSIDE, PORTSIDE_ROOT, REG, WORK, Case
 
 
 def cases() -> list[Case]:
@@ -10,19 +15,21 @@ def cases() -> list[Case]:
     for image in ("debian:bookworm", "layered:latest"):
         repo, tag = image.split(":")
         out = WORK / f"out-pull-{repo}"
+        root = PORTSIDE_ROOT.parent / f"out-pull-root-{repo}"
         result.append(
             Case(
                 name=f"pull {image} to an OCI layout",
-                portside=None,  # later: a portside pull of docker://{REG}/{image}
+                portside=f"{PORTSIDE} --root {root} pull -q {REG}/{image}",
                 peers={
                     "skopeo": f"skopeo copy -q --src-tls-verify=false "
                     f"docker://{REG}/{image} oci:{out}:{tag}",
                 },
-                prepare=f"rm -rf {out}",
-                cleanup=f"rm -rf {out}",
+                prepare=f"rm -rf {out} {root}",
+                cleanup=f"rm -rf {out} {root}",
                 needs=("peer-images",),
                 runs=10,
                 warmup=1,
+                note="portside: manifest, config and layers into its content store, verified",
             )
         )
     return result

@@ -10,12 +10,14 @@ import base64
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from portside.errors import RegistryError, Unauthorized
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Authenticator", "Challenge", "parse_challenges"]
 
@@ -61,7 +63,10 @@ class Authenticator:
     """Answers challenges for one registry host; thread-safe (layers download in parallel)."""
 
     def __init__(
-        self, http: httpx.Client, credentials: tuple[str, str] | None, host: str = ""
+        self,
+        http: Callable[[], httpx.Client],
+        credentials: tuple[str, str] | None,
+        host: str = "",
     ) -> None:
         self._http = http
         self.credentials = credentials
@@ -91,9 +96,9 @@ class Authenticator:
         raw = f"{self.credentials[0]}:{self.credentials[1]}".encode()
         return "Basic " + base64.b64encode(raw).decode()
 
-    def answer(self, response: httpx.Response, scopes: tuple[str, ...]) -> str:
+    def answer(self, www_authenticate: str, scopes: tuple[str, ...]) -> str:
         """Handle a 401: fetch a token (or build Basic) and return the header to retry with."""
-        challenges = parse_challenges(response.headers.get("www-authenticate", ""))
+        challenges = parse_challenges(www_authenticate)
         by_scheme = {c.scheme: c for c in challenges}
         if "bearer" in by_scheme:
             ch = by_scheme["bearer"]
@@ -118,12 +123,14 @@ class Authenticator:
         challenge_scope = ch.params.get("scope")
         wanted = list(scopes) or ([challenge_scope] if challenge_scope else [])
         params.extend(("scope", s) for s in wanted)
+        import httpx
+
         auth = None
         if self.credentials is not None:
             auth = httpx.BasicAuth(self.credentials[0], self.credentials[1])
             params.append(("account", self.credentials[0]))
         try:
-            r = self._http.get(realm, params=params, auth=auth)
+            r = self._http().get(realm, params=params, auth=auth)
         except httpx.HTTPError as err:
             raise RegistryError(f"{self.host}: token server {realm}: {err}") from None
         if r.status_code in (401, 403):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
+import threading
 from collections.abc import Callable, Iterator
 
 from portside.errors import InvalidDocument, NotFound
@@ -39,6 +41,45 @@ class LocalSource:
 
     def close(self) -> None:
         pass
+
+
+def _prefetched(chunks: Iterator[bytes], depth: int = 32) -> Iterator[bytes]:
+    """Read `chunks` in a helper thread, so the network read overlaps hashing and writing
+    (hashlib and file writes release the GIL); errors surface here, in order."""
+    q: queue.Queue[bytes | BaseException | None] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    break
+                q.put(chunk)
+            q.put(None)
+        except BaseException as err:
+            q.put(err)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
+    t = threading.Thread(target=pump, name="blob-read", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:  # unblock a pump waiting on a full queue
+                q.get_nowait()
+        t.join(timeout=30)
 
 
 def _media_type_of(raw: bytes) -> str:
@@ -108,16 +149,10 @@ class LocalDestination:
                 offset = 0
             elif progress is not None:
                 progress(offset)
-            chunks = open_at(offset)
-            try:
-                for chunk in chunks:
-                    w.write(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
-            finally:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()
+            for chunk in _prefetched(open_at(offset)):
+                w.write(chunk)
+                if progress is not None:
+                    progress(len(chunk))
             w.commit(blob.size if blob.size >= 0 else None, blob.digest, f"blob {blob.digest}")
 
     def put_manifest(self, raw: bytes, media_type: str, instance_digest: str | None = None) -> None:
