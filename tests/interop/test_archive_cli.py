@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -30,6 +31,7 @@ from tests.fixtures.images import (
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
 PORTSIDE = [sys.executable, "-m", "portside.cli"]
+SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
 
 def portside(*args: str, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -187,7 +189,37 @@ def test_bad_archives_fail_with_one_line_and_store_nothing(
     r = portside("save", "-o", str(tmp_path / "none.tar"), "no/such:image", check=False)
     assert r.returncode == 125 and "no/such:image" in r.stderr
     assert not (tmp_path / "none.tar").exists()
+    # a layer whose bytes are not what the config says: nothing stays in the content store
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    run("tar", "-xf", str(archive), "-C", str(tree))
+    (layer_name,) = json.loads((tree / "manifest.json").read_text())[0]["Layers"]
+    layer = tree / layer_name
+    data = bytearray(layer.read_bytes())
+    data[1000] ^= 0xFF
+    layer.write_bytes(bytes(data))
+    corrupt = tmp_path / "corrupt.tar"
+    run("tar", "-cf", str(corrupt), "-C", str(tree), ".")
+    r = portside("load", "-i", str(corrupt), check=False)
+    assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1
+    assert "digest mismatch" in r.stderr
+    # a schema 1 manifest in an oci-archive is refused by name
+    lay = tmp_path / "s1"
+    (lay / "blobs" / "sha256").mkdir(parents=True)
+    raw = json.dumps({"schemaVersion": 1, "name": "x", "tag": "y", "fsLayers": []}).encode()
+    digest = hashlib.sha256(raw).hexdigest()
+    (lay / "blobs" / "sha256" / digest).write_bytes(raw)
+    (lay / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    desc = {"mediaType": SCHEMA1, "digest": f"sha256:{digest}", "size": len(raw)}
+    (lay / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [desc]}))
+    s1 = tmp_path / "s1.tar"
+    run("tar", "-cf", str(s1), "-C", str(lay), ".")
+    r = portside("load", "-i", str(s1), check=False)
+    assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1
+    assert "schema 1" in r.stderr
     assert images_json() == []
+    store = ImageStore(Path(os.environ["PORTSIDE_ROOT"]))
+    assert list(store.content.blobs()) == []
     assert no_temp_left()
 
 

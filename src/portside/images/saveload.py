@@ -203,11 +203,25 @@ def _load_one(
     dest = LocalDestination(store, names=names)
     try:
         copy(source, dest, options)
+    except BaseException:
+        dest.close()
+        _drop_garbage(store)
+        raise
     finally:
         dest.close()
         source.close()
     assert dest.image is not None
     return Loaded(dest.image, names)
+
+
+def _drop_garbage(store: ImageStore) -> None:
+    """After a failed load or import, take back the blobs it stored before failing.
+
+    The GC keeps whatever an image or a live lease (a concurrent pull) still needs,
+    so this removes only what no one references: what the failed copy left.
+    """
+    with contextlib.suppress(Exception):
+        store.gc()
 
 
 def import_tarball(
@@ -223,6 +237,10 @@ def import_tarball(
     dest = LocalDestination(store, names=names)
     try:
         copy(source, dest, CopyOptions())
+    except BaseException:
+        dest.close()
+        _drop_garbage(store)
+        raise
     finally:
         dest.close()
         source.close()
