@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
-from portside.errors import StorageError, UnsafeLayer
+from portside.errors import PortsideError, StorageError, UnsafeLayer
 
 __all__ = [
     "ApplyOptions",
@@ -149,7 +149,7 @@ class _Prefixed(io.RawIOBase):
         return n
 
 
-def open_decompressed(raw: IO[bytes]) -> tuple[IO[bytes], Compression]:
+def open_decompressed(raw: IO[bytes], threaded: bool = True) -> tuple[IO[bytes], Compression]:
     """Wrap `raw` (a layer blob) in the decompressor its magic bytes ask for."""
     head = b""
     while len(head) < 4:
@@ -160,8 +160,10 @@ def open_decompressed(raw: IO[bytes]) -> tuple[IO[bytes], Compression]:
     kind = detect_compression(head)
     src = io.BufferedReader(_Prefixed(head, raw), 1 << 16)
     if kind is Compression.GZIP:
-        from isal import igzip_threaded
+        from isal import igzip, igzip_threaded
 
+        if not threaded:
+            return cast(IO[bytes], igzip.IGzipFile(fileobj=src, mode="rb")), kind
         return igzip_threaded.open(src, "rb", threads=1), kind
     if kind is Compression.ZSTD:
         import zstandard
@@ -171,28 +173,93 @@ def open_decompressed(raw: IO[bytes]) -> tuple[IO[bytes], Compression]:
     return src, kind
 
 
-class _HashingReader:
-    """Hashes and counts the uncompressed tar as tarfile reads it."""
+class _Pipeline:
+    """Decompresses and hashes the layer in a thread of its own (both release
+    the GIL), handing the tar to the parser in chunks; the parser's thread is
+    left for parsing."""
 
-    def __init__(self, inner: IO[bytes], limit: int) -> None:
+    def __init__(self, raw: IO[bytes], limit: int) -> None:
         import hashlib
+        import queue
 
-        self._inner = inner
+        self._raw = raw
+        self._limit = limit
         self._hash = hashlib.sha256()
         self.size = 0
-        self._limit = limit
+        self.kind = Compression.NONE
+        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=32)
+        self._error: BaseException | None = None
+        self._stop = False
+        self._buf = b""
+        self._pos = 0
+        self._eof = False
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="layer-inflate", daemon=True)
+        self._thread.start()
+
+    def _put(self, chunk: bytes) -> bool:
+        import queue
+
+        while not self._stop:
+            try:
+                self._queue.put(chunk, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            stream, self.kind = open_decompressed(self._raw, threaded=False)
+            self._ready.set()
+            try:
+                while True:
+                    chunk = stream.read(1 << 20)
+                    if not chunk:
+                        break
+                    self.size += len(chunk)
+                    if self.size > self._limit:
+                        raise UnsafeLayer(
+                            f"layer is larger than the ceiling of {self._limit} bytes"
+                        )
+                    self._hash.update(chunk)
+                    if not self._put(chunk):
+                        return
+            finally:
+                stream.close()
+        except (PortsideError, MemoryError) as e:
+            self._error = e
+        except Exception as e:  # a corrupt gzip/zstd stream, a failing source
+            self._error = StorageError(f"layer stream cannot be read: {e}")
+        finally:
+            self._ready.set()
+            self._put(b"")
 
     def read(self, n: int = -1) -> bytes:
-        data = self._inner.read(n)
-        self.size += len(data)
-        if self.size > self._limit:
-            raise UnsafeLayer(f"layer is larger than the ceiling of {self._limit} bytes")
-        self._hash.update(data)
-        return data
+        if self._pos >= len(self._buf):
+            if self._eof:
+                return b""
+            self._buf = self._queue.get()
+            self._pos = 0
+            if not self._buf:
+                self._eof = True
+                if self._error is not None:
+                    raise self._error
+                return b""
+        if n < 0:
+            n = len(self._buf) - self._pos
+        out = self._buf[self._pos : self._pos + n]
+        self._pos += len(out)
+        return out
 
     def drain(self) -> None:
         while self.read(1 << 20):
             pass
+        self._thread.join()
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
@@ -252,96 +319,124 @@ def _mtime_ns(member: tarfile.TarInfo) -> int:
 
 
 class _Applier:
+    """Parses in the calling thread; every file-system change is a task on a
+    thread pool. Directory fds are futures: a task first waits for its parent
+    directory's task, which was queued earlier (the pool runs tasks in FIFO
+    order, so what a task waits on has always started)."""
+
     def __init__(self, root_fd: int, opts: ApplyOptions) -> None:
         self.root_fd = root_fd
         self.opts = opts
         self.overlay = opts.whiteouts is WhiteoutMode.OVERLAY
-        self.dirs: dict[str, int] = {"": root_fd}
+        self.dirs: dict[str, Future[int]] = {"": _done(root_fd)}
         self.seen: dict[str, bool] = {}  # name -> explicit entry (False: implicit parent)
         self.nondirs: set[str] = set()
-        self.pending: dict[str, Future[None]] = {}
-        self.inflight: deque[tuple[Future[None], int]] = deque()
+        self.pending: dict[str, Future[Any]] = {}  # regular files being written
+        self.inflight: deque[tuple[Future[Any], int]] = deque()
         self.inflight_bytes = 0
         self.deferred_dirs: list[tuple[str, int, int]] = []  # rel, mode, mtime_ns
+        self.implicit_dirs: list[tuple[str, int, int]] = []  # filled by tasks
         self.pool = ThreadPoolExecutor(max(1, opts.threads), thread_name_prefix="unpack")
         self.entries = 0
         self.unpacked = 0
         self.lower_fds: list[int] = []
-        self._lock = threading.Lock()
+        self._lower_lock = threading.Lock()
 
     # ---- bookkeeping
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        for rel, fd in self.dirs.items():
-            if rel:
-                os.close(fd)
-        self.dirs = {"": self.root_fd}
-        for fd in self.lower_fds:
-            os.close(fd)
-        self.lower_fds = []
+    def _submit(self, fn: Callable[..., Any], *args: Any, weight: int = 0) -> Future[Any]:
+        fut = self.pool.submit(fn, *args)
+        self.inflight.append((fut, weight))
+        self.inflight_bytes += weight
+        while self.inflight_bytes > _MAX_IN_FLIGHT or len(self.inflight) > 8192:
+            done, n = self.inflight.popleft()
+            self.inflight_bytes -= n
+            done.result()
+        while self.inflight and self.inflight[0][0].done():
+            done, n = self.inflight.popleft()
+            self.inflight_bytes -= n
+            done.result()
+        return fut
 
     def drain(self) -> None:
-        """Wait for every queued write (and raise the first failure)."""
+        """Wait for every queued task (and raise the first failure)."""
         while self.inflight:
             fut, n = self.inflight.popleft()
             self.inflight_bytes -= n
             fut.result()
 
-    def _reset_dir_cache(self) -> None:
-        self.drain()
-        for rel, fd in list(self.dirs.items()):
-            if rel:
-                os.close(fd)
-        self.dirs = {"": self.root_fd}
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self._close_dirs(lambda rel: bool(rel))
+        for fd in self.lower_fds:
+            os.close(fd)
+        self.lower_fds = []
+
+    def _close_dirs(self, which: Callable[[str], bool]) -> None:
+        for rel in [r for r in self.dirs if which(r)]:
+            fut = self.dirs.pop(rel)
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                os.close(fut.result())
 
     def _forget_dirs_under(self, rel: str) -> None:
-        if any(k == rel or k.startswith(rel + "/") for k in self.dirs):
-            self.drain()
-            for k in [k for k in self.dirs if k == rel or k.startswith(rel + "/")]:
-                os.close(self.dirs.pop(k))
+        def under(k: str) -> bool:
+            return k == rel or k.startswith(rel + "/")
 
-    def _dir_fd(self, rel: str, entry: str) -> int:
-        fd = self.dirs.get(rel)
-        if fd is not None:
-            return fd
+        if any(under(k) for k in self.dirs):
+            self.drain()
+            self._close_dirs(under)
+
+    def _dir(self, rel: str, entry: str) -> Future[int]:
+        """The fd of directory `rel`, opened (or made, if the tar never listed
+        it) without following symlinks."""
+        fut = self.dirs.get(rel)
+        if fut is not None:
+            return fut
         if rel in self.nondirs:
             raise UnsafeLayer(f"entry {entry!r}: parent {rel!r} is not a directory")
         if len(self.dirs) > _MAX_CACHED_DIRS:
-            self._reset_dir_cache()
+            self.drain()
+            self._close_dirs(lambda r: bool(r))
         parent, _, name = rel.rpartition("/")
-        pfd = self._dir_fd(parent, entry)
+        pfut = self._dir(parent, entry)
+        self.seen.setdefault(rel, False)
+        lower = self.overlay and bool(self.opts.lowers)
+        fut = self._submit(self._t_open_dir, pfut, name, rel, entry, lower)
+        self.dirs[rel] = fut
+        return fut
+
+    def _t_open_dir(self, pfut: Future[int], name: str, rel: str, entry: str, lower: bool) -> int:
+        pfd = pfut.result()
         try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            return os.open(name, _DIR_FLAGS, dir_fd=pfd)
         except FileNotFoundError:
-            self._mkdir_implicit(pfd, name, rel)
-            fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            pass
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise UnsafeLayer(
                     f"entry {entry!r}: parent {rel!r} is a symlink or not a directory"
                 ) from e
             raise
-        self.dirs[rel] = fd
+        # A parent the tar did not list: copy a lower layer's dir if there is
+        # one (overlay shows the topmost copy), else 0755 root.
+        st = self._lower_stat(rel) if lower else None
+        os.mkdir(name, 0o700, dir_fd=pfd)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            os.fchmod(fd, 0o755)
+        else:
+            if self.opts.chown:
+                os.fchown(fd, st.st_uid, st.st_gid)
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            # its mtime after its children are in (list.append is atomic)
+            self.implicit_dirs.append((rel, stat.S_IMODE(st.st_mode), st.st_mtime_ns))
         return fd
 
-    def _mkdir_implicit(self, pfd: int, name: str, rel: str) -> None:
-        """A parent the tar did not list: copy a lower layer's dir if any
-        (overlay shows the topmost copy), else 0755 root."""
-        self.seen.setdefault(rel, False)
-        st = self._lower_stat(rel) if self.overlay else None
-        os.mkdir(name, 0o700, dir_fd=pfd)
-        if st is None or not stat.S_ISDIR(st.st_mode):
-            os.chmod(name, 0o755, dir_fd=pfd)
-            return
-        if self.opts.chown:
-            os.chown(name, st.st_uid, st.st_gid, dir_fd=pfd, follow_symlinks=False)
-        self.deferred_dirs.append((rel, stat.S_IMODE(st.st_mode), st.st_mtime_ns))
-
     def _lower_roots(self) -> list[int]:
-        if not self.lower_fds and self.opts.lowers:
-            self.lower_fds = [os.open(p, _DIR_FLAGS) for p in self.opts.lowers]
-        return self.lower_fds
+        with self._lower_lock:
+            if not self.lower_fds and self.opts.lowers:
+                self.lower_fds = [os.open(p, _DIR_FLAGS) for p in self.opts.lowers]
+            return self.lower_fds
 
     def _lower_stat(self, rel: str) -> os.stat_result | None:
         parent, _, name = rel.rpartition("/")
@@ -358,10 +453,6 @@ class _Applier:
                 os.close(pfd)
         return None
 
-    def _split(self, rel: str, entry: str) -> tuple[int, str]:
-        parent, _, name = rel.rpartition("/")
-        return self._dir_fd(parent, entry), name
-
     def _claim(self, rel: str, entry: str, is_dir: bool = False) -> None:
         prev = self.seen.get(rel)
         if prev is not None and not (is_dir and prev is False):
@@ -369,29 +460,35 @@ class _Applier:
         self.seen[rel] = True
         if not is_dir:
             self.nondirs.add(rel)
+            if not self.overlay:
+                # a lower directory this layer replaces: nobody may still be
+                # working inside it when a task removes it
+                self._forget_dirs_under(rel)
 
     # ---- removal (vfs whiteouts, replacements)
 
-    def _remove(self, pfd: int, name: str, rel: str) -> None:
+    def _remove(self, pfd: int, name: str) -> None:
         try:
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
-            self._forget_dirs_under(rel)
             _rmtree_at(pfd, name)
         else:
             os.unlink(name, dir_fd=pfd)
 
-    def _make_room(self, pfd: int, name: str, rel: str, keep_dir: bool = False) -> bool:
-        """Clear the way for a new entry; True if a directory was kept."""
+    def _make_room(self, pfd: int, name: str, keep_dir: bool = False) -> bool:
+        """Clear the way for a new entry in a tree that has lower layers in it
+        (vfs); True if a directory was there and kept."""
+        if self.overlay:
+            return False
         try:
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             return False
         if keep_dir and stat.S_ISDIR(st.st_mode):
             return True
-        self._remove(pfd, name, rel)
+        self._remove(pfd, name)
         return False
 
     # ---- metadata
@@ -412,7 +509,7 @@ class _Applier:
         if self.opts.chown:
             os.chown(name, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
 
-    # ---- entry kinds
+    # ---- entry kinds (parsing thread)
 
     def apply(self, member: tarfile.TarInfo, tf: tarfile.TarFile) -> None:
         entry = member.name
@@ -428,46 +525,48 @@ class _Applier:
                     f"entry {entry!r}: layer unpacks to more than {self.opts.max_size} bytes"
                 )
         rel = clean_name(entry)
-        base = rel.rpartition("/")[2]
+        parent, _, base = rel.rpartition("/")
         if base.startswith(WHITEOUT_PREFIX):
-            self._whiteout(rel, entry)
-            return
-        if not rel:
+            self._whiteout(rel, parent, base, entry)
+        elif not rel:
             self._root(member, entry)
         elif member.isdir():
-            self._dir(rel, member, entry)
+            self._dir_entry(rel, parent, base, member, entry)
         elif member.isreg():
-            self._file(rel, member, tf, entry)
+            self._file(rel, parent, base, member, tf, entry)
         elif member.issym():
-            self._symlink(rel, member, entry)
+            self._claim(rel, entry)
+            self._submit(self._t_symlink, self._dir(parent, entry), base, member, entry)
         elif member.islnk():
-            self._hardlink(rel, member, entry)
+            self._hardlink(rel, parent, base, member, entry)
         elif member.ischr() or member.isblk() or member.isfifo():
-            self._node(rel, member, entry)
+            self._claim(rel, entry)
+            if not member.isfifo() and self.opts.devices is DevicePolicy.DENY:
+                raise UnsafeLayer(f"entry {entry!r}: device nodes are not allowed here")
+            self._submit(self._t_node, self._dir(parent, entry), base, member, entry)
         else:
             raise UnsafeLayer(f"entry {entry!r}: unsupported tar entry type {member.type!r}")
 
     def _root(self, member: tarfile.TarInfo, entry: str) -> None:
         if not member.isdir():
             raise UnsafeLayer(f"entry {entry!r}: the layer root must be a directory")
-        if self.opts.chown:
-            os.chown(self.root_fd, member.uid, member.gid)
-        self._set_xattrs(self.root_fd, member, entry)
+        self._submit(self._t_dir_meta, self.dirs[""], member, entry)
         self.deferred_dirs.append(("", member.mode & 0o7777, _mtime_ns(member)))
 
-    def _whiteout(self, rel: str, entry: str) -> None:
+    def _whiteout(self, rel: str, parent: str, base: str, entry: str) -> None:
         self._claim(rel, entry)
-        parent, _, base = rel.rpartition("/")
-        pfd = self._dir_fd(parent, entry)
+        pfut = self._dir(parent, entry)
         if base == OPAQUE:
             if self.overlay:
-                os.setxattr(pfd, OVERLAY_OPAQUE_XATTR, b"y")
-            else:
-                self.drain()
-                for child in os.listdir(pfd):
-                    crel = f"{parent}/{child}" if parent else child
-                    if crel not in self.seen:
-                        self._remove(pfd, child, crel)
+                self._submit(self._t_opaque, pfut)
+                return
+            self.drain()
+            pfd = pfut.result()
+            for child in os.listdir(pfd):
+                crel = f"{parent}/{child}" if parent else child
+                if crel not in self.seen:
+                    self._forget_dirs_under(crel)
+                    self._remove(pfd, child)
             return
         name = base[len(WHITEOUT_PREFIX) :]
         if name in ("", ".", "..") or name.startswith(WHITEOUT_PREFIX):
@@ -476,49 +575,98 @@ class _Applier:
         if trel in self.seen:
             raise UnsafeLayer(f"entry {entry!r}: whiteout of an entry of the same layer")
         self.seen[trel] = True
+        self.nondirs.add(trel)
         if self.overlay:
-            os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
+            self._submit(self._t_whiteout, pfut, name)
         else:
-            self._remove(pfd, name, trel)
+            self._forget_dirs_under(trel)
+            self.drain()
+            self._remove(pfut.result(), name)
 
-    def _dir(self, rel: str, member: tarfile.TarInfo, entry: str) -> None:
+    def _dir_entry(
+        self, rel: str, parent: str, base: str, member: tarfile.TarInfo, entry: str
+    ) -> None:
         self._claim(rel, entry, is_dir=True)
-        pfd, name = self._split(rel, entry)
-        if not self._make_room(pfd, name, rel, keep_dir=True):
-            os.mkdir(name, 0o700, dir_fd=pfd)
-        fd = self._dir_fd(rel, entry)
-        if self.opts.chown:
-            os.chown(fd, member.uid, member.gid)
-        self._set_xattrs(fd, member, entry)
         self.deferred_dirs.append((rel, member.mode & 0o7777, _mtime_ns(member)))
+        fut = self.dirs.get(rel)
+        if fut is None:
+            fut = self._submit(self._t_mkdir, self._dir(parent, entry), base, member, entry)
+            self.dirs[rel] = fut
+        else:  # made implicitly for an earlier entry: now it gets its metadata
+            self._submit(self._t_dir_meta, fut, member, entry)
 
-    def _file(self, rel: str, member: tarfile.TarInfo, tf: tarfile.TarFile, entry: str) -> None:
+    def _file(
+        self,
+        rel: str,
+        parent: str,
+        base: str,
+        member: tarfile.TarInfo,
+        tf: tarfile.TarFile,
+        entry: str,
+    ) -> None:
         self._claim(rel, entry)
-        pfd, name = self._split(rel, entry)
-        if not self.overlay:
-            self._make_room(pfd, name, rel)
+        pfut = self._dir(parent, entry)
         if member.sparse is None and member.size <= _SMALL_FILE:
             data = tf.fileobj.read(member.size) if member.size else b""
             if len(data) != member.size:
                 raise StorageError(f"entry {entry!r}: layer tar is truncated")
-            fut = self.pool.submit(self._write_small, pfd, name, member, data, entry)
-            self.pending[rel] = fut
-            self.inflight.append((fut, len(data) + 4096))
-            self.inflight_bytes += len(data) + 4096
-            while self.inflight_bytes > _MAX_IN_FLIGHT or len(self.inflight) > 4096:
-                done, n = self.inflight.popleft()
-                self.inflight_bytes -= n
-                done.result()
-            if self.inflight and self.inflight[0][0].done():
-                self._reap()
+            weight = len(data) + 1024
+            self.pending[rel] = self._submit(
+                self._t_write_small, pfut, base, member, data, entry, weight=weight
+            )
             return
-        self._write_big(pfd, name, member, tf, entry)
+        pfd = pfut.result()
+        self._make_room(pfd, base)
+        self._write_big(pfd, base, member, tf, entry)
 
-    def _reap(self) -> None:
-        while self.inflight and self.inflight[0][0].done():
-            fut, n = self.inflight.popleft()
-            self.inflight_bytes -= n
-            fut.result()
+    def _hardlink(
+        self, rel: str, parent: str, base: str, member: tarfile.TarInfo, entry: str
+    ) -> None:
+        self._claim(rel, entry)
+        target = clean_name(member.linkname, f"hardlink {entry!r} ->")
+        if not target:
+            raise UnsafeLayer(f"entry {entry!r}: hardlink to the layer root")
+        tparent, _, tname = target.rpartition("/")
+        self._submit(
+            self._t_hardlink,
+            self._dir(parent, entry),
+            base,
+            self.dirs.get(tparent),
+            tparent,
+            tname,
+            target,
+            self.pending.get(target),
+            member,
+            entry,
+        )
+
+    # ---- tasks (pool threads)
+
+    def _t_dir_meta(self, fut: Future[int], member: tarfile.TarInfo, entry: str) -> None:
+        fd = fut.result()
+        if self.opts.chown:
+            os.fchown(fd, member.uid, member.gid)
+        self._set_xattrs(fd, member, entry)
+
+    def _t_mkdir(self, pfut: Future[int], name: str, member: tarfile.TarInfo, entry: str) -> int:
+        pfd = pfut.result()
+        if not self._make_room(pfd, name, keep_dir=True):
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+        try:
+            if self.opts.chown:
+                os.fchown(fd, member.uid, member.gid)
+            self._set_xattrs(fd, member, entry)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _t_opaque(self, pfut: Future[int]) -> None:
+        os.setxattr(pfut.result(), OVERLAY_OPAQUE_XATTR, b"y")
+
+    def _t_whiteout(self, pfut: Future[int], name: str) -> None:
+        os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfut.result())
 
     def _finish_file(self, fd: int, member: tarfile.TarInfo, entry: str) -> None:
         if self.opts.chown:
@@ -528,9 +676,11 @@ class _Applier:
         ns = _mtime_ns(member)
         os.utime(fd, ns=(ns, ns))
 
-    def _write_small(
-        self, pfd: int, name: str, member: tarfile.TarInfo, data: bytes, entry: str
+    def _t_write_small(
+        self, pfut: Future[int], name: str, member: tarfile.TarInfo, data: bytes, entry: str
     ) -> None:
+        pfd = pfut.result()
+        self._make_room(pfd, name)
         fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=pfd)
         try:
             view = memoryview(data)
@@ -544,14 +694,15 @@ class _Applier:
     def _write_big(
         self, pfd: int, name: str, member: tarfile.TarInfo, tf: tarfile.TarFile, entry: str
     ) -> None:
+        """Big or sparse files, streamed by the parsing thread (tarfile's own
+        reader cannot seek in a stream, so the sparse map is followed here:
+        the archive holds the data blocks one after the other)."""
+        src = cast(IO[bytes], tf.fileobj)
         fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=pfd)
         try:
-            src = tf.extractfile(member)
-            assert src is not None
             if member.sparse is not None:
                 sparse: list[tuple[int, int]] = list(cast(Any, member.sparse))
                 for offset, length in sparse:
-                    src.seek(offset)
                     _copy_at(src, fd, offset, length, entry)
             else:
                 _copy_at(src, fd, 0, member.size, entry)
@@ -560,11 +711,9 @@ class _Applier:
         finally:
             os.close(fd)
 
-    def _symlink(self, rel: str, member: tarfile.TarInfo, entry: str) -> None:
-        self._claim(rel, entry)
-        pfd, name = self._split(rel, entry)
-        if not self.overlay:
-            self._make_room(pfd, name, rel)
+    def _t_symlink(self, pfut: Future[int], name: str, member: tarfile.TarInfo, entry: str) -> None:
+        pfd = pfut.result()
+        self._make_room(pfd, name)
         # The target is only text: a symlink may point anywhere, we never follow it.
         os.symlink(member.linkname, name, dir_fd=pfd)
         self._own(pfd, name, member)
@@ -573,26 +722,47 @@ class _Applier:
         ns = _mtime_ns(member)
         os.utime(name, ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
 
-    def _hardlink(self, rel: str, member: tarfile.TarInfo, entry: str) -> None:
-        self._claim(rel, entry)
-        target = clean_name(member.linkname, f"hardlink {entry!r} ->")
-        if not target:
-            raise UnsafeLayer(f"entry {entry!r}: hardlink to the layer root")
-        fut = self.pending.get(target)
-        if fut is not None:
-            fut.result()
-        tparent, _, tname = target.rpartition("/")
-        tpfd = self.dirs.get(tparent)
+    def _t_node(self, pfut: Future[int], name: str, member: tarfile.TarInfo, entry: str) -> None:
+        pfd = pfut.result()
+        self._make_room(pfd, name)
+        if member.isfifo():
+            os.mkfifo(name, 0o600, dir_fd=pfd)
+        else:
+            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+            os.mknod(name, kind | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=pfd)
+        self._own(pfd, name, member)
+        # we just made this node in a directory we hold, so following is safe
+        os.chmod(name, member.mode & 0o7777, dir_fd=pfd)
+        self._set_xattrs(f"/proc/self/fd/{pfd}/{name}", member, entry)
+        ns = _mtime_ns(member)
+        os.utime(name, ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
+
+    def _t_hardlink(
+        self,
+        pfut: Future[int],
+        name: str,
+        tfut: Future[int] | None,
+        tparent: str,
+        tname: str,
+        target: str,
+        written: Future[Any] | None,
+        member: tarfile.TarInfo,
+        entry: str,
+    ) -> None:
+        pfd = pfut.result()
+        if written is not None:
+            written.result()
         own_fd = None
-        if tpfd is None:
+        tpfd: int | None
+        if tfut is not None:
+            tpfd = tfut.result()
+        else:
             try:
                 tpfd = own_fd = open_beneath(self.root_fd, tparent, f"entry {entry!r}")
             except FileNotFoundError:
                 tpfd = None
         try:
-            pfd, name = self._split(rel, entry)
-            if not self.overlay:
-                self._make_room(pfd, name, rel)
+            self._make_room(pfd, name)
             st = None
             if tpfd is not None:
                 with contextlib.suppress(FileNotFoundError):
@@ -647,35 +817,34 @@ class _Applier:
                 os.close(dfd)
         return False
 
-    def _node(self, rel: str, member: tarfile.TarInfo, entry: str) -> None:
-        self._claim(rel, entry)
-        if not member.isfifo() and self.opts.devices is DevicePolicy.DENY:
-            raise UnsafeLayer(f"entry {entry!r}: device nodes are not allowed here")
-        pfd, name = self._split(rel, entry)
-        if not self.overlay:
-            self._make_room(pfd, name, rel)
-        if member.isfifo():
-            os.mkfifo(name, 0o600, dir_fd=pfd)
-        else:
-            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-            os.mknod(name, kind | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=pfd)
-        self._own(pfd, name, member)
-        # we just made this node in a directory we hold, so following is safe
-        os.chmod(name, member.mode & 0o7777, dir_fd=pfd)
-        self._set_xattrs(f"/proc/self/fd/{pfd}/{name}", member, entry)
-        ns = _mtime_ns(member)
-        os.utime(name, ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
+    def _t_dir_final(self, rel: str, mode: int, ns: int) -> None:
+        fut = self.dirs.get(rel)
+        if fut is not None:
+            fd = fut.result()
+            os.chmod(fd, mode)
+            os.utime(fd, ns=(ns, ns))
+            return
+        fd = open_beneath(self.root_fd, rel, rel)
+        try:
+            os.chmod(fd, mode)
+            os.utime(fd, ns=(ns, ns))
+        finally:
+            os.close(fd)
 
     def finish(self) -> None:
         self.drain()
         # directories last: their children's creation moved their mtimes
-        for rel, mode, ns in sorted(self.deferred_dirs, key=lambda d: -d[0].count("/")):
-            fd = open_beneath(self.root_fd, rel, rel) if rel else os.dup(self.root_fd)
-            try:
-                os.chmod(fd, mode)
-                os.utime(fd, ns=(ns, ns))
-            finally:
-                os.close(fd)
+        # implicit first: an explicit entry for the same dir, if any, wins
+        final = {rel: (mode, ns) for rel, mode, ns in self.implicit_dirs + self.deferred_dirs}
+        for rel, (mode, ns) in final.items():
+            self._submit(self._t_dir_final, rel, mode, ns)
+        self.drain()
+
+
+def _done(value: int) -> Future[int]:
+    fut: Future[int] = Future()
+    fut.set_result(value)
+    return fut
 
 
 def _copy_at(src: IO[bytes], fd: int, offset: int, length: int, entry: str) -> None:
@@ -747,30 +916,32 @@ def apply_layer(
     applier = _Applier(root_fd, opts)
     try:
         with _opened(layer) as raw:
-            stream, kind = open_decompressed(raw)
+            # the tar may exceed the files' bytes by its headers, not by more
+            pipe = _Pipeline(
+                raw, opts.max_size + (16 << 20) + 2048 * min(opts.max_entries, 1 << 20)
+            )
             try:
-                hashing = _HashingReader(stream, opts.max_size)
                 try:
-                    tf = tarfile.open(fileobj=cast(Any, hashing), mode="r|", bufsize=1 << 16)  # noqa: SIM115
+                    tf = tarfile.open(fileobj=cast(Any, pipe), mode="r|", bufsize=1 << 16)  # noqa: SIM115
                 except tarfile.ReadError as e:
                     raise StorageError(f"layer is not a tar archive: {e}") from e
                 try:
                     for member in tf:
                         applier.apply(member, tf)
                         if progress is not None and applier.entries % 256 == 0:
-                            progress(hashing.size)
+                            progress(pipe.size)
                 except tarfile.TarError as e:
                     raise StorageError(f"layer tar is corrupt: {e}") from e
                 applier.finish()
-                hashing.drain()
+                pipe.drain()
             finally:
-                stream.close()
+                pipe.close()
         return ApplyResult(
-            diff_id=f"sha256:{hashing.hexdigest()}",
-            size=hashing.size,
+            diff_id=f"sha256:{pipe.hexdigest()}",
+            size=pipe.size,
             entries=applier.entries,
             unpacked_size=applier.unpacked,
-            compression=kind,
+            compression=pipe.kind,
         )
     except EOFError as e:
         raise StorageError(f"layer stream is truncated: {e}") from e
