@@ -91,6 +91,9 @@ def test_several_images_in_one_docker_archive(
         mini_copy(
             OciLayoutSource.from_dir(fixture_layouts["multilayer-none"]), writer.destination(["ml"])
         )
+        mini_copy(
+            OciLayoutSource.from_dir(fixture_layouts["busybox"]), writer.destination(["bb:3"])
+        )
         writer.commit()
     finally:
         writer.close()
@@ -99,7 +102,7 @@ def test_several_images_in_one_docker_archive(
         run("skopeo", "copy", "-q", f"docker-archive:{archive}:{ref}", f"oci:{out}:x")
         assert config_of(out, "x")[1] == config_of(fixture_layouts[layout])[1]
     with DockerArchive(archive) as opened:
-        assert [i.repo_tags for i in opened.images] == [("bb:1", "bb:2"), ("ml:latest",)]
+        assert [i.repo_tags for i in opened.images] == [("bb:1", "bb:2", "bb:3"), ("ml:latest",)]
         assert opened.select("docker.io/library/ml:latest").index == 1
 
 

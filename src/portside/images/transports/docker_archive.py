@@ -356,6 +356,10 @@ class DockerArchiveWriter:
             repo, _, version = tag.rpartition(":")
             if diff_ids:
                 self._repositories.setdefault(repo, {})[version] = Digest.parse(diff_ids[-1]).hex
+        for other in self._entries:
+            if other["Config"] == entry["Config"] and other["Layers"] == entry["Layers"]:
+                other["RepoTags"].extend(tags)  # one entry per image, as docker save writes
+                return
         self._entries.append(entry)
 
     def commit(self) -> None:
