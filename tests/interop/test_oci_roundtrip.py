@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,8 +20,8 @@ from portside.oci.manifest import (
     manifest_to_oci,
     parse_manifest_or_index,
 )
-from portside.oci.runtime_spec import Spec, default_spec
-from tests.conftest import need_tool
+from portside.oci.runtime_spec import Spec, State, default_spec
+from tests.conftest import need_root, need_tool
 from tests.unit.test_oci_schemas import errors, image_validator, runtime_validator
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
@@ -179,3 +181,49 @@ def test_runc_spec_round_trips_and_matches_default(tmp_path: Path, rootless: boo
     theirs.pop("ociVersion")
     ours.pop("ociVersion")
     assert ours == theirs
+
+
+@pytest.mark.root
+def test_runc_state_parses(tmp_path: Path) -> None:
+    """`runc state` output (extra fields, and "paused") parses and round-trips."""
+    need_root()
+    runc = need_tool("runc")
+    busybox = need_tool("busybox")
+    bundle = tmp_path / "bundle"
+    (bundle / "rootfs" / "bin").mkdir(parents=True)
+    shutil.copy(busybox, bundle / "rootfs" / "bin" / "busybox")
+    spec = Spec.from_dict(default_spec())
+    assert spec.process is not None
+    spec.process.terminal = False
+    spec.process.args = ["/bin/busybox", "sleep", "60"]
+    (bundle / "config.json").write_bytes(spec.to_bytes())
+    root = str(tmp_path / "runc-root")
+    cid = f"portside-oci-{uuid.uuid4().hex[:12]}"
+    # The container inherits runc's stdio: give it files, not pipes we would wait on.
+    log = tmp_path / "runc.log"
+    try:
+        with log.open("wb") as err:
+            subprocess.run(
+                [runc, "--root", root, "create", "--bundle", str(bundle), cid],
+                check=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                timeout=60,
+            )
+        raw = run(runc, "--root", root, "state", cid)
+        state = State.parse(raw)
+        assert state.to_dict() == json.loads(raw)
+        assert (state.id, state.status, state.bundle) == (cid, "created", str(bundle))
+        assert state.pid is not None and state.pid > 0
+        assert state.extra["rootfs"] == str(bundle / "rootfs")
+        assert errors(runtime_validator("state-schema.json"), state.to_dict()) == []
+        run(runc, "--root", root, "pause", cid)
+        assert State.parse(run(runc, "--root", root, "state", cid)).status == "paused"
+    finally:
+        subprocess.run(
+            [runc, "--root", root, "delete", "--force", cid],
+            timeout=60,
+            check=False,
+            capture_output=True,
+        )

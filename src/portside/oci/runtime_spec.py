@@ -18,6 +18,7 @@ __all__ = [
     "CPU",
     "NAMESPACE_TYPES",
     "OCI_VERSION",
+    "RUNTIME_STATUSES",
     "STATUSES",
     "BlockIO",
     "Capabilities",
@@ -62,6 +63,8 @@ __all__ = [
 OCI_VERSION = "1.3.0"
 NAMESPACE_TYPES = frozenset({"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"})
 STATUSES = ("creating", "created", "running", "stopped")
+# runc and crun also report "paused" (not in the spec's enum); we accept what they print.
+RUNTIME_STATUSES = (*STATUSES, "paused")
 
 # --- process ---------------------------------------------------------------------------
 
@@ -483,7 +486,7 @@ class State(JSONModel):
         return "state"
 
     def _validate(self, where: str) -> None:
-        if self.status not in STATUSES:
+        if self.status not in RUNTIME_STATUSES:
             raise InvalidDocument(f"{where}.status: unknown status {self.status!r}")
 
     @classmethod
