@@ -288,3 +288,23 @@ def test_imported_busybox_is_unpacked_by_umoci_as_the_tar(tmp_path: Path) -> Non
     r = portside("import", str(tmp_path / "nope.tar"), check=False)
     assert r.returncode == 125 and "nope.tar" in r.stderr
     assert no_temp_left()
+
+
+def test_multiplatform_oci_archive_loads_the_host_platform(
+    fixture_layouts: dict[str, Path], tmp_path: Path
+) -> None:
+    need_tool("skopeo")
+    src = fixture_layouts["multiplatform"]
+    archive = tmp_path / "mp.tar"
+    run("skopeo", "copy", "-q", "--all", f"oci:{src}:latest", f"oci-archive:{archive}:mp/x:1")
+    assert portside("load", "-i", str(archive)).stdout == "Loaded image: docker.io/mp/x:1\n"
+    (image,) = images_json()
+    index = read_json_blob(src, tagged_descriptor(src)["digest"])
+    host = next(
+        m for m in index["manifests"] if m["platform"]["architecture"] == image["Architecture"]
+    )
+    assert image["Digest"] == host["digest"]
+    saved = tmp_path / "saved.tar"
+    portside("save", "-o", str(saved), "mp/x:1")
+    (entry,) = json.loads(run("tar", "-xOf", str(saved), "manifest.json"))
+    assert entry["Config"] == image["Id"] + ".json"
