@@ -183,3 +183,24 @@ def test_schema1_in_a_layout_is_refused(tmp_path: Path) -> None:
     (lay / "index.json").write_text(json.dumps(index))
     with pytest.raises(UnsupportedMediaType, match="schema 1"):
         OciLayoutSource.from_dir(lay).get_manifest()
+
+
+def test_transport_names_open_the_right_transport(
+    fixture_layouts: dict[str, Path], tmp_path: Path
+) -> None:
+    from portside.images.transports import spec
+
+    assert spec.is_archive_spec("oci-archive:/x.tar") and not spec.is_archive_spec("busybox:1")
+    with pytest.raises(InvalidArgument, match="not an archive image name"):
+        spec.open_source("docker://busybox")
+    src = f"oci:{fixture_layouts['busybox']}:latest"
+    mini_copy(spec.open_source(src), spec.open_destination(f"oci-archive:{tmp_path}/a.tar", "a:1"))
+    mini_copy(
+        spec.open_source(f"oci-archive:{tmp_path}/a.tar:a:1"),
+        spec.open_destination(f"docker-archive:{tmp_path}/d.tar:b/c:2"),
+    )
+    mini_copy(
+        spec.open_source(f"docker-archive:{tmp_path}/d.tar:b/c:2"),
+        spec.open_destination(f"oci:{tmp_path}/lay", "z"),
+    )
+    assert OciLayoutSource.from_dir(tmp_path / "lay", "z").get_manifest()[1] == mt.OCI_MANIFEST
