@@ -24,9 +24,8 @@ from pathlib import Path
 from benchmarks.harness import OCI_DEBIAN, REPO, WORK, Case
 
 OUT = WORK / "out-unpack-debian"
-OUT_IL = (
-    WORK / "out-unpack-interleaved"
-)  # the interleaved mode's own, so it can run beside the harness
+# the interleaved mode's own dir (not out-*: the harness sweeps those when it ends)
+OUT_IL = WORK / "il-unpack-debian"
 PY = str(REPO / ".venv" / "bin" / "python")
 
 

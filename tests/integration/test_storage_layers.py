@@ -288,3 +288,22 @@ def test_kill_9_mid_unpack_leaves_nothing_after_next_open(tmp_path: Path, driver
     assert list((store.home / "layers").iterdir()) == []
     assert store.layers() == []
     assert [p.name for p in (store.home / "locks").iterdir() if p.name.startswith("tmp-")] == []
+
+
+def test_unpack_while_downloading_through_a_writer(
+    tmp_path: Path, fixture_layouts: dict[str, Path]
+) -> None:
+    store = LayerStore(tmp_path / "state", "vfs")
+    diff_id, blob = image_layers(fixture_layouts["busybox"])[0]
+    data = blob.read_bytes()
+    with store.writer(diff_id) as w:
+        for i in range(0, len(data), 65536):  # as chunks arrive from the registry
+            w.write(data[i : i + 65536])
+        layer = w.close()
+    assert layer.diff_id == diff_id and (layer.path / "bin" / "busybox").is_file()
+    # a download that breaks off leaves nothing behind
+    other = store.writer("sha256:" + "1" * 64)
+    other.write(data[: len(data) // 2])
+    other.abort()
+    assert [p.name for p in (store.home / "layers").iterdir()] == [layer.chain_id.hex]
+    assert list((store.home / "tmp").iterdir()) == []

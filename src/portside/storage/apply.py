@@ -382,7 +382,8 @@ class _Applier:
         def under(k: str) -> bool:
             return k == rel or k.startswith(rel + "/")
 
-        if any(under(k) for k in self.dirs):
+        # a cached dir's parents are all cached, so if rel is not, nothing under it is
+        if rel in self.dirs:
             self.drain()
             self._close_dirs(under)
 

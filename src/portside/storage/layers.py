@@ -58,7 +58,7 @@ from portside.storage.mounts import Mount, mount_all, unmount_all
 from portside.storage.overlay import OverlayDriver, short_link_name
 from portside.storage.vfs import VfsDriver
 
-__all__ = ["BlobSource", "Layer", "LayerStore", "Snapshot", "Usage"]
+__all__ = ["BlobSource", "Layer", "LayerStore", "LayerWriter", "Snapshot", "Usage"]
 
 # a layer blob: an open binary stream, a path, or a callable that opens one
 BlobSource = BinaryIO | IO[bytes] | str | os.PathLike[str] | Callable[[], IO[bytes]]
@@ -352,6 +352,17 @@ class LayerStore:
                 ),
             )
         return self.layer(chain)
+
+    def writer(
+        self,
+        diff_id: str | None,
+        *,
+        parent: str | None = None,
+        options: ApplyOptions | None = None,
+    ) -> LayerWriter:
+        """A sink for a download: bytes written to it are unpacked as they come
+        (through a pipe, by a thread); `close()` returns the Layer."""
+        return LayerWriter(self, diff_id, parent, options)
 
     def unpack_chain(
         self,
@@ -662,6 +673,68 @@ class LayerStore:
                 unmount_all(entry)
                 remove_tree(entry)
         return removed
+
+
+class LayerWriter:
+    """Unpack while downloading: write the blob's bytes, then close()."""
+
+    def __init__(
+        self,
+        store: LayerStore,
+        diff_id: str | None,
+        parent: str | None,
+        options: ApplyOptions | None,
+    ) -> None:
+        r, w = os.pipe()
+        self._reader = os.fdopen(r, "rb", buffering=0)
+        self._sink = os.fdopen(w, "wb", buffering=1 << 20)
+        self._layer: Layer | None = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._layer = store.unpack(diff_id, self._reader, parent=parent, options=options)
+            except BaseException as e:
+                self._error = e
+            finally:
+                self._reader.close()
+
+        self._thread = threading.Thread(target=run, name="layer-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes) -> int:
+        try:
+            self._sink.write(data)
+        except BrokenPipeError:
+            self._thread.join()
+            if self._error is not None:
+                raise self._error from None
+            raise
+        return len(data)
+
+    def close(self) -> Layer:
+        """Finish the stream and wait for the unpack; raises what it raised."""
+        with contextlib.suppress(BrokenPipeError):
+            self._sink.close()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._layer is not None
+        return self._layer
+
+    def abort(self) -> None:
+        """Give up (a failed download): the unpack sees a truncated stream and
+        removes its temp dir."""
+        with contextlib.suppress(OSError):
+            self._sink.close()
+        self._thread.join()
+
+    def __enter__(self) -> LayerWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            self.abort()
 
 
 def _disk_usage(path: Path) -> Usage:
