@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -25,10 +26,14 @@ from tests.conftest import need_root, need_tool
 
 BUSYBOX = "/bin/busybox"
 APPLETS = ("sh", "cat", "echo", "sleep", "true", "false", "tty", "stty", "head", "tr", "ls")
-RUNTIMES = ["runc"]
+RUNTIMES = ["runc", "portside-runtime"]
 
 
 def runtime_path(name: str) -> str:
+    """runc from PATH; portside-runtime from this interpreter's scripts directory first."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
     return need_tool(name)
 
 

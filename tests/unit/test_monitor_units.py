@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portside.errors import InvalidArgument, InvalidDocument
@@ -182,6 +182,7 @@ json_values = st.recursive(
 )
 
 
+@settings(max_examples=60, deadline=None)
 @given(json_values)
 def test_jsonlite_round_trips_like_json(value: Any) -> None:
     text = jsonlite.dumps(value)

@@ -552,7 +552,7 @@ class Monitor:
         if self.status != "running":
             return {"ok": True}
         code, err = self.runtime("kill", self.cfg.id, str(signal))
-        if code != 0 and self.status == "running":
+        if code != 0 and _running(self.init_pid):  # else it exited as we asked: no error
             return {"error": _error_line(err.encode(), f"runtime kill exited with {code}")}
         if self.stop_timer is None:
             self.stop_timer = self.after(timeout, self.kill_now)
@@ -741,6 +741,15 @@ class Monitor:
                 pass
         if self.log is not None:
             self.log.close()
+
+
+def _running(pid: int) -> bool:
+    """Whether pid exists and is not a zombie waiting for us to reap it."""
+    try:
+        stat = read_file(f"/proc/{pid}/stat")
+    except OSError:
+        return False
+    return stat.rpartition(b")")[2].split()[0] != b"Z"
 
 
 def _error_line(text: bytes, fallback: str) -> str:
