@@ -81,7 +81,11 @@ def test_docker_archive_from_skopeo_loads(
     if compress:
         archive.with_suffix(".tar.gz").write_bytes(gzip.compress(archive.read_bytes(), 1))
         archive = archive.with_suffix(".tar.gz")
-    out = portside("load", "-i", str(archive)).stdout
+    if compress:  # and through stdin, decompressed while spooled
+        with open(archive, "rb") as f:
+            out = portside("load", stdin=f).stdout
+    else:
+        out = portside("load", "-i", str(archive)).stdout
     assert out == "Loaded image: docker.io/foo/bar:v1\n"
     (image,) = images_json()
     assert image["RepoTags"] == ["docker.io/foo/bar:v1"]

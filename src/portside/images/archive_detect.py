@@ -26,6 +26,7 @@ __all__ = [
     "detect_archive",
     "detect_compression",
     "open_decompressed",
+    "read_chunks",
 ]
 
 OCI_ARCHIVE = "oci-archive"
@@ -98,7 +99,8 @@ def open_decompressed(raw: BinaryIO, compression: str | None) -> BinaryIO:
     raise InvalidArgument(f"unknown compression {compression!r}")
 
 
-def _read_chunks(reader: BinaryIO, what: str) -> Iterator[bytes]:
+def read_chunks(reader: BinaryIO, what: str) -> Iterator[bytes]:
+    """A decoder's output in chunks; a decoding error becomes one InvalidDocument line."""
     try:
         while True:
             data = reader.read(CHUNK)
@@ -134,7 +136,7 @@ def decompress_chunks(
     if compression is None:
         return None, replay()
     reader = open_decompressed(ChunkReader(replay()), compression)  # type: ignore[arg-type]
-    return compression, _read_chunks(reader, what)
+    return compression, read_chunks(reader, what)
 
 
 def compress_gzip(chunks: Iterable[bytes], level: int = 1) -> Iterator[bytes]:
@@ -166,7 +168,7 @@ def decompressed_tar(path: str | os.PathLike[str], tmpdir: str | None = None) ->
     try:
         with open(path, "rb") as raw, os.fdopen(fd, "wb") as out:
             reader = open_decompressed(raw, compression)
-            for chunk in _read_chunks(reader, path):
+            for chunk in read_chunks(reader, path):
                 out.write(chunk)
     except BaseException:
         os.unlink(tmp)

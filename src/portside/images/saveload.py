@@ -9,6 +9,7 @@ possibly small /tmp; each is removed when the call ends, whatever happens.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import sys
@@ -16,10 +17,17 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from portside.errors import InvalidArgument, InvalidReference
-from portside.images.archive_detect import DOCKER_ARCHIVE, classify, decompressed_tar
+from portside.images.archive_detect import (
+    DOCKER_ARCHIVE,
+    classify,
+    decompressed_tar,
+    detect_compression,
+    open_decompressed,
+    read_chunks,
+)
 from portside.images.copy import CopyOptions, copy
 from portside.images.importer import ImportSource
 from portside.images.store import ImageRecord, ImageStore, normalize_name
@@ -135,10 +143,14 @@ def save_images(
 
 
 def _spool(stream: BinaryIO, tmpdir: str) -> str:
+    """Stdin to a temp plain tar, decompressing on the way (one write, not two)."""
+    buffered: Any = stream if hasattr(stream, "peek") else io.BufferedReader(stream)
+    reader = open_decompressed(buffered, detect_compression(buffered.peek(8)[:8]))
     fd, path = tempfile.mkstemp(prefix=".portside-load-", suffix=".tar", dir=tmpdir)
     try:
         with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(stream, out, 1 << 20)
+            for chunk in read_chunks(reader, "stdin"):
+                out.write(chunk)
     except BaseException:
         os.unlink(path)
         raise
