@@ -175,30 +175,39 @@ def _type_name(v: Any) -> str:
     return type(v).__name__
 
 
-def _decode(spec: _Spec, v: Any, where: str) -> Any:
+def _decode(spec: _Spec, v: Any, parent: str, key: str) -> Any:
+    """Check and convert `v`, the value at `parent`.`key` (the path is built only if needed)."""
     if v is None:
         return None
-    check, what = _CHECKS[spec.kind]
+    kind = spec.kind
+    check, what = _CHECKS[kind]
     if not check(v):
-        raise InvalidDocument(f"{where}: must be a {what}, got {_type_name(v)}")
-    if spec.kind in ("digest", "digests"):
+        raise InvalidDocument(f"{parent}.{key}: must be a {what}, got {_type_name(v)}")
+    if kind == "str" or kind == "bool":
+        return v
+    if kind == "int":
+        if not _INT64[0] <= v <= _INT64[1]:
+            raise InvalidDocument(f"{parent}.{key}: {v} is out of the int64 range")
+        return v
+    if kind == "digest" or kind == "digests":
         from portside.oci.digest import Digest  # hashlib only for image documents
 
         try:
-            return Digest.parse(v) if spec.kind == "digest" else [Digest.parse(x) for x in v]
+            return Digest.parse(v) if kind == "digest" else [Digest.parse(x) for x in v]
         except InvalidDigest as e:
-            raise InvalidDocument(f"{where}: {e}") from None
-    if spec.kind == "model":
-        assert spec.model is not None
-        return spec.model.from_dict(v, where=where)
-    if spec.kind == "models":
-        assert spec.model is not None
-        return [spec.model.from_dict(x, where=f"{where}[{i}]") for i, x in enumerate(v)]
-    if spec.kind == "modelmap":
-        assert spec.model is not None
-        return {k: spec.model.from_dict(x, where=f"{where}.{k}") for k, x in v.items()}
-    if spec.kind == "int" and not _INT64[0] <= v <= _INT64[1]:
-        raise InvalidDocument(f"{where}: {v} is out of the int64 range")
+            raise InvalidDocument(f"{parent}.{key}: {e}") from None
+    model = spec.model
+    if kind == "model":
+        assert model is not None
+        return model.from_dict(v, where=f"{parent}.{key}")
+    if kind == "models":
+        assert model is not None
+        return [model.from_dict(x, where=f"{parent}.{key}[{i}]") for i, x in enumerate(v)]
+    if kind == "modelmap":
+        assert model is not None
+        return {k: model.from_dict(x, where=f"{parent}.{key}.{k}") for k, x in v.items()}
+    if kind == "strlist":
+        return list(v)
     return _copy(v)
 
 
@@ -228,6 +237,8 @@ class JSONModel:
 
     _fields: ClassVar[tuple[_Spec, ...]] = ()
     _json_fields: ClassVar[tuple[_Spec, ...]] = ()
+    _by_key: ClassVar[dict[str, _Spec]] = {}
+    _required: ClassVar[tuple[_Spec, ...]] = ()
 
     extra: dict[str, Any] = internal(default_factory=dict, compare=True)
     # key -> "was null" for every key of the object this was decoded from (None: built in code)
@@ -287,17 +298,18 @@ class JSONModel:
         where = where or cls._what()
         if not isinstance(d, dict):
             raise InvalidDocument(f"{where}: must be a JSON object, got {_type_name(d)}")
+        by_key = cls._by_key
         kwargs: dict[str, Any] = {}
-        known: set[str] = set()
-        for spec in cls._json_fields:
-            key = spec.key
-            assert key is not None
-            known.add(key)
-            if key in d:
-                kwargs[spec.name] = _decode(spec, d[key], f"{where}.{key}")
-            elif spec.required:
-                raise InvalidDocument(f"{where}: missing required field {key!r}")
-        extra = {k: _copy(v) for k, v in d.items() if k not in known}
+        extra: dict[str, Any] = {}
+        for key, value in d.items():
+            spec = by_key.get(key)
+            if spec is None:
+                extra[key] = _copy(value)
+            else:
+                kwargs[spec.name] = _decode(spec, value, where, key)
+        for spec in cls._required:
+            if spec.name not in kwargs:
+                raise InvalidDocument(f"{where}: missing required field {spec.key!r}")
         obj = cls(**kwargs, extra=extra, _keys={k: v is None for k, v in d.items()})
         obj._validate(where)
         return obj
@@ -357,6 +369,8 @@ def _collect(cls: type[JSONModel]) -> None:
             delattr(cls, name)
     cls._fields = tuple(specs.values())
     cls._json_fields = tuple(s for s in cls._fields if s.key is not None)
+    cls._by_key = {s.key: s for s in cls._json_fields if s.key is not None}
+    cls._required = tuple(s for s in cls._json_fields if s.required)
 
 
 _collect(JSONModel)
