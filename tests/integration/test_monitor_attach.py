@@ -89,6 +89,8 @@ def test_terminal_is_a_real_pty_and_resizes(monitors: Monitors) -> None:
             pass
     assert handle.status()["status"] == "running"
     with handle.attach() as b:
+        # a new client first gets the recent output replayed (attach_replay)
+        b.read_until(b"42 123")
         b.send(b"echo still-$((40+2))\n")
         b.read_until(b"still-42")
         b.send(b"exit 7\n")

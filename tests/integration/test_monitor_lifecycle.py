@@ -63,6 +63,20 @@ def test_killing_the_starter_does_not_touch_the_container(
     assert handle.wait(timeout=60).exit_code == 137
 
 
+def test_reopen_log_after_an_external_rotation(monitors: Monitors, tmp_path: Path) -> None:
+    handle = monitors.start(["sh", "-c", TICKER])
+    log = Path(handle.config.log_path)
+    wait_for(lambda: len(log_lines(log)) > 3, "first lines")
+    log.rename(tmp_path / "rotated.log")
+    handle.reopen_log()
+    wait_for(lambda: len(log_lines(log)) > 3, "lines in the reopened log")
+    last_rotated = int(log_lines(tmp_path / "rotated.log")[-1].rsplit("-", 1)[1])
+    first_new = int(log_lines(log)[0].rsplit("-", 1)[1])
+    assert first_new == last_rotated + 1  # nothing lost, nothing doubled
+    handle.stop("KILL")
+    handle.wait(timeout=60)
+
+
 @pytest.mark.cgroup
 def test_memory_hog_is_recorded_as_oom_killed(monitors: Monitors) -> None:
     hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"
