@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from portside.oci import mediatypes as mt
@@ -61,7 +61,7 @@ def _manifest_dict(top: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]
     }
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(EXTRAS, EXTRAS, DUMP_STYLES)
 def test_manifest_bytes_and_extras(
     top: dict[str, Any], layer: dict[str, Any], style: dict[str, Any]
@@ -80,7 +80,7 @@ def test_manifest_bytes_and_extras(
     assert m.to_bytes() == raw
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(EXTRAS, EXTRAS, EXTRAS)
 def test_spec_round_trip_with_extras(
     top: dict[str, Any], process: dict[str, Any], memory: dict[str, Any]
