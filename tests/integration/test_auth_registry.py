@@ -231,3 +231,48 @@ def test_token_auth_push_pull_login_and_wrong_password(
     r = portside("logout", reg.host, env=authfile)
     assert r.returncode == 0
     assert json.loads((tmp_path / "auth.json").read_text())["auths"] == {}
+
+
+@pytest.fixture(scope="module")
+def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """docker-registry with `auth: htpasswd:` (bcrypt from glibc's crypt, no apache2-utils)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+
+        hashed = crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 5))
+    work = tmp_path_factory.mktemp("basic-registry")
+    htpasswd = work / "htpasswd"
+    htpasswd.write_text(f"{USER}:{hashed}\n")
+    reg = start_registry(work, f"auth:\n  htpasswd:\n    realm: portside\n    path: {htpasswd}\n")
+    try:
+        yield reg
+    finally:
+        reg.stop()
+
+
+@pytest.mark.timeout(120)
+def test_basic_auth_push_pull_and_wrong_password(
+    basic_registry: Registry, fixture_layouts: dict[str, Path], tmp_path: Path
+) -> None:
+    store = ImageStore(Path(os.environ["PORTSIDE_ROOT"]))
+    dest = LocalDestination(store, names=["localhost/basic:1"])
+    try:
+        copy(OciLayoutSource.from_dir(fixture_layouts["busybox"], "latest"), dest, CopyOptions())
+    finally:
+        dest.close()
+    target = f"{basic_registry.host}/basic/busybox:v1"
+    env = {"REGISTRY_AUTH_FILE": str(tmp_path / "auth.json")}
+    r = portside("push", "-q", "localhost/basic:1", target, env=env)
+    assert r.returncode == 125 and "unauthorized" in r.stderr.lower(), r.stderr
+    r = portside("push", "-q", "--creds", f"{USER}:{PASSWORD}", "localhost/basic:1", target)
+    assert r.returncode == 0, r.stderr
+    other = tmp_path / "other"
+    r = portside("--root", str(other), "pull", "--creds", f"{USER}:nope", target, env=env)
+    assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1
+    assert "unauthorized" in r.stderr.lower()
+    assert list(ImageStore(other).content.blobs()) == []
+    r = portside("--root", str(other), "pull", "-q", "--creds", f"{USER}:{PASSWORD}", target)
+    assert r.returncode == 0, r.stderr

@@ -37,6 +37,7 @@ class FaultProxy:
         self.flip_blob: str | None = None  # digest whose body gets one byte flipped
         self.cut_blob: str | None = None  # digest whose first full GET is cut midway
         self.slow_blob: str | None = None  # digest served slowly
+        self.fail_503: int = 0  # answer this many blob GETs with 503 first
         self._cut_done = False
         self._lock = threading.Lock()
         proxy = self
@@ -52,6 +53,14 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else None
                 with proxy._lock:
                     proxy.requests.append((self.command, self.path, self.headers.get("Range")))
+                    unavailable = proxy.fail_503 > 0 and "/blobs/sha256:" in self.path
+                    if unavailable:
+                        proxy.fail_503 -= 1
+                if unavailable:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
                 headers = {
                     k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")
@@ -179,6 +188,15 @@ def test_cut_connection_resumes_with_range(
     gets = [r for d, r in proxy.blob_gets() if d == big["digest"]]
     assert gets[0] is None and gets[1] is not None and gets[1].startswith("bytes=")
     assert 0 < int(gets[1][6:].rstrip("-")) <= big["size"] // 2
+    assert _store().verify_all() == []
+
+
+@pytest.mark.timeout(120)
+def test_503_answers_are_retried(proxy: FaultProxy, pushed_images: dict[str, str]) -> None:
+    proxy.fail_503 = 2
+    ref = pushed_images["busybox"].split("/", 1)[1]
+    portside("pull", "-q", f"{proxy.host}/{ref}")
+    assert proxy.fail_503 == 0
     assert _store().verify_all() == []
 
 
