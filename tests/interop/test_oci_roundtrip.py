@@ -227,3 +227,15 @@ def test_runc_state_parses(tmp_path: Path) -> None:
             check=False,
             capture_output=True,
         )
+
+
+@pytest.mark.parametrize("rootless", [False, True])
+def test_crun_spec_round_trips(tmp_path: Path, rootless: bool) -> None:
+    crun = need_tool("crun")
+    run(*([crun, "spec"] + (["--rootless"] if rootless else [])), cwd=tmp_path)
+    raw = (tmp_path / "config.json").read_text()
+    theirs = json.loads(raw)
+    spec = Spec.parse(raw)
+    assert json.dumps(spec.to_dict()) == json.dumps(theirs)
+    assert errors(runtime_validator("config-schema.json"), theirs) == []
+    assert spec.linux is not None and spec.linux.namespace("mount") is not None
