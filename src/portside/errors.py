@@ -98,3 +98,13 @@ class SeccompError(RuntimeFailure):
 
 class InvalidSeccompConfig(InvalidArgument, ValueError):
     """linux.seccomp in a runtime config is malformed (also a ValueError for plain callers)."""
+
+
+class FileAccessError(PortsideError):
+    """A file or directory the user named could not be read or written (permissions,
+    space, a missing parent); carries the OS reason in one line."""
+
+    @classmethod
+    def from_os(cls, err: OSError, what: str | None = None) -> FileAccessError:
+        name = what or err.filename or "file"
+        return cls(f"{name}: {err.strerror or err}")

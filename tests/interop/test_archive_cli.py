@@ -312,3 +312,13 @@ def test_multiplatform_oci_archive_loads_the_host_platform(
     portside("save", "-o", str(saved), "mp/x:1")
     (entry,) = json.loads(run("tar", "-xOf", str(saved), "manifest.json"))
     assert entry["Config"] == image["Id"] + ".json"
+
+
+def test_unwritable_output_is_one_line(fixture_layouts: dict[str, Path]) -> None:
+    put_in_store(fixture_layouts["busybox"], "localhost/bb:1")
+    r = portside("save", "-o", "/proc/x.tar", "localhost/bb:1", check=False)
+    assert r.returncode == 125
+    assert r.stderr == "Error: /proc/x.tar: cannot create: No such file or directory\n"
+    r = portside("save", "--format", "oci-dir", "-o", "/proc/x", "localhost/bb:1", check=False)
+    assert r.returncode == 125 and r.stderr.startswith("Error: /proc/x:")
+    assert len(r.stderr.splitlines()) == 1

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from portside.errors import InvalidArgument, InvalidReference
+from portside.errors import FileAccessError, InvalidArgument, InvalidReference
 from portside.images.archive_detect import (
     DOCKER_ARCHIVE,
     classify,
@@ -105,6 +105,13 @@ def save_images(
     store: ImageStore, images: Sequence[str], output: str | None, fmt: str = "docker-archive"
 ) -> None:
     """Write `images` into one archive (or an OCI layout directory for `oci-dir`)."""
+    try:
+        _save(store, images, output, fmt)
+    except OSError as err:
+        raise FileAccessError.from_os(err) from None
+
+
+def _save(store: ImageStore, images: Sequence[str], output: str | None, fmt: str) -> None:
     kind = SAVE_FORMATS.get(fmt)
     if kind is None:
         raise InvalidArgument(
@@ -173,7 +180,13 @@ def load_archive(
     store: ImageStore, path: str | None, options: CopyOptions | None = None
 ) -> list[Loaded]:
     """Load every image of a docker-archive or oci-archive (maybe compressed; None: stdin)."""
-    options = options or CopyOptions()
+    try:
+        return _load(store, path, options or CopyOptions())
+    except OSError as err:
+        raise FileAccessError.from_os(err) from None
+
+
+def _load(store: ImageStore, path: str | None, options: CopyOptions) -> list[Loaded]:
     tmpdir = _tmpdir(store)
     cleanup: list[str] = []
     try:
@@ -245,7 +258,10 @@ def import_tarball(
 ) -> ImageRecord:
     """`portside import`: a one-layer image from a rootfs tarball (path or `-`)."""
     names = [normalize_name(reference)] if reference else []
-    source = ImportSource(tarball, changes, message, tmpdir=_tmpdir(store))
+    try:
+        source = ImportSource(tarball, changes, message, tmpdir=_tmpdir(store))
+    except OSError as err:
+        raise FileAccessError.from_os(err, err.filename or tarball) from None
     dest = LocalDestination(store, names=names)
     try:
         copy(source, dest, CopyOptions())

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portside.errors import (
+    FileAccessError,
     InvalidArgument,
     InvalidDocument,
     InvalidReference,
@@ -283,9 +284,12 @@ class DockerArchiveWriter:
             raise InvalidArgument(f"{self.path}: is a directory")
         if not os.path.isdir(parent):
             raise InvalidArgument(f"{parent}: no such directory for the archive")
-        fd, self._tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=parent
-        )
+        try:
+            fd, self._tmp = tempfile.mkstemp(
+                prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=parent
+            )
+        except OSError as err:
+            raise FileAccessError(f"{self.path}: cannot create: {err.strerror}") from None
         self._file = os.fdopen(fd, "w+b")
         self._tar = TarWriter(self._file)
         self._lock = threading.Lock()

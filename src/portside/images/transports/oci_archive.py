@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from portside.errors import InvalidArgument
+from portside.errors import FileAccessError, InvalidArgument
 from portside.images.archive_detect import decompressed_tar
 from portside.images.transport import BlobInfo
 from portside.images.transports.oci_layout import (
@@ -137,9 +137,12 @@ class OciArchiveWriter:
             raise InvalidArgument(f"{self.path}: is a directory")
         if not os.path.isdir(parent):
             raise InvalidArgument(f"{parent}: no such directory for the archive")
-        fd, self._tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=parent
-        )
+        try:
+            fd, self._tmp = tempfile.mkstemp(
+                prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=parent
+            )
+        except OSError as err:
+            raise FileAccessError(f"{self.path}: cannot create: {err.strerror}") from None
         self._file = os.fdopen(fd, "w+b")
         self._tar = TarWriter(self._file)
         self._tar.add_bytes(LAYOUT_FILE, LAYOUT_VERSION)
