@@ -29,3 +29,25 @@ def test_pull_keeps_registry_digests(
     assert image.names == [pushed_images[name].replace(":latest", ":latest")]
     assert store.content.verify_all() == []
     assert store.get(pushed_images[name]).manifest_digest == image.manifest_digest
+
+
+@pytest.mark.timeout(60)
+def test_tty_shows_live_progress_then_summary(pushed_images: dict[str, str]) -> None:
+    import re
+    import sys
+
+    import pexpect
+
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "portside.cli", "pull", pushed_images["multilayer-gzip"]],
+        timeout=60,
+        dimensions=(40, 120),
+    )
+    child.expect(pexpect.EOF)
+    child.close()
+    out = child.before.decode(errors="replace")
+    assert child.exitstatus == 0, out
+    assert re.search(r"layer [0-9a-f]{12}", out)  # one bar per layer
+    assert re.search(r"Copied [0-9.]+[kM]?B in [0-9.]+s", out)  # the summary
+    assert re.search(r"^[0-9a-f]{64}\r?$", out, re.M)  # then the image ID
