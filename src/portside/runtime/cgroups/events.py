@@ -33,10 +33,10 @@ def watch_oom(
     `interval` seconds). The first value yielded is a count above the one at
     the start, so OOM kills from before the call are not reported again.
     """
+    baseline = manager.oom_kill_count()  # now, not at the first next()
     if manager.kind == "v1":
-        yield from _watch_v1(manager, stop, interval)
-    else:
-        yield from _watch_v2(manager, stop, interval)
+        return _watch_v1(manager, stop, interval, baseline)
+    return _watch_v2(manager, stop, interval, baseline)
 
 
 def _memory_dir(manager: CgroupManager) -> str:
@@ -63,7 +63,7 @@ def _settle(manager: CgroupManager, last: int) -> int:
 
 
 def _watch_v1(
-    manager: CgroupManager, stop: threading.Event | None, interval: float
+    manager: CgroupManager, stop: threading.Event | None, interval: float, last: int
 ) -> Iterator[int]:
     path = _memory_dir(manager)
     efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
@@ -76,7 +76,6 @@ def _watch_v1(
             os.close(ofd)
             raise CgroupError(f"cannot register for OOM events in {path}: {exc.strerror}") from exc
         try:
-            last = manager.oom_kill_count()
             poller = select.poll()
             poller.register(efd, select.POLLIN)
             while not _stopped(stop):
@@ -97,7 +96,7 @@ def _watch_v1(
 
 
 def _watch_v2(
-    manager: CgroupManager, stop: threading.Event | None, interval: float
+    manager: CgroupManager, stop: threading.Event | None, interval: float, last: int
 ) -> Iterator[int]:
     path = getattr(manager, "path", None)
     if not isinstance(path, str):
@@ -108,7 +107,6 @@ def _watch_v2(
     except OSError as exc:
         raise CgroupError(f"cannot watch OOM events: {events}: {exc.strerror}") from exc
     try:
-        last = manager.oom_kill_count()
         poller = select.poll()
         poller.register(fd, select.POLLPRI)
         while not _stopped(stop):

@@ -22,8 +22,16 @@ class CgroupManager(abc.ABC):
         """Make the cgroup directories (every mounted v1 controller, or the v2 dir)."""
 
     @abc.abstractmethod
-    def apply_resources(self, resources: dict[str, Any]) -> None:
-        """Write linux.resources; only the fields present are touched (so `update` works)."""
+    def apply_resources(
+        self, resources: dict[str, Any], *, linux_devices: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Write linux.resources; only the fields present are touched (so `update` works).
+
+        When `resources` has "devices", the rules applied are runc's: those rules, then
+        an allow rule for each `linux_devices` entry (spec linux.devices), then the
+        default devices every container gets (null, zero, full, tty, random, urandom,
+        ptmx, pts, tun). Without "devices" the device rules are left alone.
+        """
 
     @abc.abstractmethod
     def add_process(self, pid: int) -> None: ...
