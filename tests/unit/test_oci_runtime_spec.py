@@ -102,7 +102,7 @@ def test_parse_bytes_and_to_json() -> None:
         (lambda d: d["linux"]["resources"]["memory"].update(limit=2**63), "int64"),
         (lambda d: d["linux"]["seccomp"].pop("defaultAction"), "defaultAction"),
         (lambda d: d["hooks"]["prestart"][0].update(timeout=0), "at least 1"),
-        (lambda d: d.update(linux=[]), "linux: must be a object"),
+        (lambda d: d.update(linux=[]), "linux: must be an object"),
     ],
 )
 def test_bad_specs(mutate: object, match: str) -> None:
@@ -116,7 +116,7 @@ def test_bad_specs(mutate: object, match: str) -> None:
 def test_bad_json() -> None:
     with pytest.raises(InvalidDocument, match=r"config\.json: not valid JSON"):
         Spec.parse(b"{nope")
-    with pytest.raises(InvalidDocument, match="must be a JSON object"):
+    with pytest.raises(InvalidDocument, match="must be an object"):
         Spec.parse(b"[]")
 
 

@@ -46,24 +46,24 @@ def _is_strmap(v: Any) -> bool:
 
 
 _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "any": (lambda v: True, "value"),
-    "str": (lambda v: isinstance(v, str), "string"),
-    "int": (_is_int, "integer"),
-    "uint": (lambda v: _is_int(v) and v >= 0, "non-negative integer"),
-    "bool": (lambda v: isinstance(v, bool), "boolean"),
-    "number": (lambda v: _is_int(v) or isinstance(v, float), "number"),
-    "strlist": (_is_strlist, "list of strings"),
-    "strmap": (_is_strmap, "object of strings"),
-    "object": (lambda v: isinstance(v, dict), "object"),
-    "list": (lambda v: isinstance(v, list), "list"),
-    "digest": (lambda v: isinstance(v, str), "digest string"),
-    "digests": (_is_strlist, "list of digest strings"),
-    "model": (lambda v: isinstance(v, dict), "object"),
-    "models": (lambda v: isinstance(v, list), "list of objects"),
-    "modelmap": (lambda v: isinstance(v, dict), "object of objects"),
+    "any": (lambda v: True, "a value"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "int": (_is_int, "an integer"),
+    "uint": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "bool": (lambda v: isinstance(v, bool), "a boolean"),
+    "number": (lambda v: _is_int(v) or isinstance(v, float), "a number"),
+    "strlist": (_is_strlist, "a list of strings"),
+    "strmap": (_is_strmap, "an object of strings"),
+    "object": (lambda v: isinstance(v, dict), "an object"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+    "digest": (lambda v: isinstance(v, str), "a digest string"),
+    "digests": (_is_strlist, "a list of digest strings"),
+    "model": (lambda v: isinstance(v, dict), "an object"),
+    "models": (lambda v: isinstance(v, list), "a list of objects"),
+    "modelmap": (lambda v: isinstance(v, dict), "an object of objects"),
     "uintlist": (
         lambda v: isinstance(v, list) and all(_is_int(x) and x >= 0 for x in v),
-        "list of non-negative integers",
+        "a list of non-negative integers",
     ),
 }
 
@@ -182,7 +182,7 @@ def _decode(spec: _Spec, v: Any, parent: str, key: str) -> Any:
     kind = spec.kind
     check, what = _CHECKS[kind]
     if not check(v):
-        raise InvalidDocument(f"{parent}.{key}: must be a {what}, got {_type_name(v)}")
+        raise InvalidDocument(f"{parent}.{key}: must be {what}, got {_type_name(v)}")
     if kind == "str" or kind == "bool":
         return v
     if kind == "int":
@@ -297,7 +297,7 @@ class JSONModel:
     def from_dict(cls, d: Any, *, where: str | None = None) -> Self:
         where = where or cls._what()
         if not isinstance(d, dict):
-            raise InvalidDocument(f"{where}: must be a JSON object, got {_type_name(d)}")
+            raise InvalidDocument(f"{where}: must be an object, got {_type_name(d)}")
         by_key = cls._by_key
         kwargs: dict[str, Any] = {}
         extra: dict[str, Any] = {}
