@@ -15,12 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from portside.errors import InvalidDocument, NotFound, UnsupportedMediaType
-from portside.images.convert import convert_index, convert_manifest
 from portside.images.transport import ImageDestination, ImageSource
 from portside.oci import mediatypes as mt
 from portside.oci.digest import Digest, DigestVerifier
-from portside.oci.index import Index
-from portside.oci.platform import host_platform, parse_platform, select_manifest
 
 __all__ = [
     "Blob",
@@ -71,6 +68,10 @@ class CopyResult:
 
 def _select(raw: bytes, media_type: str, platform: str | None) -> str:
     """Digest of the index entry for `platform` (default: the host's)."""
+    # imported here: a pull of a plain manifest needs neither (start-up time counts)
+    from portside.oci.index import Index
+    from portside.oci.platform import host_platform, parse_platform, select_manifest
+
     index = Index.parse(raw, media_type)
     wanted = parse_platform(platform) if platform else host_platform()
     return str(select_manifest(index, wanted).digest)
@@ -200,6 +201,8 @@ def _copy_image(
     what = f"manifest {instance}" if instance else "manifest"
     out_type = _output_type(media_type, dest, options)
     if out_type != media_type:
+        from portside.images.convert import convert_manifest
+
         raw = convert_manifest(raw, media_type, out_type)
     doc = _load(raw, what)
     config = doc.get("config")
@@ -327,6 +330,8 @@ def copy(
             supported = dest.supported_manifest_types()
             if index_type not in supported:
                 raise UnsupportedMediaType(f"destination does not accept an index ({index_type})")
+            from portside.images.convert import convert_index
+
             children = {
                 old: (str(Digest.from_bytes(r[0])), len(r[0]), r[1]) for old, r in results.items()
             }
