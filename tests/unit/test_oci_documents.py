@@ -431,3 +431,18 @@ def test_layer_history_tolerates_mismatch() -> None:
         }
     )
     assert [d for _, d in odd.layer_history()] == [D1, None]
+
+
+def test_add_layer() -> None:
+    cfg = ImageConfig.parse(DOCKER_CONFIG_RAW)
+    cfg.history = [cfg.history[0]] if cfg.history else None
+    cfg.rootfs.diff_ids = [D1]
+    cfg.add_layer(D3, created_by="portside commit", created="2024-01-01T00:00:00Z")
+    cfg.add_layer(None, created_by="ENV A=1")
+    assert cfg.diff_ids == [D1, D3]
+    assert cfg.created == "2024-01-01T00:00:00Z"
+    assert [d for _, d in cfg.layer_history()] == [D1, D3, None]
+    d = json.loads(cfg.to_bytes())
+    assert d["history"][-1] == {"created_by": "ENV A=1", "empty_layer": True}
+    assert d["history"][-2] == {"created": "2024-01-01T00:00:00Z", "created_by": "portside commit"}
+    assert cfg.id != Digest.from_bytes(DOCKER_CONFIG_RAW)

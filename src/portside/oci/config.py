@@ -138,6 +138,32 @@ class ImageConfig(Document):
             os_features=list(self.os_features) if self.os_features else None,
         )
 
+    def add_layer(
+        self,
+        diff_id: Digest | None,
+        *,
+        created_by: str | None = None,
+        created: str | None = None,
+        comment: str | None = None,
+        author: str | None = None,
+    ) -> None:
+        """Record a new top layer (or, with `diff_id` None, an empty history step)."""
+        if diff_id is not None:
+            self.rootfs.diff_ids.append(Digest.parse(diff_id))
+        if self.history is None:
+            self.history = []
+        self.history.append(
+            History(
+                created=created,
+                created_by=created_by,
+                comment=comment,
+                author=author,
+                empty_layer=True if diff_id is None else None,
+            )
+        )
+        if created is not None:
+            self.created = created
+
     def ensure_config(self) -> ContainerConfig:
         """The `config` object, created empty if missing (for editing)."""
         if self.config is None:
