@@ -115,13 +115,21 @@ class ImageStore:
             self.root / "portside.db", timeout=30, isolation_level=None, check_same_thread=False
         )
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=30000")
-        with self._tx() as db:
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a killed process never corrupts or loses a commit; only a power
+        # cut may drop the last ones (blobs are fsynced, so `system check` stays clean)
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        # the file may hold other components' tables too: look for ours, not user_version
+        have = self._db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='image_indexes'"
+        ).fetchone()[0]
+        if not have:
+            with self._tx() as db:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
 
     def close(self) -> None:
         self._db.close()
