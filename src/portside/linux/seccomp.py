@@ -10,11 +10,12 @@ are missing on a stock system, and ctypes does not need them.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported on the container start path
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 # Actions (linux/seccomp.h values; libseccomp uses the same numbers).
 SCMP_ACT_KILL_PROCESS = 0x80000000
@@ -96,14 +97,25 @@ class _SockFprog(ctypes.Structure):
     _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
 
 
-@dataclass(frozen=True)
 class Condition:
     """One argument comparison: arg index, SCMP_CMP_* op, value and (for MASKED_EQ) value two."""
 
-    index: int
-    op: int
-    value: int
-    value_two: int = 0
+    __slots__ = ("index", "op", "value", "value_two")
+
+    def __init__(self, index: int, op: int, value: int, value_two: int = 0) -> None:
+        self.index = index
+        self.op = op
+        self.value = value
+        self.value_two = value_two
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Condition) and (
+            (self.index, self.op, self.value, self.value_two)
+            == (other.index, other.op, other.value, other.value_two)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.index, self.op, self.value, self.value_two))
 
 
 _lib: ctypes.CDLL | None = None
@@ -113,11 +125,16 @@ def _load() -> ctypes.CDLL:
     global _lib
     if _lib is not None:
         return _lib
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+    # The soname first: find_library() runs ldconfig, which costs a process spawn.
     try:
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    except OSError:
+        from ctypes import util as ctypes_util
+
+        name = ctypes_util.find_library("seccomp")
+        if name is None:
+            raise OSError("libseccomp is not installed (libseccomp.so.2 not found)") from None
         lib = ctypes.CDLL(name, use_errno=True)
-    except OSError as exc:
-        raise OSError(f"libseccomp is not installed ({name}): {exc}") from exc
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = (ctypes.c_uint32,)
     lib.seccomp_release.restype = None

@@ -11,17 +11,18 @@ back to one rule per condition (libseccomp cannot AND two tests of one arg).
 
 from __future__ import annotations
 
-import contextlib
 import errno as errno_mod
 import json
 import os
-import socket
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
 
 from portside.errors import InvalidSeccompConfig, SeccompError
 from portside.linux import seccomp as lib
+
+TYPE_CHECKING = False  # typing is not imported on the container start path
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 ACTIONS = (
     "SCMP_ACT_KILL",
@@ -77,14 +78,18 @@ _MAX_ARGS = 6
 _OPTIMIZE_ABOVE = 32  # rules; libseccomp's binary tree misbehaves with none (runc's note)
 
 
-@dataclass
 class CompiledFilter:
     """What load_seccomp needs in the child: no libseccomp calls left after fork."""
 
-    program: bytes
-    flags: int
-    notify: bool
-    skipped: list[str] = field(default_factory=list)
+    __slots__ = ("flags", "notify", "program", "skipped")
+
+    def __init__(
+        self, program: bytes, flags: int, notify: bool, skipped: list[str] | None = None
+    ) -> None:
+        self.program = program
+        self.flags = flags
+        self.notify = notify
+        self.skipped = skipped or []
 
 
 def _bad(msg: str) -> InvalidSeccompConfig:
@@ -220,9 +225,10 @@ def compile_seccomp(config: Mapping[str, Any]) -> CompiledFilter:
             for token in arches:
                 flt.add_arch(token)
             if len(rules) > _OPTIMIZE_ABOVE:
-                # An older libseccomp refuses; a linear filter is still correct.
-                with contextlib.suppress(OSError):
+                try:  # noqa: SIM105 - contextlib costs start-up time
                     flt.set_attr(lib.SCMP_FLTATR_CTL_OPTIMIZE, 2)
+                except OSError:  # an older libseccomp: a linear filter is still correct
+                    pass
             for names, action, conds, where in rules:
                 if action == default:
                     continue
@@ -269,14 +275,35 @@ def install(compiled: CompiledFilter) -> int | None:
     return fd if compiled.notify else None
 
 
+_compiled: dict[str, CompiledFilter] = {}
+
+
+def _key(config: Mapping[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+
+def prepare(config: Mapping[str, Any] | None = None) -> CompiledFilter | None:
+    """Load libseccomp now, while its file is in sight (before pivot_root); with a
+    config, also compile it, so a later load_seccomp(config) only installs it."""
+    lib.available()
+    if config is None:
+        return None
+    key = _key(config)
+    compiled = _compiled.get(key)
+    if compiled is None:
+        compiled = _compiled[key] = compile_seccomp(config)
+    return compiled
+
+
 def load_seccomp(config: Mapping[str, Any]) -> int | None:
     """Build and install linux.seccomp in the calling process (a single-threaded child).
 
     Returns the user-notification listener fd when a rule uses SCMP_ACT_NOTIFY.
-    To avoid libseccomp work after fork, compile_seccomp() in the parent and
-    install() the result in the child instead.
+    A filter compiled by prepare(config) earlier in this process (or before the
+    fork) is reused, so the child does no libseccomp work.
     """
-    return install(compile_seccomp(config))
+    compiled = _compiled.get(_key(config)) or compile_seccomp(config)
+    return install(compiled)
 
 
 def listener_message(
@@ -311,6 +338,8 @@ def send_listener_fd(
     message = listener_message(
         state, metadata=metadata, oci_version=state.get("ociVersion", "1.2.0")
     )
+    import socket
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from portside.errors import CgroupError
 from portside.runtime.cgroups import paths
 from portside.runtime.cgroups.devices import DEFAULT_ALLOWED, Rule, container_rules
-from portside.runtime.cgroups.events import watch_oom
 from portside.runtime.cgroups.manager import CgroupManager
 from portside.runtime.cgroups.paths import (
     Mounts,
@@ -23,6 +22,11 @@ from portside.runtime.cgroups.paths import (
     read_mounts,
     systemd_running,
 )
+
+TYPE_CHECKING = False  # typing costs start-up time on every container run
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 __all__ = [
     "DEFAULT_ALLOWED",
@@ -82,6 +86,13 @@ def create_manager(
 
         return V2Manager.for_container(container_id, inner, mounts.unified, own)
     raise CgroupError("no cgroup filesystem is mounted under /sys/fs/cgroup")
+
+
+def watch_oom(manager: CgroupManager, **kwargs: Any) -> Iterator[int]:
+    """See portside.runtime.cgroups.events.watch_oom (imported lazily: it needs threading)."""
+    from portside.runtime.cgroups.events import watch_oom as _watch
+
+    return _watch(manager, **kwargs)
 
 
 def from_state(data: dict[str, object]) -> CgroupManager:

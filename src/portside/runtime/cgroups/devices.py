@@ -7,20 +7,41 @@ is a wildcard, a missing access is "rwm".
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
-
 from portside.errors import CgroupError
 
+TYPE_CHECKING = False  # typing costs start-up time on every container run
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
 
-@dataclass(frozen=True)
+
 class Rule:
-    allow: bool
-    type: str = "a"  # a, c or b
-    major: int = -1  # -1: any
-    minor: int = -1
-    access: str = "rwm"
+    """One device rule (immutable; a plain class because dataclasses cost start-up time)."""
+
+    __slots__ = ("access", "allow", "major", "minor", "type")
+
+    def __init__(
+        self, allow: bool, type: str = "a", major: int = -1, minor: int = -1, access: str = "rwm"
+    ) -> None:
+        self.allow = allow
+        self.type = type  # a, c or b
+        self.major = major  # -1: any
+        self.minor = minor
+        self.access = access
+
+    def _key(self) -> tuple[bool, str, int, int, str]:
+        return (self.allow, self.type, self.major, self.minor, self.access)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rule) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "Rule(allow={!r}, type={!r}, major={!r}, minor={!r}, access={!r})".format(
+            *self._key()
+        )
 
     @classmethod
     def parse(cls, obj: Mapping[str, Any], where: str = "devices") -> Rule:

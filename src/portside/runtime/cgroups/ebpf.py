@@ -11,7 +11,6 @@ when a field does not match, and end with the default verdict.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from portside.runtime.cgroups.devices import Rule, effective_default
 
@@ -43,13 +42,23 @@ _ACCESS = {"m": BPF_DEVCG_ACC_MKNOD, "r": BPF_DEVCG_ACC_READ, "w": BPF_DEVCG_ACC
 R0, R1, R2, R3, R4, R5 = range(6)
 
 
-@dataclass(frozen=True)
 class Insn:
-    code: int
-    dst: int = 0
-    src: int = 0
-    off: int = 0
-    imm: int = 0
+    """One struct bpf_insn."""
+
+    __slots__ = ("code", "dst", "imm", "off", "src")
+
+    def __init__(self, code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> None:
+        self.code = code
+        self.dst = dst
+        self.src = src
+        self.off = off
+        self.imm = imm
+
+    def __repr__(self) -> str:
+        return (
+            f"Insn({self.code:#04x}, dst={self.dst}, src={self.src},"
+            f" off={self.off}, imm={self.imm})"
+        )
 
     def encode(self) -> bytes:
         return struct.pack("<BBhi", self.code, (self.src << 4) | self.dst, self.off, self.imm)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable
 
 from portside.errors import CgroupError
+
+TYPE_CHECKING = False  # typing costs start-up time on every container run
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def write(directory: str, name: str, value: str | int) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs start-up time on every container run
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class CgroupManager(abc.ABC):

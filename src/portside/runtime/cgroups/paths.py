@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-from dataclasses import dataclass, field
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -34,14 +33,20 @@ V1_CONTROLLERS = (
 )
 
 
-@dataclass
 class Mounts:
     """The cgroup mounts of this mount namespace."""
 
-    v1: dict[str, str] = field(default_factory=dict)  # controller -> mountpoint
-    v1_roots: dict[str, str] = field(default_factory=dict)  # controller -> root inside fs
-    unified: str | None = None  # the cgroup2 mountpoint, if any
-    unified_root: str = "/"
+    def __init__(
+        self,
+        v1: dict[str, str] | None = None,
+        v1_roots: dict[str, str] | None = None,
+        unified: str | None = None,
+        unified_root: str = "/",
+    ) -> None:
+        self.v1 = v1 if v1 is not None else {}  # controller -> mountpoint
+        self.v1_roots = v1_roots if v1_roots is not None else {}  # controller -> root in fs
+        self.unified = unified  # the cgroup2 mountpoint, if any
+        self.unified_root = unified_root
 
     @property
     def mode(self) -> str:

@@ -7,11 +7,12 @@ error whichever cgroup version the host has, and it names the field.
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field
-from typing import Any
 
 from portside.errors import CgroupError
+
+TYPE_CHECKING = False  # typing costs start-up time on every container run
+if TYPE_CHECKING:
+    from typing import Any
 
 _I64_MAX = (1 << 63) - 1
 
@@ -29,14 +30,21 @@ def _opt(obj: dict[str, Any], key: str, where: str, **kw: int) -> int | None:
     return _int(value, f"{where}.{key}", **kw)
 
 
-@dataclass
 class Memory:
-    limit: int | None = None
-    reservation: int | None = None
-    swap: int | None = None  # memory + swap, as v1 and the spec count it
-    kernel_tcp: int | None = None
-    swappiness: int | None = None
-    disable_oom_killer: bool = False
+    def __init__(
+        self,
+        limit: int | None = None,
+        reservation: int | None = None,
+        swap: int | None = None,
+        kernel_tcp: int | None = None,
+        disable_oom_killer: bool = False,
+    ) -> None:
+        self.limit = limit
+        self.reservation = reservation
+        self.swap = swap  # memory + swap, as v1 and the spec count it
+        self.kernel_tcp = kernel_tcp
+        self.swappiness: int | None = None
+        self.disable_oom_killer = disable_oom_killer
 
 
 def memory(m: dict[str, Any]) -> Memory:
@@ -67,17 +75,26 @@ def memory(m: dict[str, Any]) -> Memory:
     return out
 
 
-@dataclass
 class Cpu:
-    shares: int | None = None
-    quota: int | None = None
-    burst: int | None = None
-    period: int | None = None
-    realtime_runtime: int | None = None
-    realtime_period: int | None = None
-    cpus: str | None = None
-    mems: str | None = None
-    idle: int | None = None
+    def __init__(
+        self,
+        shares: int | None = None,
+        quota: int | None = None,
+        burst: int | None = None,
+        period: int | None = None,
+        realtime_runtime: int | None = None,
+        realtime_period: int | None = None,
+        idle: int | None = None,
+    ) -> None:
+        self.shares = shares
+        self.quota = quota
+        self.burst = burst
+        self.period = period
+        self.realtime_runtime = realtime_runtime
+        self.realtime_period = realtime_period
+        self.idle = idle
+        self.cpus: str | None = None
+        self.mems: str | None = None
 
     @property
     def needs_cpu_controller(self) -> bool:
@@ -95,7 +112,13 @@ class Cpu:
         )
 
 
-_LIST = re.compile(r"^\s*(\d+(-\d+)?)(,\d+(-\d+)?)*\s*$")
+def _is_list(value: str) -> bool:
+    """A kernel cpu/mem list: "0-2,4" (no regex module on the start path)."""
+    for part in value.strip().split(","):
+        lo, dash, hi = part.partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()):
+            return False
+    return True
 
 
 def cpu(c: dict[str, Any]) -> Cpu:
@@ -116,7 +139,7 @@ def cpu(c: dict[str, Any]) -> Cpu:
         value = c.get(key)
         if value is None or value == "":
             continue
-        if not isinstance(value, str) or not _LIST.match(value):
+        if not isinstance(value, str) or not _is_list(value):
             raise CgroupError(f"linux.resources.cpu.{key}: invalid list {value!r} (e.g. 0-2,4)")
         setattr(out, key, value.strip())
     return out
@@ -130,15 +153,15 @@ def pids(p: dict[str, Any]) -> int | None:
     return None if limit == 0 else limit  # runc: 0 is "not set", negative is unlimited
 
 
-@dataclass
 class BlockIO:
-    weight: int | None = None
-    leaf_weight: int | None = None
-    weight_device: list[tuple[int, int, int | None, int | None]] = field(default_factory=list)
-    read_bps: list[tuple[int, int, int]] = field(default_factory=list)
-    write_bps: list[tuple[int, int, int]] = field(default_factory=list)
-    read_iops: list[tuple[int, int, int]] = field(default_factory=list)
-    write_iops: list[tuple[int, int, int]] = field(default_factory=list)
+    def __init__(self, weight: int | None = None, leaf_weight: int | None = None) -> None:
+        self.weight = weight
+        self.leaf_weight = leaf_weight
+        self.weight_device: list[tuple[int, int, int | None, int | None]] = []
+        self.read_bps: list[tuple[int, int, int]] = []
+        self.write_bps: list[tuple[int, int, int]] = []
+        self.read_iops: list[tuple[int, int, int]] = []
+        self.write_iops: list[tuple[int, int, int]] = []
 
 
 def block_io(b: dict[str, Any]) -> BlockIO:
@@ -186,9 +209,9 @@ def hugepage_sizes(base: str = "/sys/kernel/mm/hugepages") -> list[str]:
     except OSError:
         return []
     for name in names:
-        m = re.fullmatch(r"hugepages-(\d+)kB", name)
-        if m:
-            sizes.append(_size_name(int(m.group(1)) * 1024))
+        kb = name.removeprefix("hugepages-").removesuffix("kB")
+        if name.startswith("hugepages-") and name.endswith("kB") and kb.isdigit():
+            sizes.append(_size_name(int(kb) * 1024))
     return sizes
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import time
-from typing import Any
 
 from portside.errors import CgroupError
 from portside.runtime.cgroups import devices as dev
@@ -14,6 +12,10 @@ from portside.runtime.cgroups import fscommon as fs
 from portside.runtime.cgroups import resources as res
 from portside.runtime.cgroups.manager import CgroupManager
 from portside.runtime.cgroups.paths import Mounts, own_cgroups, read_mounts, v1_path
+
+TYPE_CHECKING = False  # typing costs start-up time on every container run
+if TYPE_CHECKING:
+    from typing import Any
 
 # Controllers we create a directory in (named hierarchies such as name=systemd are
 # joined too, as runc does, so tools that look there find the container).
@@ -91,8 +93,10 @@ class V1Manager(CgroupManager):
                     self._makedirs(path, made)
         except BaseException:
             for path in reversed(made):
-                with contextlib.suppress(OSError):
+                try:  # noqa: SIM105 - contextlib costs start-up time
                     os.rmdir(path)
+                except OSError:
+                    pass
             raise
 
     @staticmethod

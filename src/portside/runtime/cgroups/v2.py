@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from typing import Any
 
 from portside.errors import CgroupError
 from portside.runtime.cgroups import devices as dev
@@ -13,6 +11,10 @@ from portside.runtime.cgroups import fscommon as fs
 from portside.runtime.cgroups import resources as res
 from portside.runtime.cgroups.manager import CgroupManager
 from portside.runtime.cgroups.paths import read_mounts, v2_path
+
+TYPE_CHECKING = False  # typing costs start-up time on every container run
+if TYPE_CHECKING:
+    from typing import Any
 
 _FREEZE_TIMEOUT = 10.0
 
@@ -78,8 +80,10 @@ class V2Manager(CgroupManager):
                     made.append(current)
         except BaseException:
             for d in reversed(made):
-                with contextlib.suppress(OSError):
+                try:  # noqa: SIM105 - contextlib costs start-up time
                     os.rmdir(d)
+                except OSError:
+                    pass
             raise
 
     @staticmethod
@@ -95,8 +99,10 @@ class V2Manager(CgroupManager):
             # One at a time, so one refused controller (e.g. a threaded subtree's) does
             # not keep the others off.
             for c in wanted:
-                with contextlib.suppress(CgroupError):
+                try:
                     fs.write(directory, "cgroup.subtree_control", f"+{c}")
+                except CgroupError:
+                    continue
 
     def exists(self) -> bool:
         return os.path.isdir(self.path)
