@@ -7,10 +7,12 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -322,3 +324,58 @@ def test_unwritable_output_is_one_line(fixture_layouts: dict[str, Path]) -> None
     r = portside("save", "--format", "oci-dir", "-o", "/proc/x", "localhost/bb:1", check=False)
     assert r.returncode == 125 and r.stderr.startswith("Error: /proc/x:")
     assert len(r.stderr.splitlines()) == 1
+
+
+def test_podman_loads_what_portside_saves_and_back(
+    fixture_layouts: dict[str, Path], tmp_path: Path
+) -> None:
+    need_tool("podman")
+    need_root()
+    src = fixture_layouts["multilayer-gzip"]
+    put_in_store(src, "example.com/ml:1")
+    runroot = tempfile.mkdtemp(prefix="ps-")  # podman wants a runroot under 50 characters
+    try:
+        _podman_round_trip(tmp_path, runroot, config_digest(src).split(":")[1])
+    finally:
+        shutil.rmtree(runroot, ignore_errors=True)
+
+
+def _podman_round_trip(tmp_path: Path, runroot: str, want_id: str) -> None:
+    podman = [
+        "podman",
+        "--root", str(tmp_path / "proot"),
+        "--runroot", runroot,
+        "--storage-driver", "vfs",
+        "--cgroup-manager", "cgroupfs",
+        "--events-backend", "file",
+    ]  # fmt: skip
+    for fmt in ("docker-archive", "oci-archive"):
+        archive = tmp_path / f"{fmt}.tar"
+        portside("save", "--format", fmt, "-o", str(archive), "example.com/ml:1")
+        run(*podman, "load", "-q", "-i", str(archive))
+        listed = json.loads(run(*podman, "images", "--format", "json"))
+        assert [(i["Id"], i["Names"]) for i in listed] == [(want_id, ["example.com/ml:1"])], fmt
+        run(*podman, "rmi", "-a", "-f")
+    run(*podman, "load", "-q", "-i", str(tmp_path / "docker-archive.tar"))
+    for fmt in ("docker-archive", "oci-archive"):
+        archive = tmp_path / f"podman-{fmt}.tar"
+        run(*podman, "save", "-q", "--format", fmt, "-o", str(archive), "example.com/ml:1")
+        other = tmp_path / f"root-{fmt}"
+        out = portside("--root", str(other), "load", "-i", str(archive)).stdout
+        assert out == "Loaded image: example.com/ml:1\n", fmt
+        loaded = json.loads(portside("--root", str(other), "images", "--format", "json").stdout)
+        # podman re-tars layers from its storage on save, so compare with what it wrote
+        assert [i["Id"] for i in loaded] == [_archive_config_hex(archive, tmp_path / fmt)]
+    run(*podman, "rmi", "-a", "-f")
+
+
+def _archive_config_hex(archive: Path, tree: Path) -> str:
+    """The config digest hex of the only image of an archive, read with tar and json only."""
+    tree.mkdir()
+    run("tar", "-xf", str(archive), "-C", str(tree))
+    if (tree / "manifest.json").exists():
+        (entry,) = json.loads((tree / "manifest.json").read_text())
+        return hashlib.sha256((tree / entry["Config"]).read_bytes()).hexdigest()
+    (desc,) = json.loads((tree / "index.json").read_text())["manifests"]
+    manifest = read_json_blob(tree, desc["digest"])
+    return manifest["config"]["digest"].split(":")[1]

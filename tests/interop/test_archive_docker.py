@@ -66,7 +66,7 @@ def test_docker_archive_written_by_portside_is_read_by_skopeo(
     archive = tmp_path / "d.tar"
     mini_copy(OciLayoutSource.from_dir(src), DockerArchiveDestination(archive, "example/img:v1"))
     manifest = json.loads(run("tar", "-xOf", str(archive), "manifest.json"))
-    assert manifest[0]["RepoTags"] == ["example/img:v1"]
+    assert manifest[0]["RepoTags"] == ["docker.io/example/img:v1"]
     out = tmp_path / "out"
     run("skopeo", "copy", "-q", f"docker-archive:{archive}", f"oci:{out}:x")
     # skopeo gzips the layers for oci: and so re-serialises the config: compare it parsed.
@@ -102,7 +102,11 @@ def test_several_images_in_one_docker_archive(
         run("skopeo", "copy", "-q", f"docker-archive:{archive}:{ref}", f"oci:{out}:x")
         assert config_of(out, "x")[1] == config_of(fixture_layouts[layout])[1]
     with DockerArchive(archive) as opened:
-        assert [i.repo_tags for i in opened.images] == [("bb:1", "bb:2", "bb:3"), ("ml:latest",)]
+        lib = "docker.io/library/"
+        assert [i.repo_tags for i in opened.images] == [
+            (f"{lib}bb:1", f"{lib}bb:2", f"{lib}bb:3"),
+            (f"{lib}ml:latest",),
+        ]
         assert opened.select("docker.io/library/ml:latest").index == 1
 
 

@@ -265,13 +265,15 @@ class DockerArchiveSource:
 
 
 def _tag_for(ref: str) -> str:
-    """The RepoTags form of a reference: familiar, as `docker save` writes it."""
+    """The RepoTags form of a reference: fully qualified, as skopeo writes it. Docker
+    reads `docker.io/library/x` back as `x`, while podman takes an unqualified
+    `x` to mean `localhost/x`: only the full form names one image for both."""
     parsed = parse_reference(ref)
     if parsed.tag is None:
         if parsed.digest is not None:
             raise InvalidArgument(f"{ref}: a docker-archive can only record name:tag, not a digest")
         parsed = parsed.with_tag("latest")
-    return parsed.familiar()
+    return str(parsed)
 
 
 class DockerArchiveWriter:
