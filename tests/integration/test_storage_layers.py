@@ -307,3 +307,29 @@ def test_unpack_while_downloading_through_a_writer(
     other.abort()
     assert [p.name for p in (store.home / "layers").iterdir()] == [layer.chain_id.hex]
     assert list((store.home / "tmp").iterdir()) == []
+
+
+@pytest.mark.root
+@pytest.mark.overlay
+def test_overlay_is_chosen_where_it_works(tmp_path: Path) -> None:
+    store = LayerStore(tmp_path / "state")
+    assert store.driver_name == "overlay"
+    assert list((tmp_path / "state" / "storage").glob("probe-*")) == []  # probe cleaned up
+
+
+@pytest.mark.root
+def test_mount_all_undoes_what_it_did_when_one_mount_fails(tmp_path: Path) -> None:
+    from portside.errors import StorageError
+    from portside.storage.mounts import Mount, mount_all
+
+    src = tmp_path / "src"
+    target = tmp_path / "target"
+    src.mkdir()
+    target.mkdir()
+    mounts = [
+        Mount("bind", str(src), "", ("rbind", "ro")),
+        Mount("bind", str(tmp_path / "missing"), "", ("rbind",)),
+    ]
+    with pytest.raises(StorageError, match="missing"):
+        mount_all(mounts, target)
+    assert _mounts_under(target) == []
