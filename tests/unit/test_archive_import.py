@@ -116,6 +116,19 @@ def test_import_builds_a_one_layer_image(tmp_path: Path, compression: str) -> No
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".portside-import")]
 
 
+def test_import_records_the_platform_asked_for(tmp_path: Path) -> None:
+    src_file = tmp_path / "rootfs.tar"
+    src_file.write_bytes(layer_tar(busybox_entries()))
+    source = ImportSource(src_file, platform="linux/arm64/v8", tmpdir=str(tmp_path))
+    try:
+        config = json.loads(source.config)
+    finally:
+        source.close()
+    assert (config["os"], config["architecture"], config["variant"]) == ("linux", "arm64", "v8")
+    with pytest.raises(InvalidArgument, match="invalid platform"):
+        ImportSource(src_file, platform="a/b/c/d")
+
+
 def test_import_refuses_bad_input_and_leaves_nothing(tmp_path: Path) -> None:
     before = set(Path(tempfile.gettempdir()).glob(".portside-import-*"))
     tar = layer_tar(busybox_entries())

@@ -253,10 +253,16 @@ class ImportSource:
         message: str | None = None,
         tmpdir: str | None = None,
         created: str | None = None,
-        architecture: str | None = None,
+        platform: str | None = None,
     ) -> None:
         self.what = os.fspath(tarball)
-        container_config = apply_changes({}, changes)  # bad --change fails before reading
+        container_config = apply_changes({}, changes)  # bad input fails before reading
+        os_name, arch, variant = "linux", _host_arch(), None
+        if platform:
+            from portside.oci.platform import parse_platform
+
+            wanted = parse_platform(platform)
+            os_name, arch, variant = wanted.os, wanted.architecture, wanted.variant
         fd, self._layer_path = tempfile.mkstemp(prefix=".portside-import-", dir=tmpdir)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -277,10 +283,11 @@ class ImportSource:
         created = created or _now()
         history: dict[str, Any] = {"created": created, "created_by": "portside import"}
         history["comment"] = message if message else f"Imported from {self.what}"
-        config = {
+        config: dict[str, Any] = {
             "created": created,
-            "architecture": architecture or _host_arch(),
-            "os": "linux",
+            "architecture": arch,
+            "os": os_name,
+            **({"variant": variant} if variant else {}),
             "config": container_config,
             "rootfs": {"type": "layers", "diff_ids": [str(self.diff_id)]},
             "history": [history],

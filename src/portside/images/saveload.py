@@ -255,11 +255,12 @@ def import_tarball(
     reference: str | None = None,
     changes: Sequence[str] = (),
     message: str | None = None,
+    platform: str | None = None,
 ) -> ImageRecord:
     """`portside import`: a one-layer image from a rootfs tarball (path or `-`)."""
     names = [normalize_name(reference)] if reference else []
     try:
-        source = ImportSource(tarball, changes, message, tmpdir=_tmpdir(store))
+        source = ImportSource(tarball, changes, message, tmpdir=_tmpdir(store), platform=platform)
     except OSError as err:
         raise FileAccessError.from_os(err, err.filename or tarball) from None
     dest = LocalDestination(store, names=names)
