@@ -216,6 +216,10 @@ class Monitor:
                 for fd in stream_fds:
                     err_text += proc.read_nonblocking(fd)[0]
                     os.close(fd)
+                if self.stdin_fd >= 0:
+                    os.close(self.stdin_fd)
+                    self.stdin_fd = -1
+                self.runtime("delete", "--force", cfg.id)  # whatever it left half-made
                 raise RuntimeFailure(_error_line(err_text, f"runtime create exited with {code}"))
             if console is not None:
                 conn = proc.accept(console, STREAM)
