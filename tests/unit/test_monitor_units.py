@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -13,12 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portside.errors import InvalidArgument, InvalidDocument
+from portside.errors import InvalidArgument, InvalidDocument, RuntimeFailure
 from portside.monitor import jsonlite
-from portside.monitor.client import monitor_argv
+from portside.monitor.client import monitor_argv, spawn
 from portside.monitor.config import HealthConfig, MonitorConfig, RestartPolicy
 from portside.monitor.health import HealthState
 from portside.monitor.logs import CRIWriter, JSONFileWriter, open_writer
+from portside.monitor.main import oom_counter_file, read_oom_kills
 
 BASE: dict[str, Any] = {
     "version": 1,
@@ -209,3 +211,31 @@ def test_monitor_imports_stay_small() -> None:
         assert heavy not in modules, heavy
     assert not [m for m in modules if m.startswith(("portside.engine", "portside.cli"))]
     assert sys.executable == argv[0]
+
+
+def test_oom_counter_v1_oom_control(tmp_path: Path) -> None:
+    f = tmp_path / "memory.oom_control"
+    f.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    assert read_oom_kills(str(f)) == 2
+
+
+def test_oom_counter_v2_memory_events_fake_file(tmp_path: Path) -> None:
+    # this machine's cgroup2 has no memory controller: the v2 file is faked here
+    f = tmp_path / "memory.events"
+    f.write_text("low 0\nhigh 0\nmax 7\noom 3\noom_kill 1\noom_group_kill 0\n")
+    assert read_oom_kills(str(f)) == 1
+    assert read_oom_kills(str(tmp_path / "missing")) == 0
+    assert read_oom_kills("") == 0
+
+
+def test_oom_counter_file_of_this_process_is_the_v1_memory_cgroup() -> None:
+    path = oom_counter_file(os.getpid())
+    mine = Path("/proc/self/cgroup").read_text()
+    if ":memory:" in mine:
+        assert path.endswith("/memory.oom_control") and Path(path).exists()
+    assert oom_counter_file(2**22 + 12345) == ""  # no such process
+
+
+def test_spawn_names_a_missing_runtime() -> None:
+    with pytest.raises(RuntimeFailure, match="'no-such-runtime': not found"):
+        spawn({**BASE, "runtime": "no-such-runtime"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -102,6 +103,12 @@ def spawn(
     """
     doc = dict(config)
     doc.setdefault("version", 1)
+    runtime = doc.get("runtime")
+    if isinstance(runtime, str) and runtime and "/" not in runtime:
+        found = shutil.which(runtime)
+        if found is None:
+            raise RuntimeFailure(f"OCI runtime {runtime!r}: not found in PATH")
+        doc["runtime"] = found
     state_dir = doc.get("state_dir")
     if config_path is None:
         if not state_dir:
