@@ -102,8 +102,13 @@ def test_add_process_and_pids(mgr: V1Manager) -> None:
     assert mgr.pids() == [proc.pid]
     for ctrl in ("memory", "pids", "freezer"):
         assert str(proc.pid) in read(mgr, ctrl, "cgroup.procs").split()
-    cg = Path(f"/proc/{proc.pid}/cgroup").read_text()
-    assert f"memory:/{mgr.container_id}" in cg
+    cg = Path(f"/proc/{proc.pid}/cgroup").read_text().splitlines()
+    assert f"4:memory:/{mgr.container_id}" in cg or any(
+        line.endswith(f":memory:/{mgr.container_id}") for line in cg
+    )
+    if cgroups.read_mounts().unified:
+        # hybrid: in the cgroup2 hierarchy too, as runc does
+        assert f"0::/{mgr.container_id}" in cg
 
 
 def test_limits_are_written_and_read_back_from_the_kernel(mgr: V1Manager) -> None:
@@ -229,7 +234,6 @@ def test_memory_limit_oom_kills_a_hog_and_is_counted(mgr: V1Manager) -> None:
         proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGKILL
         assert mgr.oom_kill_count() == 1
-        assert mgr.stats()["memory"]["oom_kill"] == 1
     finally:
         # Give the watcher its wake-up (bounded), then end it; what it saw is in `seen`.
         for _ in range(100):
@@ -320,11 +324,14 @@ def test_stats_have_runc_events_shape(mgr: V1Manager) -> None:
     assert set(stats) >= {"cpu", "memory", "pids", "blkio", "hugetlb"}
     assert stats["cpu"]["usage"]["total"] > 0
     assert len(stats["cpu"]["usage"]["percpu"]) == os.cpu_count()
-    assert set(stats["cpu"]["throttling"]) == {"periods", "throttledPeriods", "throttledTime"}
+    # zero counters are left out, as Go's omitempty does in runc's output
+    assert set(stats["cpu"]["throttling"]) <= {"periods", "throttledPeriods", "throttledTime"}
     assert stats["memory"]["usage"]["limit"] == 128 << 20
     assert stats["memory"]["usage"]["max"] > 0
     assert "rss" in stats["memory"]["raw"] or "total_rss" in stats["memory"]["raw"]
-    assert stats["pids"] == {"current": 0, "limit": 100}
+    assert stats["pids"] == {"limit": 100}
+    assert stats["memory"]["swap"]["limit"] > 1 << 62  # unlimited reads raw, like runc
+    assert stats["intel_rdt"] == {} and stats["network_interfaces"] is None
 
 
 def test_state_round_trip(mgr: V1Manager) -> None:

@@ -11,6 +11,7 @@ from portside.errors import CgroupError
 TYPE_CHECKING = False  # typing costs start-up time on every container run
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 
 def write(directory: str, name: str, value: str | int) -> None:
@@ -80,6 +81,28 @@ def read_uint(directory: str, name: str, default: int = 0) -> int:
         return parse_uint(text)
     except ValueError:
         return default
+
+
+def read_limit(directory: str, name: str) -> int:
+    """A limit as runc reports it: v1's raw number, v2's "max" as 2**64-1; 0 if absent."""
+    text = read_optional(directory, name)
+    if text is None:
+        return 0
+    text = text.strip()
+    if text == "max":
+        return (1 << 64) - 1
+    try:
+        return int(text)
+    except ValueError:
+        return 0
+
+
+def omitempty(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """Drop zero/empty values of `keys`, as Go's `json:",omitempty"` does in runc's output."""
+    for key in keys:
+        if key in obj and not obj[key]:
+            del obj[key]
+    return obj
 
 
 def parse_flat_keyed(text: str) -> dict[str, int]:

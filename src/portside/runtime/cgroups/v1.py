@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import time
 
 from portside.errors import CgroupError
@@ -37,6 +38,8 @@ JOINED = (
     "systemd",
 )
 
+UNIFIED = "unified"  # key of the cgroup2 directory in a hybrid layout
+
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _FREEZE_TIMEOUT = 10.0
 
@@ -61,12 +64,19 @@ class V1Manager(CgroupManager):
         paths = {}
         for ctrl in JOINED:
             if ctrl in mounts.v1:
-                mountpoint = mounts.v1[ctrl]
-                # co-mounted controllers (cpu,cpuacct) share one directory
+                # co-mounted controllers (cpu,cpuacct) resolve to one shared directory
                 paths[ctrl] = v1_path(mounts, ctrl, inner, own)
-                del mountpoint
         if not paths:
             raise CgroupError("no cgroup v1 controllers are mounted")
+        if mounts.unified is not None:
+            # Hybrid host: runc also puts the container in the cgroup2 hierarchy (same
+            # relative rules, under our own v2 cgroup), so v2-aware tools find it there.
+            if inner.startswith("/"):
+                unified = posixpath.join(mounts.unified, inner.lstrip("/"))
+            else:
+                base = own.get("", "/").lstrip("/")
+                unified = posixpath.join(mounts.unified, base, inner)
+            paths[UNIFIED] = unified
         return cls(paths, container_id=container_id)
 
     # -- state ---------------------------------------------------------------
@@ -399,6 +409,8 @@ class V1Manager(CgroupManager):
             "pids": self._pids_stats(),
             "blkio": self._blkio_stats(),
             "hugetlb": self._hugetlb_stats(),
+            "intel_rdt": {},
+            "network_interfaces": None,
         }
         return out
 
@@ -428,6 +440,8 @@ class V1Manager(CgroupManager):
                 "throttledPeriods": st.get("nr_throttled", 0),
                 "throttledTime": st.get("throttled_time", 0),
             }
+        fs.omitempty(usage, "total", "percpu", "percpu_kernel", "percpu_user")
+        fs.omitempty(throttling, "periods", "throttledPeriods", "throttledTime")
         return {"usage": usage, "throttling": throttling}
 
     def _cpuset_stats(self) -> dict[str, Any]:
@@ -445,7 +459,9 @@ class V1Manager(CgroupManager):
             "memory_spread_page": fs.read_uint(path, "cpuset.memory_spread_page"),
             "memory_spread_slab": fs.read_uint(path, "cpuset.memory_spread_slab"),
             "sched_load_balance": fs.read_uint(path, "cpuset.sched_load_balance"),
-            "sched_relax_domain_level": fs.read_uint(path, "cpuset.sched_relax_domain_level"),
+            "sched_relax_domain_level": int(
+                (fs.read_optional(path, "cpuset.sched_relax_domain_level") or "0").strip() or 0
+            ),
         }
 
     def _memory_stats(self) -> dict[str, Any]:
@@ -453,34 +469,35 @@ class V1Manager(CgroupManager):
         if not path or not os.path.isdir(path):
             return {}
 
-        def entry(prefix: str) -> dict[str, int]:
-            return {
-                "limit": fs.read_uint(path, f"{prefix}.limit_in_bytes"),
+        def entry(prefix: str) -> dict[str, Any]:
+            e = {
+                "limit": fs.read_limit(path, f"{prefix}.limit_in_bytes"),
                 "usage": fs.read_uint(path, f"{prefix}.usage_in_bytes"),
                 "max": fs.read_uint(path, f"{prefix}.max_usage_in_bytes"),
                 "failcnt": fs.read_uint(path, f"{prefix}.failcnt"),
             }
+            return fs.omitempty(e, "usage", "max")
 
         raw = fs.read_flat_keyed(path, "memory.stat")
-        return {
+        out = {
             "cache": raw.get("cache", 0),
             "usage": entry("memory"),
             "swap": entry("memory.memsw"),
             "kernel": entry("memory.kmem"),
             "kernelTCP": entry("memory.kmem.tcp"),
             "raw": raw,
-            "use_hierarchy": fs.read_uint(path, "memory.use_hierarchy") == 1,
-            "oom_kill": self.oom_kill_count(),
         }
+        return fs.omitempty(out, "cache", "raw")
 
     def _pids_stats(self) -> dict[str, Any]:
         path = self.paths.get("pids")
         if not path or not os.path.isdir(path):
             return {}
-        return {
+        out = {
             "current": fs.read_uint(path, "pids.current"),
             "limit": fs.read_uint(path, "pids.max"),
         }
+        return fs.omitempty(out, "current", "limit")
 
     def _blkio_stats(self) -> dict[str, Any]:
         path = self.paths.get("blkio")
@@ -494,7 +511,7 @@ class V1Manager(CgroupManager):
             ("ioServicedRecursive", f"{prefix}.io_serviced_recursive"),
         ):
             out[key] = res.parse_blkio_entries(fs.read_optional(path, name) or "")
-        return out
+        return fs.omitempty(out, "ioServiceBytesRecursive", "ioServicedRecursive")
 
     def _hugetlb_stats(self) -> dict[str, Any]:
         path = self.paths.get("hugetlb")
@@ -502,9 +519,10 @@ class V1Manager(CgroupManager):
             return {}
         out = {}
         for size in res.hugepage_sizes():
-            out[size] = {
+            entry = {
                 "usage": fs.read_uint(path, f"hugetlb.{size}.usage_in_bytes"),
                 "max": fs.read_uint(path, f"hugetlb.{size}.max_usage_in_bytes"),
                 "failcnt": fs.read_uint(path, f"hugetlb.{size}.failcnt"),
             }
+            out[size] = fs.omitempty(entry, "usage", "max")
         return out

@@ -282,59 +282,67 @@ class V2Manager(CgroupManager):
         return fs.read_flat_keyed(self.path, "memory.events").get("oom_kill", 0)
 
     def stats(self) -> dict[str, Any]:
+        """runc's fs2 shape: v2 counters mapped onto the v1-era field names."""
         p = self.path
         cpu = fs.read_flat_keyed(p, "cpu.stat")
         mem_raw = fs.read_flat_keyed(p, "memory.stat")
-        out: dict[str, Any] = {
-            "cpu": {
-                "usage": {
-                    "total": cpu.get("usage_usec", 0) * 1000,
-                    "kernel": cpu.get("system_usec", 0) * 1000,
-                    "user": cpu.get("user_usec", 0) * 1000,
-                },
-                "throttling": {
-                    "periods": cpu.get("nr_periods", 0),
-                    "throttledPeriods": cpu.get("nr_throttled", 0),
-                    "throttledTime": cpu.get("throttled_usec", 0) * 1000,
-                },
-            },
-            "cpuset": {
-                "cpus": res.parse_list(fs.read_optional(p, "cpuset.cpus.effective") or ""),
-                "mems": res.parse_list(fs.read_optional(p, "cpuset.mems.effective") or ""),
-            },
-            "memory": {
-                "cache": mem_raw.get("file", 0),
-                "usage": {
-                    "limit": fs.read_uint(p, "memory.max"),
-                    "usage": fs.read_uint(p, "memory.current"),
-                    "max": fs.read_uint(p, "memory.peak"),
-                    "failcnt": fs.read_flat_keyed(p, "memory.events").get("max", 0),
-                },
-                "swap": {
-                    "limit": fs.read_uint(p, "memory.swap.max"),
-                    "usage": fs.read_uint(p, "memory.swap.current"),
-                    "max": fs.read_uint(p, "memory.swap.peak"),
-                    "failcnt": fs.read_flat_keyed(p, "memory.swap.events").get("max", 0),
-                },
-                "raw": mem_raw,
-                "oom_kill": self.oom_kill_count(),
-            },
-            "pids": {
-                "current": fs.read_uint(p, "pids.current"),
-                "limit": fs.read_uint(p, "pids.max"),
-            },
-            "blkio": self._io_stats(),
-            "hugetlb": {
-                size: {
+        usage = {
+            "total": cpu.get("usage_usec", 0) * 1000,
+            "kernel": cpu.get("system_usec", 0) * 1000,
+            "user": cpu.get("user_usec", 0) * 1000,
+        }
+        throttling = {
+            "periods": cpu.get("nr_periods", 0),
+            "throttledPeriods": cpu.get("nr_throttled", 0),
+            "throttledTime": cpu.get("throttled_usec", 0) * 1000,
+        }
+        memory_usage = {
+            "limit": fs.read_limit(p, "memory.max"),
+            "usage": fs.read_uint(p, "memory.current"),
+            "max": fs.read_uint(p, "memory.peak"),
+            "failcnt": fs.read_flat_keyed(p, "memory.events").get("max", 0),
+        }
+        swap_usage = {
+            "limit": fs.read_limit(p, "memory.swap.max"),
+            "usage": fs.read_uint(p, "memory.swap.current"),
+            "max": fs.read_uint(p, "memory.swap.peak"),
+            "failcnt": fs.read_flat_keyed(p, "memory.swap.events").get("max", 0),
+        }
+        memory = {
+            "cache": mem_raw.get("file", 0),
+            "usage": fs.omitempty(memory_usage, "usage", "max"),
+            "swap": fs.omitempty(swap_usage, "usage", "max"),
+            "kernel": {"limit": 0, "failcnt": 0},
+            "kernelTCP": {"limit": 0, "failcnt": 0},
+            "raw": mem_raw,
+        }
+        hugetlb = {}
+        for size in res.hugepage_sizes():
+            if os.path.exists(os.path.join(p, f"hugetlb.{size}.current")):
+                entry = {
                     "usage": fs.read_uint(p, f"hugetlb.{size}.current"),
-                    "max": fs.read_uint(p, f"hugetlb.{size}.max"),
+                    "max": fs.read_limit(p, f"hugetlb.{size}.max"),
                     "failcnt": fs.read_flat_keyed(p, f"hugetlb.{size}.events").get("max", 0),
                 }
-                for size in res.hugepage_sizes()
-                if os.path.exists(os.path.join(p, f"hugetlb.{size}.current"))
-            },
+                hugetlb[size] = fs.omitempty(entry, "usage", "max")
+        pids = {"current": fs.read_uint(p, "pids.current"), "limit": fs.read_uint(p, "pids.max")}
+        cpuset = {
+            "cpus": res.parse_list(fs.read_optional(p, "cpuset.cpus.effective") or ""),
+            "mems": res.parse_list(fs.read_optional(p, "cpuset.mems.effective") or ""),
         }
-        return out
+        return {
+            "cpu": {
+                "usage": fs.omitempty(usage, "total"),
+                "throttling": fs.omitempty(throttling, *throttling),
+            },
+            "cpuset": fs.omitempty(cpuset, "cpus", "mems"),
+            "memory": fs.omitempty(memory, "cache", "raw"),
+            "pids": fs.omitempty(pids, "current", "limit"),
+            "blkio": self._io_stats(),
+            "hugetlb": hugetlb,
+            "intel_rdt": {},
+            "network_interfaces": None,
+        }
 
     def _io_stats(self) -> dict[str, Any]:
         """io.stat "8:0 rbytes=1 wbytes=2 rios=3 wios=4 ..." -> runc's blkio entries."""
@@ -355,7 +363,8 @@ class V2Manager(CgroupManager):
             ):
                 if key in kv:
                     target.append({"major": major, "minor": minor, "op": op, "value": int(kv[key])})
-        return {"ioServiceBytesRecursive": service_bytes, "ioServicedRecursive": serviced}
+        out = {"ioServiceBytesRecursive": service_bytes, "ioServicedRecursive": serviced}
+        return fs.omitempty(out, *out)
 
 
 def _rmdir_fake(path: str) -> None:
