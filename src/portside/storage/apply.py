@@ -64,6 +64,7 @@ _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 _SMALL_FILE = 4 << 20
 _MAX_IN_FLIGHT = 96 << 20
 _MAX_CACHED_DIRS = 4096
+_MAX_METADATA = 64 << 20
 
 
 class MissingLinkTarget(UnsafeLayer):
@@ -255,8 +256,13 @@ class _Pipeline:
 
     def read(self, n: int = -1) -> bytes:
         """Exactly n bytes unless the stream ends (tarfile counts on it)."""
-        if n < 0:
-            n = 1 << 62
+        if n < 0 or n > _MAX_METADATA:
+            # file data is read in small pieces; only tarfile itself asks for
+            # more, to load a pax or long-name header whole into memory
+            raise UnsafeLayer(
+                f"entry metadata block (pax or long-name header) of {n} bytes "
+                f"is larger than {_MAX_METADATA} bytes"
+            )
         avail = len(self._buf) - self._pos
         if avail >= n:
             out = self._buf[self._pos : self._pos + n]
