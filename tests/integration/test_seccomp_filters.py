@@ -378,3 +378,60 @@ def test_notify_hands_a_listener_fd_to_the_agent(tmp_path: Path) -> None:
 def test_send_listener_fd_names_the_path_it_cannot_reach(tmp_path: Path) -> None:
     with pytest.raises(SeccompError, match=r"agent\.sock"):
         sc.send_listener_fd(str(tmp_path / "agent.sock"), 0, {"pid": 1})
+
+
+@pytest.mark.timeout(30)
+def test_notify_agent_answers_the_trapped_syscall(tmp_path: Path) -> None:
+    """A full SCMP_ACT_NOTIFY round trip: the child's getpriority waits for our answer."""
+    listener = tmp_path / "agent.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(listener))
+    server.listen(1)
+    cfg = allow_all(
+        {
+            "names": ["getpriority"],
+            "action": "SCMP_ACT_NOTIFY",
+            "args": [{"index": 1, "value": 4321, "op": "SCMP_CMP_EQ"}],
+        },
+        listenerPath=str(listener),
+        flags=["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+    )
+    compiled = sc.compile_seccomp(cfg)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.close(r)
+            lib.set_no_new_privs()
+            fd = sc.install(compiled)
+            assert fd is not None
+            sc.send_listener_fd(str(listener), fd, {"pid": os.getpid(), "id": "n"})
+            os.close(fd)
+            results = [raw(SYS_getpriority, 0, 4321), raw(SYS_getpriority, 0, 4321)]
+            results.append(raw(SYS_getpriority, 0, 0))  # not trapped: other arg
+            os.write(w, json.dumps(results).encode())
+            os._exit(0)
+        finally:
+            os._exit(1)
+    os.close(w)
+    try:
+        conn, _ = server.accept()
+        _, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+        conn.close()
+        agent = fds[0]
+        first = lib.notif_recv(agent)
+        assert first.nr == SYS_getpriority and first.pid == pid and first.args[1] == 4321
+        lib.notif_send(agent, first.id, error=-errno.EDOM)
+        second = lib.notif_recv(agent)
+        lib.notif_send(agent, second.id, val=7)
+        data = os.read(r, 4096)
+        _, status = os.waitpid(pid, 0)
+        os.close(agent)
+    finally:
+        server.close()
+        os.close(r)
+    assert os.waitstatus_to_exitcode(status) == 0
+    results = json.loads(data)
+    assert results[0] == -errno.EDOM
+    assert results[1] == 7
+    assert results[2] != -errno.EDOM

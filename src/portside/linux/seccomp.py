@@ -318,3 +318,41 @@ def set_no_new_privs() -> None:
 def debug_info() -> dict[str, Any]:
     """For `features` and error messages: the library and API level in use."""
     return {"version": ".".join(map(str, version())), "api": api_level()}
+
+
+# User notification (SCMP_ACT_NOTIFY) on the agent's side: linux/seccomp.h ioctls.
+SECCOMP_IOCTL_NOTIF_RECV = 0xC0502100  # _IOWR('!', 0, struct seccomp_notif), 80 bytes
+SECCOMP_IOCTL_NOTIF_SEND = 0xC0182101  # _IOWR('!', 1, struct seccomp_notif_resp), 24 bytes
+SECCOMP_IOCTL_NOTIF_ID_VALID = 0x40082102  # _IOW('!', 2, __u64)
+SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
+
+
+class Notification:
+    """struct seccomp_notif: one trapped syscall waiting for the agent's answer."""
+
+    __slots__ = ("arch", "args", "flags", "id", "instruction_pointer", "nr", "pid")
+
+    def __init__(self, raw: bytes) -> None:
+        import struct
+
+        (self.id, self.pid, self.flags, self.nr, self.arch, self.instruction_pointer) = (
+            struct.unpack_from("<QIIiIQ", raw, 0)
+        )
+        self.args = list(struct.unpack_from("<6Q", raw, 32))
+
+
+def notif_recv(fd: int) -> Notification:
+    """Block until a syscall is trapped (the kernel wants the buffer zeroed)."""
+    import fcntl
+
+    buf = bytearray(80)
+    fcntl.ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, buf, True)
+    return Notification(bytes(buf))
+
+
+def notif_send(fd: int, notif_id: int, *, val: int = 0, error: int = 0, flags: int = 0) -> None:
+    """Answer a notification: `error` is a negative errno (0 for success with `val`)."""
+    import fcntl
+    import struct
+
+    fcntl.ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, struct.pack("<QqiI", notif_id, val, error, flags))
