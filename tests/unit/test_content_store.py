@@ -32,7 +32,7 @@ def test_mismatch_names_both_digests_and_leaves_nothing(tmp_path: Path) -> None:
     assert str(expected) in str(info.value)
     assert str(Digest.from_bytes(b"bad!")) in str(info.value)
     assert list(store.blobs()) == []
-    assert [p for p in store.ingest_dir.iterdir() if not p.name.endswith(".lock")] == []
+    assert list(store.ingest_dir.iterdir()) == []
 
 
 def test_size_mismatch(tmp_path: Path) -> None:
@@ -153,3 +153,13 @@ def test_gc_removes_stale_ingests_only_when_asked(tmp_path: Path) -> None:
     assert store.ingest_offset("partial") == 4
     assert store.gc([], keep_ingests=False).ingests_removed == 1
     assert store.ingest_offset("partial") == 0
+
+
+def test_committed_ingest_leaves_no_lock_files(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "c")
+    store.put_bytes(b"one")
+    w = store.writer("killed-before-writing")
+    assert w is not None
+    w.close()
+    store.gc([], keep_ingests=False)
+    assert list(store.ingest_dir.iterdir()) == []

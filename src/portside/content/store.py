@@ -111,6 +111,7 @@ class Writer:
         self.ref = ref
         self._lock_fd = lock_fd
         self._dir = store.ingest_dir / _safe_ref(ref)
+        self._lock_path = store.ingest_dir / f"{_safe_ref(ref)}.lock"
         self._dir.mkdir(parents=True, exist_ok=True)
         self._data = self._dir / "data"
         self._verifier = DigestVerifier(algorithm)
@@ -190,6 +191,9 @@ class Writer:
     def _cleanup(self) -> None:
         with contextlib.suppress(OSError):
             self._dir.rmdir()
+        if not self._closed:
+            with contextlib.suppress(OSError):
+                self._lock_path.unlink()
         self._release()
 
     def _release(self) -> None:
@@ -320,13 +324,8 @@ class ContentStore:
         """
         if expected is not None and self.has(expected):
             return None
-        lock_path = self.ingest_dir / f"{_safe_ref(ref)}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
+        fd = self._lock_ref(self.ingest_dir / f"{_safe_ref(ref)}.lock", blocking=True)
+        assert fd is not None
         if expected is not None and self.has(expected):
             os.close(fd)
             return None
@@ -335,6 +334,31 @@ class ContentStore:
         except BaseException:
             os.close(fd)
             raise
+
+    @staticmethod
+    def _lock_ref(lock_path: Path, blocking: bool) -> int | None:
+        """flock `lock_path`, retrying if the file was unlinked while we waited.
+
+        A finished writer deletes its lock file while still holding it; whoever was
+        waiting on that inode must not believe it holds the ref's lock.
+        """
+        while True:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)
 
     def ingest(
         self,
@@ -395,14 +419,9 @@ class ContentStore:
         for entry in self.ingest_dir.iterdir():
             if not entry.is_dir():
                 continue
-            lock_path = self.ingest_dir / f"{entry.name}.lock"
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            yield entry, fd
+            fd = self._lock_ref(self.ingest_dir / f"{entry.name}.lock", blocking=False)
+            if fd is not None:
+                yield entry, fd
 
     def gc(self, roots: Iterable[Digest | str], keep_ingests: bool = True) -> GCReport:
         """Mark from `roots` (image manifests/indexes) and live leases, sweep the rest."""
@@ -438,9 +457,21 @@ class ContentStore:
             for entry, fd in self._stale_ingests():
                 try:
                     shutil.rmtree(entry, ignore_errors=True)
+                    (self.ingest_dir / f"{entry.name}.lock").unlink(missing_ok=True)
                     ingests += 1
                 finally:
                     os.close(fd)
+            # lock files of refs with no ingest left (a writer killed before writing)
+            for lock in self.ingest_dir.glob("*.lock"):
+                if (self.ingest_dir / lock.name[: -len(".lock")]).exists():
+                    continue
+                held = self._lock_ref(lock, blocking=False)
+                if held is not None:
+                    try:
+                        if not (self.ingest_dir / lock.name[: -len(".lock")]).exists():
+                            lock.unlink(missing_ok=True)
+                    finally:
+                        os.close(held)
         return GCReport(removed, freed, ingests)
 
     # -- checking ------------------------------------------------------------------------
