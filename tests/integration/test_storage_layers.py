@@ -333,3 +333,24 @@ def test_mount_all_undoes_what_it_did_when_one_mount_fails(tmp_path: Path) -> No
     with pytest.raises(StorageError, match="missing"):
         mount_all(mounts, target)
     assert _mounts_under(target) == []
+
+
+@pytest.mark.root
+@pytest.mark.overlay
+def test_image_mount_is_shared_and_unmounts_cleanly(
+    tmp_path: Path, fixture_layouts: dict[str, Path]
+) -> None:
+    store = LayerStore(tmp_path / "state", "overlay")
+    top = store.unpack_chain(image_layers(fixture_layouts["busybox"]))[-1].chain_id
+    path = store.mount_image(top)
+    assert store.mount_image(top) == path
+    assert (path / "bin" / "busybox").is_file()
+    with pytest.raises(OSError):
+        (path / "new-file").write_text("read-only")
+    with pytest.raises(InUse):
+        store.remove_layer(top)
+    store.unmount_image(top)
+    assert _mounts_under(store.home) == []
+    store.remove_layer(top)
+    assert list((store.home / "layers").iterdir()) == []
+    assert list((store.home / "l").iterdir()) == []

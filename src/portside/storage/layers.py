@@ -574,6 +574,22 @@ class LayerStore:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.home / "locks" / f"snap-{sid}.lock")
 
+    remove = remove_snapshot  # the snapshotter verb
+
+    def mount_image(self, chain_id: str) -> Path:
+        """A read-only merged tree of an image's layers, mounted; the same path
+        for every caller until `unmount_image` (`portside image mount`)."""
+        key = f"image-mount:{Digest.parse(chain_id)}"
+        if self._snapshot_row(key) is None:
+            with contextlib.suppress(AlreadyExists):
+                self.view(key, chain_id)
+        return self.mount(key)
+
+    def unmount_image(self, chain_id: str) -> None:
+        key = f"image-mount:{Digest.parse(chain_id)}"
+        if self._snapshot_row(key) is not None:
+            self.remove_snapshot(key)
+
     def _remove_snapshot_dir(self, snap: Path) -> None:
         if not snap.exists():
             return
