@@ -118,3 +118,13 @@ def test_check_reports_missing_blobs(tmp_path: Path) -> None:
     assert len(problems) == 1 and str(rec.config_digest) in problems[0]
     store.check(repair=True)
     assert store.images() == []
+
+
+def test_manifest_config_layers_accessors(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path)
+    m = _image(store, b"a")
+    rec = store.get_by_digest(m)
+    assert store.config(rec)["architecture"] == "amd64"
+    [layer] = store.layers(rec)
+    assert store.content.blob_path(layer["digest"]).read_bytes() == b"layer-a"
+    assert store.manifest(rec)["config"]["digest"] == rec.config_digest

@@ -301,6 +301,19 @@ class ImageStore:
             raise NotFound(f"image not known: {text}")
         return rec
 
+    def manifest(self, rec: ImageRecord) -> dict[str, Any]:
+        """The image's manifest document (verified read from the content store)."""
+        return _load_json(self.content.read_bytes(rec.manifest_digest), f"manifest {rec.id}")
+
+    def config(self, rec: ImageRecord) -> dict[str, Any]:
+        """The image's config document (Env, Cmd, rootfs.diff_ids, ...)."""
+        return _load_json(self.content.read_bytes(rec.config_digest), f"config {rec.id}")
+
+    def layers(self, rec: ImageRecord) -> list[dict[str, Any]]:
+        """Layer descriptors, bottom first; blobs are at `content.blob_path(digest)`."""
+        layers = self.manifest(rec).get("layers") or []
+        return [d for d in layers if isinstance(d, dict)]
+
     def indexes(self) -> list[str]:
         with self._lock:
             return [r[0] for r in self._db.execute("SELECT index_digest FROM image_indexes")]
