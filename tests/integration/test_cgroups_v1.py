@@ -372,3 +372,52 @@ def test_systemd_driver_is_a_clear_error_here() -> None:
         pytest.skip("systemd runs on this machine; the not-running error cannot happen")
     with pytest.raises(CgroupError, match="systemd is not running"):
         cgroups.create_manager("x", None, systemd=True)
+
+
+def test_nested_path_copies_cpuset_down_every_level() -> None:
+    need_root()
+    if not _v1_available():
+        pytest.skip("this machine has no cgroup v1 hierarchies (unified-only host)")
+    top = f"portside-test-{uuid.uuid4().hex[:10]}"
+    m = cgroups.create_manager("ctr", f"/{top}/mid/ctr")
+    assert isinstance(m, V1Manager)
+    try:
+        m.create()
+        root = cgroups.read_mounts().v1["cpuset"]
+        want = Path(root, "cpuset.cpus").read_text().strip()
+        for level in (f"{top}", f"{top}/mid", f"{top}/mid/ctr"):
+            assert Path(root, level, "cpuset.cpus").read_text().strip() == want
+        proc = subprocess.Popen([BUSYBOX, "sleep", "60"])
+        try:
+            m.add_process(proc.pid)  # fails with ENOSPC if any level had no cpus
+            assert m.pids() == [proc.pid]
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        m.destroy()
+        # destroy removes the container's cgroup only (as runc): the parents are ours
+        for path in m.paths.values():
+            for parent in (os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+                if os.path.isdir(parent):
+                    os.rmdir(parent)
+    assert not any(os.path.exists(p) for p in m.paths.values())
+
+
+def test_failed_create_leaves_nothing_behind(tmp_path: Path) -> None:
+    need_root()
+    if not _v1_available():
+        pytest.skip("this machine has no cgroup v1 hierarchies (unified-only host)")
+    name = f"portside-test-{uuid.uuid4().hex[:10]}"
+    m = cgroups.create_manager(name, f"/{name}")
+    assert isinstance(m, V1Manager)
+    # A regular file where the last controller's cgroup should go makes mkdir fail there.
+    blocker = tmp_path / "not-a-cgroup"
+    blocker.write_text("")
+    last = list(m.paths)[-1]
+    m.paths[last] = str(blocker / "ctr")
+    with pytest.raises(CgroupError, match="failed to create cgroup"):
+        m.create()
+    for ctrl, path in m.paths.items():
+        if ctrl != last:
+            assert not os.path.exists(path), path
