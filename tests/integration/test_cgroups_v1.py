@@ -120,11 +120,15 @@ def test_limits_are_written_and_read_back_from_the_kernel(mgr: V1Manager) -> Non
                 "swap": 96 << 20,
                 "swappiness": 10,
                 "kernel": 1 << 30,  # ignored, as runc does
+                "kernelTCP": 16 << 20,
+                "disableOOMKiller": True,
             },
             "cpu": {
                 "shares": 512,
                 "quota": 50000,
                 "period": 100000,
+                "burst": 10000,
+                "idle": 0,
                 "realtimePeriod": 1000000,
                 "realtimeRuntime": 1000,
                 "cpus": "0",
@@ -142,6 +146,9 @@ def test_limits_are_written_and_read_back_from_the_kernel(mgr: V1Manager) -> Non
     assert read(mgr, "memory", "memory.soft_limit_in_bytes") == str(32 << 20)
     assert read(mgr, "memory", "memory.memsw.limit_in_bytes") == str(96 << 20)
     assert read(mgr, "memory", "memory.swappiness") == "10"
+    assert read(mgr, "memory", "memory.kmem.tcp.limit_in_bytes") == str(16 << 20)
+    assert "oom_kill_disable 1" in read(mgr, "memory", "memory.oom_control")
+    assert read(mgr, "cpu", "cpu.cfs_burst_us") == "10000"
     assert read(mgr, "cpu", "cpu.shares") == "512"
     assert read(mgr, "cpu", "cpu.cfs_quota_us") == "50000"
     assert read(mgr, "cpu", "cpu.cfs_period_us") == "100000"
