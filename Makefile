@@ -14,7 +14,7 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc make \
 	containernetworking-plugins iptables iproute2 hyperfine libseccomp2 \
 	libcap2-bin attr jq curl tmux util-linux
 
-.PHONY: help setup apt venv demo test lint unit bench clean
+.PHONY: help setup apt venv bytecode demo test lint unit bench clean
 
 help:
 	@echo "make demo   set up, build localhost/busybox:latest and run a container"
@@ -40,7 +40,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $@
 
-demo: setup
+# The runtime and the monitor start on every container: their start-up must not
+# compile sources (some environments set PYTHONDONTWRITEBYTECODE), so compile once.
+bytecode: venv
+	@$(PY) -m compileall -q src >/dev/null
+
+demo: setup bytecode
 	$(PY) -m portside.demo
 
 LINT_DIRS := $(wildcard src tests benchmarks)
@@ -56,7 +61,7 @@ unit: setup
 test: lint
 	$(VENV)/bin/pytest tests
 
-bench: setup
+bench: setup bytecode
 	$(PY) benchmarks/run.py
 
 clean:
