@@ -58,7 +58,7 @@ lint: setup
 unit: setup
 	$(VENV)/bin/pytest tests/unit
 
-test: lint
+test: lint bytecode
 	$(VENV)/bin/pytest tests
 
 bench: setup bytecode
