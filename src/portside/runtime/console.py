@@ -13,6 +13,10 @@ import struct
 
 from portside.errors import RuntimeFailure
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 TIOCSPTLCK = 0x40045431
 TIOCGPTN = 0x80045430
 TIOCSCTTY = 0x540E
@@ -30,19 +34,33 @@ def open_pty(ptmx: str) -> tuple[int, str]:
     return master, os.path.join(os.path.dirname(ptmx), str(n))
 
 
-def send_master(socket_path: str, master: int, name: str) -> None:
+def connect(socket_path: str) -> Any:
+    """Connect while the caller's filesystem is still in sight (before pivot or setns)."""
     import socket
 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(socket_path)
-        socket.send_fds(s, [name.encode()], [master])
+    except OSError as e:
+        s.close()
+        raise RuntimeFailure(
+            f"failed to connect to the console socket {socket_path}: "
+            f"{(e.strerror or str(e)).lower()}"
+        ) from None
+    return s
+
+
+def send_master(sock: Any, master: int, name: str) -> None:
+    import socket
+
+    try:
+        socket.send_fds(sock, [name.encode()], [master])
     except OSError as e:
         raise RuntimeFailure(
-            f"failed to send the console to {socket_path}: {(e.strerror or str(e)).lower()}"
+            f"failed to send the console: {(e.strerror or str(e)).lower()}"
         ) from None
     finally:
-        s.close()
+        sock.close()
 
 
 def attach(slave_path: str, size: tuple[int, int] | None) -> None:

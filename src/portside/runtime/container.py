@@ -125,6 +125,10 @@ class Container:
                 continue
         return out
 
+    @property
+    def lock_fd(self) -> int:
+        return -1 if self._lock_fd is None else self._lock_fd
+
     # -- persistence
     def lock(self) -> None:
         if self._lock_fd is None:

@@ -171,14 +171,21 @@ class Runtime:
         self, *args: str, timeout: float = 60, input: bytes | None = None
     ) -> subprocess.CompletedProcess[bytes]:
         env = {**os.environ, **self.env}
-        return subprocess.run(
-            [*self.argv, *args],
-            capture_output=True,
-            timeout=timeout,
-            input=input,
-            env=env,
-            stdin=None if input is not None else subprocess.DEVNULL,
-        )
+        # files, not pipes: a detached container inherits the runtime's stdio and would
+        # hold a pipe open long after the runtime has exited
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            r = subprocess.run(
+                [*self.argv, *args],
+                stdout=out,
+                stderr=err,
+                timeout=timeout,
+                input=input,
+                env=env,
+                stdin=None if input is not None else subprocess.DEVNULL,
+            )
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(r.args, r.returncode, out.read(), err.read())
 
 
 def crun_v1_wrapper(directory: Path) -> Path:

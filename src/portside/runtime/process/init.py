@@ -23,7 +23,7 @@ from portside.runtime.specconv import Config, Process
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
 if TYPE_CHECKING:
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -41,6 +41,8 @@ class Options:
         self.is_exec = False
         self.id = ""
         self.host_pid = 0
+        self.console_conn: Any = None  # connected before any namespace is entered
+        self.close_fds: list[int] = []  # the runtime's own (its state lock): not ours to hold
 
 
 def _fail(ch: sync.Channel, err: BaseException) -> NoReturn:
@@ -86,7 +88,16 @@ def _preload(cfg: Config, proc: Process) -> None:
 def stage1(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoReturn:
     """Enter the namespaces, then fork the init into them and report its pid."""
     try:
+        for fd in opts.close_fds:
+            if fd >= 0:
+                os.close(fd)
         _preload(cfg, proc)
+        if proc.terminal:
+            from portside.runtime import console
+
+            if opts.console_socket is None:
+                raise PortsideError("cannot allocate tty if no console socket is given")
+            opts.console_conn = console.connect(opts.console_socket)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         own_user = False
         if opts.join_pid is not None:
@@ -158,8 +169,6 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
     if proc.terminal:
         from portside.runtime import console
 
-        if opts.console_socket is None:
-            raise PortsideError("cannot allocate tty if no console socket is given")
         ptmx = rootfs.secure_join(cfg.rootfs, "/dev/pts/ptmx")
         if not os.path.exists(ptmx):
             ptmx = "/dev/ptmx"
@@ -185,7 +194,7 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
         slave_in_root = console_slave
         if console_slave.startswith(cfg.rootfs + "/"):
             slave_in_root = console_slave[len(cfg.rootfs) :]
-        console.send_master(opts.console_socket or "", master, "/dev/ptmx")
+        console.send_master(opts.console_conn, master, "/dev/ptmx")
         os.close(master)
         console.attach(slave_in_root, proc.console_size)
     if cfg.hostname is not None:
@@ -213,11 +222,9 @@ def exec_process(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) ->
     if proc.terminal:
         from portside.runtime import console
 
-        if opts.console_socket is None:
-            raise PortsideError("cannot allocate tty if no console socket is given")
         os.setsid()
         master, slave = console.open_pty("/dev/ptmx")
-        console.send_master(opts.console_socket, master, "/dev/ptmx")
+        console.send_master(opts.console_conn, master, "/dev/ptmx")
         os.close(master)
         console.attach(slave, proc.console_size)
     finish(cfg, proc, ch, opts, -1)

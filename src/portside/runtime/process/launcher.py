@@ -55,7 +55,20 @@ def _spawn(cfg: Config, proc: Process, opts: Options, mgr: Any) -> tuple[int, sy
         if hello.get("userns"):
             namespaces.write_id_maps(stage, cfg.uid_mappings, cfg.gid_mappings)
         parent_ch.send(sync.GO)
-        pid = int(parent_ch.expect(sync.PID)["pid"])
+        # the init writes to the same pipe as stage 1: its first message may come first
+        early = []
+        while True:
+            msg = parent_ch.recv()
+            if msg["t"] in (sync.PID, sync.ERROR, sync.EOF):
+                break
+            early.append(msg)
+        if msg["t"] == sync.ERROR:
+            raise RuntimeFailure(str(msg.get("msg")))
+        if msg["t"] == sync.EOF:
+            raise RuntimeFailure("container init exited before it was set up")
+        pid = int(msg["pid"])
+        for m in early:
+            parent_ch.push_back(m)
     except BaseException:
         _kill_wait(stage)
         parent_ch.close()
@@ -115,6 +128,7 @@ def create(
         fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
         opts.fifo_fd = fifo_fd
         opts.console_socket = console_socket and os.path.abspath(console_socket)
+        opts.close_fds = [c.lock_fd]
         opts.no_pivot = no_pivot
         opts.no_new_keyring = no_new_keyring
         opts.preserve_fds = preserve_fds

@@ -29,6 +29,7 @@ class Channel:
         self.rfd = rfd
         self.wfd = wfd
         self._buf = b""
+        self._pending: list[dict[str, Any]] = []
 
     @classmethod
     def pair(cls) -> tuple[Channel, Channel]:
@@ -43,7 +44,13 @@ class Channel:
         while data:
             data = data[os.write(self.wfd, data) :]
 
+    def push_back(self, msg: dict[str, Any]) -> None:
+        """Keep a message that overtook the one being waited for (two writers share a pipe)."""
+        self._pending.append(msg)
+
     def recv(self) -> dict[str, Any]:
+        if self._pending:
+            return self._pending.pop(0)
         while b"\n" not in self._buf:
             chunk = os.read(self.rfd, 65536)
             if not chunk:

@@ -1,0 +1,384 @@
+"""portside-runtime's command line end to end: lifecycle, exec, console, errors, cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from portside.testing.runtime_suite import Runtime, base_spec, make_rootfs
+from tests.conftest import need_root
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
+
+PORTSIDE_RUNTIME = str(Path(sys.executable).with_name("portside-runtime"))
+
+
+@pytest.fixture(scope="module")
+def rootfs_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_rootfs(tmp_path_factory.mktemp("rootfs") / "rootfs")
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Runtime:
+    need_root()
+    return Runtime("portside", [PORTSIDE_RUNTIME, "--root", str(tmp_path / "state")])
+
+
+def bundle(tmp_path: Path, template: Path, args: list[str], **changes: Any) -> Path:
+    b = tmp_path / "bundle"
+    b.mkdir(exist_ok=True)
+    spec = base_spec(str(template), args)
+    # every test gets its own cgroup name, so a leftover is attributable
+    spec["linux"]["cgroupsPath"] = f"/portside-test-{os.getpid()}-{tmp_path.name}"
+    for key, value in changes.items():
+        node = spec
+        parts = key.split("__")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    (b / "config.json").write_text(json.dumps(spec))
+    return b
+
+
+def cgroup_dirs(name: str) -> list[str]:
+    out = []
+    for ctrl in os.listdir("/sys/fs/cgroup"):
+        base = os.path.join("/sys/fs/cgroup", ctrl)
+        for root, dirs, _ in os.walk(base):
+            out += [os.path.join(root, d) for d in dirs if name in d]
+            if root.count("/") > 6:
+                dirs[:] = []
+    return out
+
+
+def state(rt: Runtime, cid: str) -> dict[str, Any]:
+    r = rt("state", cid)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def ok(r: subprocess.CompletedProcess[bytes]) -> str:
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stdout.decode()
+
+
+def test_lifecycle_create_start_kill_delete(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    b = bundle(tmp_path, rootfs_template, ["sleep", "1000"], annotations={"a": "b"})
+    ok(rt("create", "-b", str(b), "life"))
+    s = state(rt, "life")
+    assert s["status"] == "created" and s["pid"] > 0
+    assert s["bundle"] == str(b) and s["annotations"] == {"a": "b"} and s["id"] == "life"
+    # blocked on the exec fifo: sleep has not been exec'd yet
+    assert "sleep" not in Path(f"/proc/{s['pid']}/cmdline").read_bytes().decode()
+    ok(rt("start", "life"))
+    s = state(rt, "life")
+    assert s["status"] == "running"
+    assert Path(f"/proc/{s['pid']}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"
+    r = rt("start", "life")
+    assert r.returncode == 1 and b"cannot start an already running container" in r.stderr
+    r = rt("delete", "life")
+    assert r.returncode == 1 and b"not stopped: running" in r.stderr
+    ok(rt("kill", "life", "KILL"))
+    deadline = time.monotonic() + 10
+    while state(rt, "life")["status"] != "stopped":
+        assert time.monotonic() < deadline, "container did not stop after SIGKILL"
+        time.sleep(0.02)
+    ok(rt("delete", "life"))
+    r = rt("state", "life")
+    assert r.returncode == 1 and b'msg="container does not exist"' in r.stderr
+    assert cgroup_dirs(f"portside-test-{os.getpid()}-{tmp_path.name}") == []
+
+
+def test_init_is_adopted_by_the_create_callers_subreaper(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    b = bundle(tmp_path, rootfs_template, ["sleep", "1000"])
+    helper = (
+        "import ctypes, json, os, subprocess, sys\n"
+        "ctypes.CDLL('libc.so.6').prctl(36, 1, 0, 0, 0)\n"
+        f"subprocess.run(sys.argv[1:] + ['create', '-b', {str(b)!r}, 'adopt'], check=True)\n"
+        "st = json.loads(subprocess.run(sys.argv[1:] + ['state', 'adopt'],"
+        " capture_output=True, check=True).stdout)\n"
+        "stat = open(f\"/proc/{st['pid']}/stat\").read()\n"
+        "print(stat[stat.rindex(')') + 2:].split()[1], os.getpid())\n"
+        "subprocess.run(sys.argv[1:] + ['delete', '-f', 'adopt'], check=True)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", helper, *rt.argv], capture_output=True)
+    assert r.returncode == 0, r.stderr
+    ppid, caller = r.stdout.split()
+    assert ppid == caller
+
+
+def test_run_exit_status_and_no_state_left(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    b = bundle(tmp_path, rootfs_template, ["sh", "-c", "echo out; echo err >&2; exit 42"])
+    r = rt("run", "-b", str(b), "st")
+    assert r.returncode == 42
+    assert r.stdout == b"out\n" and r.stderr == b"err\n"
+    assert ok(rt("list", "-q")) == ""
+
+
+def test_run_never_imports_click_rich_httpx(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    b = bundle(tmp_path, rootfs_template, ["true"])
+    dump = tmp_path / "modules.txt"
+    rt.env["PORTSIDE_RUNTIME_DUMP_MODULES"] = str(dump)
+    ok(rt("run", "-b", str(b), "light"))
+    modules = set(dump.read_text().split())
+    assert "portside.runtime.process.launcher" in modules
+    for heavy in ("click", "rich", "httpx", "portside.cli", "argparse"):
+        assert heavy not in modules, f"{heavy} imported by portside-runtime run"
+
+
+def test_list_formats(rt: Runtime, tmp_path: Path, rootfs_template: Path) -> None:
+    b = bundle(tmp_path, rootfs_template, ["sleep", "1000"])
+    ok(rt("create", "-b", str(b), "lst"))
+    try:
+        table = ok(rt("list")).splitlines()
+        assert table[0].split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+        assert table[1].split()[0] == "lst" and table[1].split()[2] == "created"
+        (entry,) = json.loads(ok(rt("list", "-f", "json")))
+        assert entry["id"] == "lst" and entry["status"] == "created"
+        assert ok(rt("list", "-q")) == "lst\n"
+    finally:
+        ok(rt("delete", "-f", "lst"))
+    assert ok(rt("list", "-q")) == ""
+
+
+def test_kill_signal_names_and_numbers(rt: Runtime, tmp_path: Path, rootfs_template: Path) -> None:
+    script = "trap 'echo got-usr1 > /tmp/sig' USR1; while :; do sleep 0.05; done"
+    b = bundle(tmp_path, rootfs_template, ["sh", "-c", script])
+    ok(rt("run", "-d", "-b", str(b), "sig"))
+    try:
+        time.sleep(0.3)
+        ok(rt("kill", "sig", "SIGUSR1"))
+        deadline = time.monotonic() + 10
+        marker = rootfs_template / "tmp" / "sig"
+        while not marker.exists():
+            assert time.monotonic() < deadline, "USR1 never arrived"
+            time.sleep(0.02)
+        marker.unlink()
+        ok(rt("kill", "sig", "9"))
+        r = rt("kill", "sig", "NOSUCHSIG")
+        assert r.returncode == 1
+    finally:
+        rt("delete", "-f", "sig")
+
+
+def test_exec_variants(rt: Runtime, tmp_path: Path, rootfs_template: Path) -> None:
+    b = bundle(tmp_path, rootfs_template, ["sleep", "1000"], hostname="execbox")
+    ok(rt("run", "-d", "-b", str(b), "ex"))
+    try:
+        assert ok(rt("exec", "ex", "hostname")) == "execbox\n"
+        out = ok(rt("exec", "--env", "X=1", "--cwd", "/tmp", "ex", "sh", "-c", "echo $X $(pwd)"))
+        assert out == "1 /tmp\n"
+        assert ok(rt("exec", "--user", "1000:1000", "ex", "id", "-u")) == "1000\n"
+        r = rt("exec", "ex", "sh", "-c", "exit 5")
+        assert r.returncode == 5
+        status = ok(rt("exec", "--cap", "CAP_SYS_ADMIN", "ex", "cat", "/proc/self/status"))
+        eff = next(ln for ln in status.splitlines() if ln.startswith("CapEff"))
+        assert int(eff.split()[1], 16) & (1 << 21)
+        proc = {"args": ["sh", "-c", "echo $$ $Y"], "env": ["Y=from-json"], "cwd": "/"}
+        (tmp_path / "p.json").write_text(json.dumps(proc))
+        pid_in, y = ok(rt("exec", "-p", str(tmp_path / "p.json"), "ex")).split()
+        assert y == "from-json" and pid_in != "1"
+        pidfile = tmp_path / "exec.pid"
+        ok(rt("exec", "-d", "--pid-file", str(pidfile), "ex", "sleep", "1000"))
+        assert int(pidfile.read_text()) in json.loads(ok(rt("ps", "-f", "json", "ex")))
+        r = rt("exec", "ex", "/no/such/binary")
+        assert r.returncode == 1 and b"/no/such/binary" in r.stderr
+    finally:
+        ok(rt("delete", "-f", "ex"))
+
+
+def test_console_socket_sends_the_pty_master(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    b = bundle(tmp_path, rootfs_template, ["sh", "-c", "tty; echo size $(stty size)"])
+    spec = json.loads((b / "config.json").read_text())
+    spec["process"]["terminal"] = True
+    spec["process"]["consoleSize"] = {"height": 30, "width": 100}
+    spec["process"]["args"] = ["sh", "-c", "tty; ls -l /dev/console | wc -l"]
+    (b / "config.json").write_text(json.dumps(spec))
+    sock_path = tmp_path / "console.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(1)
+    try:
+        r = rt("create", "-b", str(b), "--console-socket", str(sock_path), "tty")
+        assert r.returncode == 0, r.stderr
+        conn, _ = server.accept()
+        _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+        conn.close()
+        assert len(fds) == 1
+        master = fds[0]
+        ok(rt("start", "tty"))
+        out = b""
+        deadline = time.monotonic() + 10
+        while b"\n1" not in out and time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        assert b"/dev/pts/0" in out, out
+    finally:
+        server.close()
+        rt("delete", "-f", "tty")
+
+
+def test_terminal_without_console_socket_is_refused(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    b = bundle(tmp_path, rootfs_template, ["sh"])
+    spec = json.loads((b / "config.json").read_text())
+    spec["process"]["terminal"] = True
+    (b / "config.json").write_text(json.dumps(spec))
+    r = rt("create", "-b", str(b), "notty")
+    assert r.returncode == 1 and b"console socket" in r.stderr
+    assert ok(rt("list", "-q")) == ""
+
+
+def test_pid_file_no_pivot_and_log_file(rt: Runtime, tmp_path: Path, rootfs_template: Path) -> None:
+    b = bundle(tmp_path, rootfs_template, ["sleep", "1000"])
+    pidfile = tmp_path / "init.pid"
+    ok(rt("create", "--no-pivot", "--pid-file", str(pidfile), "-b", str(b), "pf"))
+    try:
+        assert int(pidfile.read_text()) == state(rt, "pf")["pid"]
+    finally:
+        ok(rt("delete", "-f", "pf"))
+    log = tmp_path / "log.json"
+    r = Runtime("p", [*rt.argv, "--log", str(log), "--log-format", "json"])("state", "nope")
+    assert r.returncode == 1
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["level"] == "error" and entry["msg"] == "container does not exist"
+    assert r.stderr == b"container does not exist\n"
+
+
+def test_pause_resume_update_events_ps(rt: Runtime, tmp_path: Path, rootfs_template: Path) -> None:
+    b = bundle(tmp_path, rootfs_template, ["sleep", "1000"])
+    ok(rt("run", "-d", "-b", str(b), "pr"))
+    try:
+        ok(rt("pause", "pr"))
+        assert state(rt, "pr")["status"] == "paused"
+        ok(rt("resume", "pr"))
+        assert state(rt, "pr")["status"] == "running"
+        ok(rt("update", "--pids-limit", "17", "pr"))
+        assert ok(rt("exec", "pr", "cat", "/sys/fs/cgroup/pids/pids.max")) == "17\n"
+        event = json.loads(ok(rt("events", "--stats", "pr")))
+        assert event["type"] == "stats" and event["id"] == "pr" and "pids" in event["data"]
+        pids = json.loads(ok(rt("ps", "-f", "json", "pr")))
+        assert state(rt, "pr")["pid"] in pids
+        table = ok(rt("ps", "pr"))
+        assert "sleep 1000" in table
+    finally:
+        ok(rt("delete", "-f", "pr"))
+
+
+def test_systemd_cgroup_is_a_clear_error(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    b = bundle(tmp_path, rootfs_template, ["true"])
+    r = Runtime("p", [*rt.argv, "--systemd-cgroup"])("run", "-b", str(b), "sd")
+    assert r.returncode == 1 and b"systemd" in r.stderr
+    assert len(r.stderr.splitlines()) == 1
+    assert ok(rt("list", "-q")) == ""
+
+
+def _mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [ln for ln in f if str(path) in ln]
+
+
+BAD_CONFIGS = {
+    "missing-root": (lambda s: s.pop("root"), "root must be specified"),
+    "root-path-missing": (
+        lambda s: s["root"].update(path="/nonexistent/rootfs"),
+        "invalid rootfs: stat /nonexistent/rootfs: no such file or directory",
+    ),
+    "unknown-namespace": (
+        lambda s: s["linux"]["namespaces"].append({"type": "foo"}),
+        'namespace {\\"foo\\" \\"\\"} does not exist',
+    ),
+    "args0-missing": (
+        lambda s: s["process"].update(args=["/nope"]),
+        'exec: \\"/nope\\": stat /nope: no such file or directory',
+    ),
+    "bad-mount-source": (
+        lambda s: s["mounts"].append(
+            {"destination": "/x", "type": "bind", "source": "/no/such", "options": ["bind"]}
+        ),
+        "/no/such",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_one_line_and_nothing_left(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path, case: str
+) -> None:
+    b = bundle(tmp_path, rootfs_template, ["true"])
+    spec = json.loads((b / "config.json").read_text())
+    mutate, message = BAD_CONFIGS[case]
+    mutate(spec)
+    (b / "config.json").write_text(json.dumps(spec))
+    before = _mounts_under(rootfs_template)
+    r = rt("run", "-b", str(b), "bad")
+    assert r.returncode == 1
+    lines = r.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith('time="') and " level=error msg=" in lines[0]
+    assert message in lines[0], lines[0]
+    assert ok(rt("list", "-q")) == ""
+    assert not (tmp_path / "state" / "bad").exists()
+    assert cgroup_dirs(f"portside-test-{os.getpid()}-{tmp_path.name}") == []
+    assert _mounts_under(rootfs_template) == before
+
+
+def test_invalid_json_and_duplicate_id(rt: Runtime, tmp_path: Path, rootfs_template: Path) -> None:
+    b = bundle(tmp_path, rootfs_template, ["sleep", "1000"])
+    ok(rt("create", "-b", str(b), "dup"))
+    try:
+        r = rt("create", "-b", str(b), "dup")
+        assert r.returncode == 1
+        assert b"container with given ID already exists" in r.stderr
+        assert state(rt, "dup")["status"] == "created"
+    finally:
+        ok(rt("delete", "-f", "dup"))
+    (b / "config.json").write_text("{bad")
+    r = rt("run", "-b", str(b), "js")
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1
+    assert b"invalid" in r.stderr.lower()
+    assert ok(rt("list", "-q")) == ""
+
+
+def test_hook_state_and_failing_hook_cleans_up(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    out = tmp_path / "prestart.json"
+    hooks = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}"]}]}
+    b = bundle(tmp_path, rootfs_template, ["true"], hooks=hooks)
+    ok(rt("run", "-b", str(b), "hk"))
+    st = json.loads(out.read_text())
+    assert st["id"] == "hk" and st["pid"] > 0 and st["status"] == "creating"
+    hooks = {"createRuntime": [{"path": "/bin/false"}]}
+    b = bundle(tmp_path, rootfs_template, ["true"], hooks=hooks)
+    r = rt("run", "-b", str(b), "hk2")
+    assert r.returncode == 1 and b"createRuntime hook #0" in r.stderr
+    assert ok(rt("list", "-q")) == ""
+    assert cgroup_dirs(f"portside-test-{os.getpid()}-{tmp_path.name}") == []
