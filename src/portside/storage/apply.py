@@ -990,6 +990,8 @@ def apply_layer(
         )
     except EOFError as e:
         raise StorageError(f"layer stream is truncated: {e}") from e
+    except OSError as e:  # e.g. mknod without CAP_MKNOD, a full disk
+        raise StorageError(f"unpacking layer into {os.fspath(root)}: {e}") from e
     finally:
         applier.close()
         os.close(root_fd)
