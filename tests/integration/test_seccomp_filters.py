@@ -435,3 +435,46 @@ def test_notify_agent_answers_the_trapped_syscall(tmp_path: Path) -> None:
     assert results[0] == -errno.EDOM
     assert results[1] == 7
     assert results[2] != -errno.EDOM
+
+
+PYTHON_NEEDS = [
+    "write",
+    "exit_group",
+    "exit",
+    "rt_sigreturn",
+    "rt_sigprocmask",
+    "rt_sigaction",
+    "munmap",
+    "mmap",
+    "brk",
+    "madvise",
+    "getppid",
+    "futex",
+]
+
+
+def test_syscalls_newer_than_the_profile_get_enosys_not_the_default() -> None:
+    """runc's -ENOSYS stub: libc falls back from clone3/close_range only on ENOSYS."""
+    SYS_close_range = 436
+    cfg = {
+        "defaultAction": "SCMP_ACT_ERRNO",  # EPERM
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": PYTHON_NEEDS, "action": "SCMP_ACT_ALLOW"}],
+    }
+    status, result = in_child(
+        cfg,
+        lambda: [raw(SYS_close_range, 1000, 1001, 0), raw(SYS_getpriority, 0, 0), raw(SYS_getppid)],
+    )
+    assert os.waitstatus_to_exitcode(status) == 0
+    # close_range (436) is above futex (202), the largest listed: ENOSYS;
+    # getpriority (140) is below it and unlisted: the default EPERM.
+    assert result == [-errno.ENOSYS, -errno.EPERM, os.getpid()]
+
+
+def test_no_enosys_stub_without_architectures() -> None:
+    cfg = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": PYTHON_NEEDS, "action": "SCMP_ACT_ALLOW"}],
+    }
+    _, result = in_child(cfg, lambda: raw(436, 1000, 1001, 0))
+    assert result == -errno.EPERM

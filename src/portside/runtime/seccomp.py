@@ -241,7 +241,116 @@ def compile_seccomp(config: Mapping[str, Any]) -> CompiledFilter:
             program = flt.compile()
     except OSError as exc:
         raise SeccompError(f"seccomp: building the filter failed: {exc.strerror}") from exc
+    if _wants_enosys_stub(default_name, config.get("defaultErrnoRet")):
+        program = enosys_stub(arches, [n for names, _a, _c, _w in rules for n in names]) + program
     return CompiledFilter(program=program, flags=flags, notify=notify, skipped=skipped)
+
+
+# -- the -ENOSYS stub -------------------------------------------------------------
+#
+# A profile lists the syscalls its authors knew. A syscall newer than every one it
+# names (clone3, close_range, ... on an old profile) would get the default action,
+# typically EPERM, and libc would not fall back to the older call as it does on
+# ENOSYS. As runc does, we put a small classic-BPF prologue before libseccomp's
+# program: per listed architecture, a syscall number above the largest one the
+# profile names returns ENOSYS. x32 shares x86_64's AUDIT_ARCH and is told apart
+# by bit 30 of the syscall number.
+
+_X32_BIT = 0x40000000
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_SCMP_ARCH_X32 = 0x4000003E  # libseccomp's own token; the kernel reports x86_64
+_RET_ENOSYS = lib.act_errno(errno_mod.ENOSYS)
+
+# classic BPF opcodes (linux/filter.h)
+_LD_W_ABS = 0x20
+_JEQ_K = 0x15
+_JGT_K = 0x25
+_JSET_K = 0x45
+_JA = 0x05
+_RET_K = 0x06
+
+
+def _wants_enosys_stub(default_action: str, default_errno: Any) -> bool:
+    if default_action in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"):
+        return False
+    return not (default_action == "SCMP_ACT_ERRNO" and default_errno == errno_mod.ENOSYS)
+
+
+def enosys_stub(arch_tokens: list[int], names: list[str]) -> bytes:
+    """The prologue's instructions (struct sock_filter[]) for the listed architectures."""
+    groups: dict[int, dict[str, int]] = {}  # audit arch -> {"x32" | "native": max nr}
+    for token in arch_tokens:
+        audit = _AUDIT_ARCH_X86_64 if token == _SCMP_ARCH_X32 else token
+        mode = "x32" if token == _SCMP_ARCH_X32 else "native"
+        largest = -1
+        for name in names:
+            nr = lib.resolve_syscall(name, token)
+            if nr is not None and nr > largest:
+                largest = nr
+        if largest > 0:
+            groups.setdefault(audit, {})[mode] = largest
+    if not groups:
+        return b""
+    # Assemble with labels: ("jmp", opcode, k, true_label, false_label), ("ja", label), ...
+    code: list[tuple[Any, ...]] = []
+    for n, (audit, modes) in enumerate(groups.items()):
+        nxt, ret, flt = f"next{n}", f"ret{n}", f"filter{n}"
+        code.append(("ld", 4))  # seccomp_data.arch
+        code.append(("jmp", _JEQ_K, audit, None, nxt))
+        code.append(("ld", 0))  # seccomp_data.nr
+        x64, x32 = modes.get("native"), modes.get("x32")
+        if audit == _AUDIT_ARCH_X86_64 and x32 is not None:
+            x32cmp = f"x32_{n}"
+            code.append(("jmp", _JSET_K, _X32_BIT, x32cmp, None if x64 is not None else flt))
+            if x64 is not None:
+                code.append(("jmp", _JGT_K, x64, ret, flt))
+            code.append(("label", x32cmp))
+            code.append(("jmp", _JGT_K, x32, ret, flt))
+        else:
+            assert x64 is not None
+            if audit == _AUDIT_ARCH_X86_64:  # x32 calls are not ours to judge here
+                code.append(("jmp", _JSET_K, _X32_BIT, flt, None))
+            code.append(("jmp", _JGT_K, x64, ret, flt))
+        code.append(("label", ret))
+        code.append(("ret", _RET_ENOSYS))
+        code.append(("label", flt))
+        code.append(("ja", "end"))
+        code.append(("label", nxt))
+    code.append(("label", "end"))
+    return _assemble_cbpf(code)
+
+
+def _assemble_cbpf(code: list[tuple[Any, ...]]) -> bytes:
+    import struct
+
+    labels: dict[str, int] = {}
+    pc = 0
+    for item in code:
+        if item[0] == "label":
+            labels[item[1]] = pc
+        else:
+            pc += 1
+    out = []
+    pc = 0
+    for item in code:
+        kind = item[0]
+        if kind == "label":
+            continue
+        pc += 1  # offsets count from the next instruction
+        if kind == "ld":
+            out.append(struct.pack("<HBBI", _LD_W_ABS, 0, 0, item[1]))
+        elif kind == "ret":
+            out.append(struct.pack("<HBBI", _RET_K, 0, 0, item[1]))
+        elif kind == "ja":
+            out.append(struct.pack("<HBBI", _JA, 0, 0, labels[item[1]] - pc))
+        else:
+            _, op, k, t, f = item
+            jt = 0 if t is None else labels[t] - pc
+            jf = 0 if f is None else labels[f] - pc
+            if not (0 <= jt <= 255 and 0 <= jf <= 255):
+                raise SeccompError("seccomp: -ENOSYS stub jump out of range")
+            out.append(struct.pack("<HBBI", op, jt, jf, k))
+    return b"".join(out)
 
 
 def _add_rule(
