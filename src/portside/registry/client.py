@@ -12,6 +12,7 @@ import contextlib
 import http.client
 import json
 import random
+import socket
 import ssl
 import threading
 import time
@@ -359,7 +360,8 @@ class RegistryClient:
             try:
                 resp = self._raw_get(url, h)
             except (OSError, http.client.HTTPException) as err:
-                if attempt < RETRIES:
+                # a name that does not resolve will not resolve in a second either
+                if attempt < RETRIES and not isinstance(err, socket.gaierror):
                     _backoff(attempt)
                     attempt += 1
                     continue

@@ -77,7 +77,9 @@ def images(
         return
     rows = []
     for r in records:
-        for name in r.names or ["<none>:<none>"]:
+        # an image pulled by digest has no tag but a repository: show it as podman does
+        untagged = [f"{d.split('@', 1)[0]}:<none>" for d in r.digests[:1]] or ["<none>:<none>"]
+        for name in r.names or untagged:
             repo, tag = repo_tag(name) if name != "<none>:<none>" else ("<none>", "<none>")
             row = [repo, tag]
             if digests:

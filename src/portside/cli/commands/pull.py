@@ -34,6 +34,10 @@ def pull(
     from portside.images.copy import CopyOptions
     from portside.images.pull import pull_image
 
+    if platform:
+        from portside.oci.platform import parse_platform
+
+        parse_platform(platform)  # a malformed --platform fails before any download
     if image.startswith("docker://"):
         image = image[len("docker://") :]
     store = open_store()
