@@ -20,8 +20,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
-import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -370,7 +368,7 @@ class ContentStore:
     ) -> Digest:
         """Store a stream from its start; returns its digest (verified if `expected`)."""
         if ref is None:
-            ref = f"ingest-{expected}" if expected else f"tmp-{secrets.token_hex(8)}"
+            ref = f"ingest-{expected}" if expected else f"tmp-{os.urandom(8).hex()}"
         w = self.writer(ref, expected=expected)
         if w is None:
             assert expected is not None
@@ -392,7 +390,7 @@ class ContentStore:
 
     # -- leases and GC -------------------------------------------------------------------
     def lease(self, name: str | None = None) -> Lease:
-        lease_name = _safe_ref(name or f"lease-{os.getpid()}-{secrets.token_hex(6)}")
+        lease_name = _safe_ref(name or f"lease-{os.getpid()}-{os.urandom(6).hex()}")
         return Lease(self.leases_dir / lease_name)
 
     def _leased(self) -> set[str]:
@@ -456,6 +454,8 @@ class ContentStore:
         if not keep_ingests:
             for entry, fd in self._stale_ingests():
                 try:
+                    import shutil  # here: shutil pulls bz2 and lzma into every pull
+
                     shutil.rmtree(entry, ignore_errors=True)
                     (self.ingest_dir / f"{entry.name}.lock").unlink(missing_ok=True)
                     ingests += 1
@@ -499,6 +499,8 @@ class ContentStore:
             for p in problems:
                 with contextlib.suppress(OSError):
                     if p.path.is_dir() and not p.path.is_symlink():
+                        import shutil
+
                         shutil.rmtree(p.path)
                     else:
                         p.path.unlink()
