@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,3 +144,20 @@ def test_listener_message_shape() -> None:
         "metadata": "m",
         "state": state,
     }
+
+
+def test_compiled_programs_are_cached_on_disk(tmp_path: Path) -> None:
+    tmp_path = tmp_path / "cache"
+    profile = sc.profile_to_oci(sc.default_profile(), ["CAP_CHOWN"])
+    first = sc.cached_compile(profile, str(tmp_path))
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".bpf"
+    again = sc.cached_compile(profile, str(tmp_path))
+    assert again.program == first.program and again.flags == first.flags
+    assert again.program == sc.compile_seccomp(profile).program
+    files[0].write_bytes(b"garbage")  # damaged: compiled again and rewritten
+    assert sc.cached_compile(profile, str(tmp_path)).program == first.program
+    assert files[0].read_bytes().endswith(first.program)
+    other = dict(profile, defaultErrnoRet=1)
+    sc.cached_compile(other, str(tmp_path))
+    assert len(list(tmp_path.iterdir())) == 2

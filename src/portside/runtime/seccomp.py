@@ -224,7 +224,7 @@ def compile_seccomp(config: Mapping[str, Any]) -> CompiledFilter:
         with lib.Filter(default) as flt:
             for token in arches:
                 flt.add_arch(token)
-            if len(rules) > _OPTIMIZE_ABOVE:
+            if sum(len(r[0]) for r in rules) > _OPTIMIZE_ABOVE:
                 try:  # noqa: SIM105 - contextlib costs start-up time
                     flt.set_attr(lib.SCMP_FLTATR_CTL_OPTIMIZE, 2)
                 except OSError:  # an older libseccomp: a linear filter is still correct
@@ -391,7 +391,9 @@ def _key(config: Mapping[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
-def prepare(config: Mapping[str, Any] | None = None) -> CompiledFilter | None:
+def prepare(
+    config: Mapping[str, Any] | None = None, *, cache_dir: str | None = None
+) -> CompiledFilter | None:
     """Load libseccomp now, while its file is in sight (before pivot_root); with a
     config, also compile it, so a later load_seccomp(config) only installs it."""
     lib.available()
@@ -400,19 +402,59 @@ def prepare(config: Mapping[str, Any] | None = None) -> CompiledFilter | None:
     key = _key(config)
     compiled = _compiled.get(key)
     if compiled is None:
-        compiled = _compiled[key] = compile_seccomp(config)
+        compiled = _compiled[key] = cached_compile(config, cache_dir)
     return compiled
 
 
-def load_seccomp(config: Mapping[str, Any]) -> int | None:
+def load_seccomp(config: Mapping[str, Any], *, cache_dir: str | None = None) -> int | None:
     """Build and install linux.seccomp in the calling process (a single-threaded child).
 
     Returns the user-notification listener fd when a rule uses SCMP_ACT_NOTIFY.
     A filter compiled by prepare(config) earlier in this process (or before the
     fork) is reused, so the child does no libseccomp work.
     """
-    compiled = _compiled.get(_key(config)) or compile_seccomp(config)
+    compiled = _compiled.get(_key(config)) or cached_compile(config, cache_dir)
     return install(compiled)
+
+
+_CACHE_FORMAT = 1
+
+
+def cached_compile(config: Mapping[str, Any], cache_dir: str | None) -> CompiledFilter:
+    """compile_seccomp() through an on-disk cache of compiled programs.
+
+    Compiling a full profile takes tens of milliseconds of libseccomp work on
+    every container start; the same profile (the engine's default) compiles to
+    the same program for a given libseccomp and machine, so it is keyed by
+    those. `cache_dir` must be as trusted as the runtime's state (under --root):
+    a program read from it is installed as it is.
+    """
+    if cache_dir is None:
+        return compile_seccomp(config)
+    import hashlib
+
+    ident = f"{_CACHE_FORMAT}|{lib.version()}|{os.uname().machine}|{_key(config)}"
+    path = os.path.join(cache_dir, hashlib.sha256(ident.encode()).hexdigest() + ".bpf")
+    try:
+        with open(path, "rb") as f:
+            header, _, program = f.read().partition(b"\n")
+        meta = json.loads(header)
+        return CompiledFilter(program, int(meta["flags"]), bool(meta["notify"]), meta["skipped"])
+    except (OSError, ValueError, KeyError):
+        pass  # absent or damaged: compile and rewrite
+    compiled = compile_seccomp(config)
+    meta_line = json.dumps(
+        {"flags": compiled.flags, "notify": compiled.notify, "skipped": compiled.skipped}
+    ).encode()
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(meta_line + b"\n" + compiled.program)
+        os.rename(tmp, path)
+    except OSError:
+        pass  # a read-only or full disk only costs the next start a compile
+    return compiled
 
 
 def listener_message(
