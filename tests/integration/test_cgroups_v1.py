@@ -428,3 +428,19 @@ def test_failed_create_leaves_nothing_behind(tmp_path: Path) -> None:
     for ctrl, path in m.paths.items():
         if ctrl != last:
             assert not os.path.exists(path), path
+
+
+@pytest.mark.timeout(60)
+def test_watch_oom_ends_when_the_cgroup_is_removed(mgr: V1Manager) -> None:
+    done = threading.Event()
+    seen: list[int] = []
+
+    def watch() -> None:
+        seen.extend(cgroups.watch_oom(mgr, interval=0.05))
+        done.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    mgr.destroy()  # the kernel signals the eventfd when the memory cgroup goes away
+    watcher.join(30)
+    assert done.is_set() and seen == []
