@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from portside.errors import RuntimeFailure
 from portside.monitor import protocol
 from tests.integration.test_monitor_support import Monitors, log_lines, monitors
 
@@ -59,19 +58,6 @@ def test_detach_keys_leave_the_container_running(monitors: Monitors) -> None:
     assert handle.wait(timeout=60).exit_code == 0
 
 
-PORTSIDE_RUNTIME_CONSOLE = pytest.mark.xfail(
-    reason="portside-runtime (cc7dab9) connects to --console-socket after pivot_root, "
-    "where the host path does not exist; runc connects before",
-    raises=RuntimeFailure,
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "monitors",
-    ["runc", pytest.param("portside-runtime", marks=PORTSIDE_RUNTIME_CONSOLE)],
-    indirect=True,
-)
 def test_terminal_is_a_real_pty_and_resizes(monitors: Monitors) -> None:
     handle = monitors.start(["sh"], terminal=True, stdin=True, attach_replay=4096)
     with handle.attach() as a:
