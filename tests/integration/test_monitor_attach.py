@@ -85,3 +85,26 @@ def test_terminal_is_a_real_pty_and_resizes(monitors: Monitors) -> None:
     assert any(
         "stdout" in line and "still-42" in line for line in log_lines(handle.config.log_path)
     )
+
+
+def test_stdin_once_closes_stdin_when_the_writer_vanishes(monitors: Monitors) -> None:
+    handle = monitors.start(["cat"], stdin=True, stdin_once=True)
+    watcher = handle.attach()
+    writer = handle.attach()
+    writer.send(b"last words\n")
+    watcher.read_until(b"last words")
+    writer.close()  # no close-stdin packet: as a CLI killed mid-way
+    assert handle.wait(timeout=60).exit_code == 0  # cat saw EOF
+    watcher.close()
+
+
+def test_without_stdin_once_a_vanished_writer_leaves_stdin_open(monitors: Monitors) -> None:
+    handle = monitors.start(["cat"], stdin=True)
+    with handle.attach() as writer:
+        writer.send(b"first\n")
+        writer.read_until(b"first")
+    with handle.attach() as again:
+        again.send(b"second\n")  # stdin is still open: cat still reads
+        again.read_until(b"second")
+        again.close_stdin()
+    assert handle.wait(timeout=60).exit_code == 0

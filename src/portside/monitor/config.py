@@ -21,6 +21,8 @@ only argument. Version 1, every key but the first four optional::
               "max_file": 1},               files kept, current one included
       "terminal": false,                    a pty through the runtime's --console-socket
       "stdin": false,                       keep a stdin pipe (or the pty) open for attach
+      "stdin_once": false,                  close the stdin pipe when the first client that
+                                            sent input goes away (docker's StdinOnce)
       "attach_replay": 0,                   bytes of recent output replayed to a new attach client
       "restart": "on-failure:2",            no | on-failure[:N] | always | unless-stopped, or
                                             {"policy": .., "max_retries": N,
@@ -212,6 +214,7 @@ class MonitorConfig:
         "runtime_args",
         "state_dir",
         "stdin",
+        "stdin_once",
         "sync_fd",
         "terminal",
     )
@@ -261,6 +264,7 @@ class MonitorConfig:
             raise InvalidArgument("monitor config log: max_size must be >= 0 and max_file >= 1")
         self.terminal = _bool(doc, "terminal")
         self.stdin = _bool(doc, "stdin")
+        self.stdin_once = _bool(doc, "stdin_once")
         self.attach_replay = _int(doc, "attach_replay", 0)
         self.restart = RestartPolicy.parse(doc.get("restart"))
         self.healthcheck = HealthConfig.parse(doc.get("healthcheck"))

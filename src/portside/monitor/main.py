@@ -60,13 +60,14 @@ class Timer:
 class AttachClient:
     """One attached connection: its pending output and its detach-key state."""
 
-    __slots__ = ("ctrl_p", "queue", "queued", "sock")
+    __slots__ = ("ctrl_p", "queue", "queued", "sent_input", "sock")
 
     def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.queue: list[bytes] = []
         self.queued = 0
         self.ctrl_p = False
+        self.sent_input = False
 
 
 class Monitor:
@@ -371,6 +372,7 @@ class Monitor:
             return
         kind, payload = packet[0], packet[1:]
         if kind == protocol.STDIN:
+            client.sent_input = True
             self.client_input(client, payload)
         elif kind == protocol.RESIZE:
             rows, _, cols = payload.partition(b" ")
@@ -410,6 +412,8 @@ class Monitor:
         if self.clients.pop(fd, None) is None:
             return
         self.unwatch(fd)
+        if self.cfg.stdin_once and client.sent_input:
+            self.close_stdin()  # its input is over, even if it vanished without saying so
         if flush and client.queue:
             client.sock.setblocking(True)
             client.sock.settimeout(1.0)
