@@ -19,6 +19,7 @@ from portside.monitor import jsonlite
 from portside.monitor.client import monitor_argv, spawn
 from portside.monitor.config import HealthConfig, MonitorConfig, RestartPolicy
 from portside.monitor.health import HealthState
+from portside.monitor.logread import log_files, read_log
 from portside.monitor.logs import CRIWriter, JSONFileWriter, open_writer
 from portside.monitor.main import oom_counter_file, read_oom_kills
 
@@ -239,3 +240,35 @@ def test_oom_counter_file_of_this_process_is_the_v1_memory_cgroup() -> None:
 def test_spawn_names_a_missing_runtime() -> None:
     with pytest.raises(RuntimeFailure, match="'no-such-runtime': not found"):
         spawn({**BASE, "runtime": "no-such-runtime"})
+
+
+@pytest.mark.parametrize("driver", ["k8s-file", "json-file"])
+def test_read_log_joins_partials_across_rotation(tmp_path: Path, driver: str) -> None:
+    path = tmp_path / "logs" / "c.log"
+    path.parent.mkdir()
+    writer = open_writer(driver, str(path), max_size=400, max_file=4)
+    assert writer is not None
+    writer.write("stdout", b"one\ntw")
+    writer.write("stderr", b"warning\n")
+    writer.write("stdout", b"o\n")
+    for i in range(5):
+        writer.write("stdout", b"line %d\n" % i)
+    writer.write("stdout", b"unfinished")
+    writer.close()
+    files = log_files(str(path), 4)
+    assert files[-1] == str(path) and len(files) > 1  # it did rotate
+    entries = list(read_log(str(path), driver, 4))
+    texts = [(e.stream, e.text) for e in entries]
+    assert texts[-1] == ("stdout", b"unfinished")
+    assert ("stdout", b"two\n") in texts  # "tw" + "o\n", with stderr in between
+    assert texts.index(("stderr", b"warning\n")) < texts.index(("stdout", b"two\n"))
+    assert [t for s, t in texts if t.startswith(b"line")][-1] == b"line 4\n"
+    assert all(e.time for e in entries)
+
+
+def test_read_log_skips_garbage_lines(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    path.write_bytes(b"not a log line\nT stdout F ok\n")
+    assert [e.text for e in read_log(str(path))] == [b"ok\n"]
+    with pytest.raises(InvalidArgument, match="'none'"):
+        list(read_log(str(path), "none"))
