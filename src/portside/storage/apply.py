@@ -385,6 +385,10 @@ class _Applier:
         self.unpacked = 0
         self.lower_fds: list[int] = []
         self._lower_lock = threading.Lock()
+        self._euid, self._egid = os.geteuid(), os.getegid()
+        self._umask = _current_umask()
+        # fresh layer dir, no setgid dirs until finish(): creation sets owner and mode
+        self._fast_meta = self.overlay and not os.fstat(root_fd).st_mode & stat.S_ISGID
 
     # ---- bookkeeping
 
@@ -472,8 +476,8 @@ class _Applier:
         else:
             if self.opts.chown:
                 os.fchown(fd, st.st_uid, st.st_gid)
-            os.fchmod(fd, stat.S_IMODE(st.st_mode))
-            # its mtime after its children are in (list.append is atomic)
+            # its mode (maybe setgid) and mtime once its children are in
+            # (list.append is atomic)
             self.implicit_dirs.append((rel, stat.S_IMODE(st.st_mode), st.st_mtime_ns))
         return fd
 
@@ -713,11 +717,23 @@ class _Applier:
     def _t_whiteout(self, pfut: Future[int], name: str) -> None:
         os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfut.result())
 
+    def _create_mode(self, member: tarfile.TarInfo) -> int:
+        return member.mode & 0o777 if self._fast_meta else 0o600
+
     def _finish_file(self, fd: int, member: tarfile.TarInfo, entry: str) -> None:
-        if self.opts.chown:
+        # Every metadata call dirties the inode in the journal again, so the
+        # common case (root-owned, plain mode, fresh overlay layer) skips what
+        # creation already got right: the owner is ours (no setgid dirs exist
+        # until finish()) and the mode went through an umask that keeps it.
+        mode = member.mode & 0o7777
+        if self.opts.chown and not (
+            self._fast_meta and member.uid == self._euid and member.gid == self._egid
+        ):
             os.fchown(fd, member.uid, member.gid)
-        os.fchmod(fd, member.mode & 0o7777)  # after chown, which clears setuid
-        self._set_xattrs(fd, member, entry)
+        if not self._fast_meta or mode & 0o7000 or mode & self._umask:
+            os.fchmod(fd, mode)  # after chown, which clears setuid
+        if member.pax_headers:
+            self._set_xattrs(fd, member, entry)
         ns = _mtime_ns(member)
         os.utime(fd, ns=(ns, ns))
 
@@ -726,7 +742,7 @@ class _Applier:
     ) -> None:
         pfd = pfut.result()
         self._make_room(pfd, name)
-        fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=pfd)
+        fd = os.open(name, _FILE_FLAGS, self._create_mode(member), dir_fd=pfd)
         try:
             view = memoryview(data)
             while view:
@@ -743,7 +759,7 @@ class _Applier:
         reader cannot seek in a stream, so the sparse map is followed here:
         the archive holds the data blocks one after the other)."""
         src = cast(IO[bytes], tf.fileobj)
-        fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=pfd)
+        fd = os.open(name, _FILE_FLAGS, self._create_mode(member), dir_fd=pfd)
         try:
             if member.sparse is not None:
                 sparse: list[tuple[int, int]] = list(cast(Any, member.sparse))
@@ -761,7 +777,8 @@ class _Applier:
         self._make_room(pfd, name)
         # The target is only text: a symlink may point anywhere, we never follow it.
         os.symlink(member.linkname, name, dir_fd=pfd)
-        self._own(pfd, name, member)
+        if not (self._fast_meta and member.uid == self._euid and member.gid == self._egid):
+            self._own(pfd, name, member)
         if member.pax_headers:
             self._set_xattrs(f"/proc/self/fd/{pfd}/{name}", member, entry)
         ns = _mtime_ns(member)
@@ -884,6 +901,18 @@ class _Applier:
         for rel, (mode, ns) in final.items():
             self._submit(self._t_dir_final, rel, mode, ns)
         self.drain()
+
+
+def _current_umask() -> int:
+    """The umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777  # unknown: never trust creation to get the mode right
 
 
 def _done(value: int) -> Future[int]:
