@@ -382,3 +382,39 @@ def test_hook_state_and_failing_hook_cleans_up(
     assert r.returncode == 1 and b"createRuntime hook #0" in r.stderr
     assert ok(rt("list", "-q")) == ""
     assert cgroup_dirs(f"portside-test-{os.getpid()}-{tmp_path.name}") == []
+
+
+def test_events_reports_an_oom_kill(rt: Runtime, tmp_path: Path, rootfs_template: Path) -> None:
+    script = "sleep 0.5; dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 1000"
+    b = bundle(tmp_path, rootfs_template, ["sh", "-c", script])
+    spec = json.loads((b / "config.json").read_text())
+    spec["linux"]["resources"]["memory"] = {"limit": 16 * 1024 * 1024}
+    (b / "config.json").write_text(json.dumps(spec))
+    ok(rt("create", "-b", str(b), "oom"))
+    events = subprocess.Popen(
+        [*rt.argv, "events", "--interval", "10s", "oom"], stdout=subprocess.PIPE
+    )
+    try:
+        time.sleep(0.3)
+        ok(rt("start", "oom"))
+        assert events.stdout is not None
+        line = events.stdout.readline()
+        assert json.loads(line) == {"type": "oom", "id": "oom"}
+    finally:
+        events.kill()
+        events.wait()
+        rt("delete", "-f", "oom")
+
+
+def test_bad_seccomp_profile_is_a_config_error(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    b = bundle(tmp_path, rootfs_template, ["true"])
+    spec = json.loads((b / "config.json").read_text())
+    spec["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_NOPE"}
+    (b / "config.json").write_text(json.dumps(spec))
+    r = rt("run", "-b", str(b), "sc")
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1
+    assert b"SCMP_ACT_NOPE" in r.stderr
+    assert ok(rt("list", "-q")) == ""
+    assert cgroup_dirs(f"portside-test-{os.getpid()}-{tmp_path.name}") == []

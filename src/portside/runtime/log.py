@@ -47,6 +47,10 @@ def _emit(level: str, msg: str) -> bool:
     return False
 
 
+def is_debug() -> bool:
+    return bool(_settings["debug"])
+
+
 def error(msg: str) -> None:
     if _emit("error", msg):
         sys.stderr.write(msg + "\n")

@@ -511,7 +511,53 @@ SCENARIOS: list[Scenario] = [
         ),
     ),
     Scenario("hooks", ["true"], mutate=_hooks, check=_hooks_check),
+    Scenario(
+        "seccomp-errno-and-arg-compare",
+        _sh(
+            "grep '^Seccomp:' /proc/self/status; mkdir /tmp/d 2>/dev/null || echo mkdir-denied; "
+            "kill -0 $$ && echo sig0-ok; kill -USR1 $$ 2>/dev/null || echo usr1-denied"
+        ),
+        mutate=lambda b: b.spec["linux"].update(seccomp=SECCOMP_PROFILE),
+        check=_expect("Seccomp:\t2\nmkdir-denied\nsig0-ok\nusr1-denied"),
+    ),
+    Scenario(
+        "seccomp-without-no-new-privileges",
+        _sh("grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status"),
+        mutate=_chain(
+            lambda b: b.spec["linux"].update(seccomp=SECCOMP_PROFILE),
+            _set("process.noNewPrivileges", False),
+        ),
+        check=_expect("NoNewPrivs:\t0\nSeccomp:\t2"),
+    ),
+    Scenario(
+        "memory-limit-oom-kills",
+        _sh("dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo $?"),
+        mutate=_set("linux.resources.memory", {"limit": 16 * 1024 * 1024}),
+        check=_expect("137"),
+    ),
+    Scenario(
+        "pids-limit-stops-a-fork-bomb",
+        _sh("for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do sleep 30 & done; echo forked"),
+        mutate=_set("linux.resources.pids", {"limit": 8}),
+        exit_code=2,  # busybox sh gives up when fork fails
+        check=lambda b, r: _assert(b"can't fork" in r.stderr, r.stderr.decode()),
+    ),
 ]
+
+
+SECCOMP_PROFILE: dict[str, Any] = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+        {
+            "names": ["kill"],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": 1,
+            "args": [{"index": 1, "value": 10, "op": "SCMP_CMP_EQ"}],
+        },
+    ],
+}
 
 
 def _assert(cond: bool, msg: str) -> None:

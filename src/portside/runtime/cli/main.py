@@ -140,12 +140,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except OSError as e:
-        # an unexpected system error still gets runc's one-line shape
-        where = f"{e.filename}: " if e.filename else ""
-        msg = f"{where}{(e.strerror or str(e)).lower()}"
+    except Exception as e:
+        # an unexpected failure still gets runc's one-line shape (--debug adds the trace)
+        if isinstance(e, OSError) and e.strerror:
+            where = f"{e.filename}: " if e.filename else ""
+            msg = f"{where}{e.strerror.lower()}"
+        else:
+            msg = f"{type(e).__name__}: {e}"
         if verb in ("create", "run"):
             msg = f"{prog} {verb} failed: {msg}"
+        if log.is_debug():
+            import traceback
+
+            traceback.print_exc()
         log.error(msg)
         return 1
     finally:

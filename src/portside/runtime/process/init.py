@@ -41,6 +41,7 @@ class Options:
         self.is_exec = False
         self.id = ""
         self.host_pid = 0
+        self.seccomp_conn: Any = None  # listenerPath, connected as early as the console
         self.console_conn: Any = None  # connected before any namespace is entered
         self.close_fds: list[int] = []  # the runtime's own (its state lock): not ours to hold
 
@@ -80,9 +81,7 @@ def _preload(cfg: Config, proc: Process) -> None:
     if cfg.seccomp:
         from portside.runtime import seccomp
 
-        prepare = getattr(seccomp, "prepare", None)
-        if prepare is not None:
-            prepare()
+        seccomp.prepare()
 
 
 def stage1(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoReturn:
@@ -98,6 +97,11 @@ def stage1(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoRet
             if opts.console_socket is None:
                 raise PortsideError("cannot allocate tty if no console socket is given")
             opts.console_conn = console.connect(opts.console_socket)
+        listener = (cfg.seccomp or {}).get("listenerPath")
+        if listener:
+            from portside.runtime import console
+
+            opts.seccomp_conn = console.connect(listener)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         own_user = False
         if opts.join_pid is not None:
@@ -182,7 +186,7 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
 
         run_hooks("createContainer", hooks.get("createContainer", []), msg["state"])
     fifo = opts.fifo_fd
-    if hooks.get("startContainer"):
+    if hooks.get("startContainer") or (cfg.seccomp or {}).get("listenerPath"):
         opts.host_pid = _host_pid()
     if opts.no_pivot:
         rootfs.move_root(cfg.rootfs)
@@ -296,7 +300,7 @@ def finish(cfg: Config, proc: Process, ch: sync.Channel, opts: Options, fifo: in
     if cfg.seccomp and proc.no_new_privileges:
         seccomp_fd = _load_seccomp(cfg)
     if seccomp_fd is not None:
-        _send_seccomp_fd(cfg, seccomp_fd)
+        _send_seccomp_fd(cfg, opts, seccomp_fd)
     for fd in range(3, 3 + opts.preserve_fds):
         with contextlib.suppress(OSError):
             os.set_inheritable(fd, True)
@@ -400,21 +404,27 @@ def _load_seccomp(cfg: Config) -> int | None:
     return seccomp.load_seccomp(cfg.seccomp or {})
 
 
-def _send_seccomp_fd(cfg: Config, fd: int) -> None:
-    """SCMP_ACT_NOTIFY: the listener goes to linux.seccomp.listenerPath, as runc sends it."""
-    path = (cfg.seccomp or {}).get("listenerPath")
-    if not path:
+def _send_seccomp_fd(cfg: Config, opts: Options, fd: int) -> None:
+    """SCMP_ACT_NOTIFY: the listener fd goes to linux.seccomp.listenerPath with the state."""
+    if opts.seccomp_conn is None:
         os.close(fd)
         return
     import socket
 
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    from portside.runtime import seccomp
+
+    state: dict[str, Any] = {
+        "ociVersion": "1.3.0",
+        "id": opts.id,
+        "status": "creating",
+        "pid": opts.host_pid,
+        "bundle": cfg.bundle,
+    }
+    meta = (cfg.seccomp or {}).get("listenerMetadata", "")
     try:
-        s.connect(path)
-        meta = (cfg.seccomp or {}).get("listenerMetadata", "")
-        socket.send_fds(s, [meta.encode() or b"{}"], [fd])
+        socket.send_fds(opts.seccomp_conn, [seccomp.listener_message(state, metadata=meta)], [fd])
     finally:
-        s.close()
+        opts.seccomp_conn.close()
         os.close(fd)
 
 

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 
-from portside.errors import RuntimeFailure
+from portside.errors import InvalidDocument, RuntimeFailure
 from portside.linux import libc
 from portside.runtime import cgroupctl, namespaces
 from portside.runtime.container import Container, now_rfc3339, process_start_time
@@ -35,6 +35,19 @@ def make_cgroup(cid: str, cfg: Config, systemd: bool) -> Any:
         mgr.destroy()
         raise
     return mgr
+
+
+def prepare_seccomp(cfg: Config) -> None:
+    """Compile the filter here, before any fork: a bad profile is a config error that
+    leaves nothing behind, and the child inherits the compiled program."""
+    if not cfg.seccomp:
+        return
+    from portside.runtime import seccomp
+
+    try:
+        seccomp.prepare(cfg.seccomp)
+    except ValueError as e:
+        raise InvalidDocument(str(e)) from None
 
 
 def _spawn(cfg: Config, proc: Process, opts: Options, mgr: Any) -> tuple[int, sync.Channel]:
@@ -110,6 +123,7 @@ def create(
     from portside.runtime import specconv
 
     cfg = specconv.convert(specconv.load_spec(bundle), bundle)
+    prepare_seccomp(cfg)
     if cfg.process.terminal and console_socket is None and detached:
         raise RuntimeFailure(
             "cannot allocate tty if runc will detach without setting console socket"
@@ -257,7 +271,13 @@ def wait_gone(c: Container, timeout: float = 10.0) -> None:
 
 def destroy(c: Container) -> None:
     """Everything after the init is gone: poststop hooks, cgroup, state."""
-    mgr = c.cgroup()
+    try:
+        mgr = c.cgroup()
+    except Exception as e:  # a damaged state must not make the container undeletable
+        from portside.runtime import log
+
+        log.warning(f"cannot restore the cgroup manager of {c.id}: {e}")
+        mgr = None
     if mgr is not None:
         try:
             for p in mgr.pids():
@@ -341,6 +361,7 @@ def exec_process(
             "cannot allocate tty if runc will detach without setting console socket"
         )
     cfg = specconv.convert(c.config, c.bundle)
+    prepare_seccomp(cfg)
     opts = Options()
     opts.id = c.id
     opts.is_exec = True

@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs start-up time on every container run
+if TYPE_CHECKING:
+    from typing import Any
 
 # message types
 HELLO = "hello"  # stage 1 -> parent: forked (and unshared the user ns if asked)
