@@ -161,3 +161,15 @@ def test_compiled_programs_are_cached_on_disk(tmp_path: Path) -> None:
     other = dict(profile, defaultErrnoRet=1)
     sc.cached_compile(other, str(tmp_path))
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_features_report_what_the_kernel_supports() -> None:
+    feats = sc.features()
+    assert feats["enabled"] is True
+    assert set(feats["actions"]) <= set(sc.ACTIONS)
+    assert "SCMP_ACT_ALLOW" in feats["actions"] and "SCMP_ACT_ERRNO" in feats["actions"]
+    assert "SCMP_ARCH_X86_64" in feats["archs"] or "SCMP_ARCH_AARCH64" in feats["archs"]
+    assert feats["knownFlags"] == list(sc.FLAGS)
+    # TSYNC is older than any kernel this runs on (3.17)
+    assert "SECCOMP_FILTER_FLAG_TSYNC" in feats["supportedFlags"]
+    assert lib.flag_supported(1 << 30) is False  # a flag no kernel has

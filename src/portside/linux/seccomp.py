@@ -356,3 +356,17 @@ def notif_send(fd: int, notif_id: int, *, val: int = 0, error: int = 0, flags: i
     import struct
 
     fcntl.ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, struct.pack("<QqiI", notif_id, val, error, flags))
+
+
+def flag_supported(flag: int) -> bool:
+    """Probe the kernel: a known flag with a NULL program fails EFAULT, an unknown one EINVAL."""
+    if flag & SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV:
+        flag |= SECCOMP_FILTER_FLAG_NEW_LISTENER  # only valid with a listener
+    libc = ctypes.CDLL(None, use_errno=True)
+    rc = libc.syscall(
+        ctypes.c_long(_seccomp_syscall_nr()),
+        ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
+        ctypes.c_uint(flag),
+        ctypes.c_void_p(None),
+    )
+    return rc < 0 and ctypes.get_errno() == 14  # EFAULT

@@ -587,3 +587,34 @@ def default_profile() -> dict[str, Any]:
     data = json.loads(text)
     assert isinstance(data, dict)
     return data
+
+
+_ACTION_VALUES = {
+    "SCMP_ACT_KILL": lib.SCMP_ACT_KILL_THREAD,
+    "SCMP_ACT_KILL_PROCESS": lib.SCMP_ACT_KILL_PROCESS,
+    "SCMP_ACT_KILL_THREAD": lib.SCMP_ACT_KILL_THREAD,
+    "SCMP_ACT_TRAP": lib.SCMP_ACT_TRAP,
+    "SCMP_ACT_ERRNO": lib.SCMP_ACT_ERRNO_BASE,
+    "SCMP_ACT_TRACE": lib.SCMP_ACT_TRACE_BASE,
+    "SCMP_ACT_ALLOW": lib.SCMP_ACT_ALLOW,
+    "SCMP_ACT_LOG": lib.SCMP_ACT_LOG,
+    "SCMP_ACT_NOTIFY": lib.SCMP_ACT_NOTIFY,
+}
+
+
+def features() -> dict[str, Any]:
+    """linux.seccomp of `portside-runtime features`, from what this kernel and libseccomp do."""
+    if not lib.available():
+        return {"enabled": False}
+    actions = [a for a in ACTIONS if lib.action_available(_ACTION_VALUES[a])]
+    if "SCMP_ACT_NOTIFY" in actions and lib.api_level() < 6:
+        actions.remove("SCMP_ACT_NOTIFY")
+    archs = [a for a in ARCHITECTURES if lib.resolve_arch(a.removeprefix("SCMP_ARCH_").lower())]
+    return {
+        "enabled": True,
+        "actions": actions,
+        "operators": list(OPERATORS),
+        "archs": archs,
+        "knownFlags": list(FLAGS),
+        "supportedFlags": [f for f in FLAGS if lib.flag_supported(lib.FILTER_FLAGS[f])],
+    }
