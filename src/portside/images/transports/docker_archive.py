@@ -328,21 +328,27 @@ class DockerArchiveWriter:
         if compression not in (None, "gzip", "zstd"):
             raise UnsupportedMediaType(f"layer {blob.digest}: {compression} compression")
         diff = DigestVerifier()
+        # A plain sha256-addressed tar is its own diffID: verifying it is hashing it.
+        is_plain = compression is None and Digest.parse(blob.digest).algorithm == "sha256"
 
         def hashed() -> Iterator[bytes]:
             for chunk in plain:
-                diff.update(chunk)
+                if not is_plain:
+                    diff.update(chunk)
                 yield chunk
             for _ in raw:  # the rest after the compressed stream's end, so it is verified
                 pass
+
+        def diff_digest() -> Digest:
+            return Digest.parse(blob.digest) if is_plain else diff.digest()
 
         placeholder = "0" * 64 + ".tar"
         with self._lock:
             mark = self._tar.mark()
             self._tar.add_stream(
-                placeholder, hashed(), final_name=lambda: f"{diff.digest().hex}.tar"
+                placeholder, hashed(), final_name=lambda: f"{diff_digest().hex}.tar"
             )
-            diff_id = str(diff.digest())
+            diff_id = str(diff_digest())
             if diff_id in self._layers_written:
                 self._tar.rollback(mark)
             self._layers_written.add(diff_id)
