@@ -38,6 +38,7 @@ class FaultProxy:
         self.cut_blob: str | None = None  # digest whose first full GET is cut midway
         self.slow_blob: str | None = None  # digest served slowly
         self.fail_503: int = 0  # answer this many blob GETs with 503 first
+        self.manifest_type: str | None = None  # replace manifests' Content-Type
         self._cut_done = False
         self._lock = threading.Lock()
         proxy = self
@@ -80,6 +81,12 @@ class FaultProxy:
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
                     if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                        if (
+                            k.lower() == "content-type"
+                            and proxy.manifest_type
+                            and "/manifests/" in self.path
+                        ):
+                            v = proxy.manifest_type
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -189,6 +196,18 @@ def test_cut_connection_resumes_with_range(
     assert gets[0] is None and gets[1] is not None and gets[1].startswith("bytes=")
     assert 0 < int(gets[1][6:].rstrip("-")) <= big["size"] // 2
     assert _store().verify_all() == []
+
+
+@pytest.mark.timeout(60)
+def test_schema1_manifest_refused_in_one_line(
+    proxy: FaultProxy, pushed_images: dict[str, str]
+) -> None:
+    proxy.manifest_type = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+    ref = pushed_images["busybox"].split("/", 1)[1]
+    r = portside("pull", f"{proxy.host}/{ref}", check=False)
+    assert r.returncode == 125
+    assert r.stderr.count("\n") == 1 and "schema 1" in r.stderr
+    assert list(_store().blobs()) == []
 
 
 @pytest.mark.timeout(120)
