@@ -189,11 +189,30 @@ def test_bad_values_give_one_line_naming_the_field(mgr: V1Manager) -> None:
         mgr.apply_resources({"unified": {"memory.high": "1M"}})
 
 
-def test_hugetlb_without_a_v1_controller_is_a_clear_error(mgr: V1Manager) -> None:
+def test_hugetlb_on_a_hybrid_host_uses_the_cgroup2_controller(mgr: V1Manager) -> None:
     if "hugetlb" in mgr.paths:
-        pytest.skip("hugetlb is a v1 controller here; the error path cannot be reached")
-    with pytest.raises(CgroupError, match="hugetlb cgroup controller is not mounted"):
-        mgr.apply_resources({"hugepageLimits": [{"pageSize": "2MB", "limit": 2 << 20}]})
+        pytest.skip("hugetlb is a v1 controller here; the hybrid path cannot be reached")
+    mounts = cgroups.read_mounts()
+    root = mounts.unified
+    has = root is not None and "hugetlb" in Path(root, "cgroup.controllers").read_text().split()
+    limits = [{"pageSize": "2MB", "limit": 4 << 20}]
+    if not has:
+        with pytest.raises(CgroupError, match="hugetlb cgroup controller is not mounted"):
+            mgr.apply_resources({"hugepageLimits": limits})
+        return
+    assert root is not None
+    control = Path(root, "cgroup.subtree_control")
+    enabled_before = "hugetlb" in control.read_text().split()
+    try:
+        mgr.apply_resources({"hugepageLimits": limits})
+        unified = Path(mgr.paths["unified"])
+        assert (unified / "hugetlb.2MB.max").read_text().strip() == str(4 << 20)
+        assert mgr.stats()["hugetlb"]["2MB"] == {"max": 4 << 20, "failcnt": 0}
+    finally:
+        mgr.destroy()
+        if not enabled_before:  # leave the host's cgroup2 root as we found it
+            control.write_text("-hugetlb")
+    assert ("hugetlb" in control.read_text().split()) == enabled_before
 
 
 def test_shares_out_of_range_are_reported_like_runc(mgr: V1Manager) -> None:

@@ -372,12 +372,42 @@ class V1Manager(CgroupManager):
                 fs.write(path, name, f"{major}:{minor} {rate}")
 
     def _set_hugetlb(self, limits: list[tuple[str, int]]) -> None:
+        if "hugetlb" not in self.paths and self._unified_has("hugetlb"):
+            self._set_hugetlb_unified(limits)
+            return
         path = self._need("hugetlb", "hugepageLimits")
         for size, limit in limits:
             fs.write(path, f"hugetlb.{size}.limit_in_bytes", limit)
             rsvd = f"hugetlb.{size}.rsvd.limit_in_bytes"
             if os.path.exists(os.path.join(path, rsvd)):
                 fs.write(path, rsvd, limit)
+
+    def _unified_has(self, controller: str) -> bool:
+        """Hybrid host whose cgroup2 hierarchy owns `controller` (hugetlb on this machine)."""
+        path = self.paths.get(UNIFIED)
+        mounts = read_mounts()
+        if not path or not mounts.unified:
+            return False
+        return controller in (fs.read_optional(mounts.unified, "cgroup.controllers") or "").split()
+
+    def _set_hugetlb_unified(self, limits: list[tuple[str, int]]) -> None:
+        """runc gives up here ("container could not join or create cgroup"); we use the
+        controller where the host has it: enabled down the cgroup2 path to our directory,
+        then the v2 files (hugetlb.<size>.max)."""
+        path = self.paths[UNIFIED]
+        root = read_mounts().unified
+        assert root is not None
+        rel = os.path.relpath(path, root)
+        current = root
+        for part in [p for p in rel.split("/") if p and p != "."]:
+            enabled = (fs.read_optional(current, "cgroup.subtree_control") or "").split()
+            if "hugetlb" not in enabled:
+                fs.write(current, "cgroup.subtree_control", "+hugetlb")
+            current = os.path.join(current, part)
+        for size, limit in limits:
+            fs.write(path, f"hugetlb.{size}.max", limit)
+            if os.path.exists(os.path.join(path, f"hugetlb.{size}.rsvd.max")):
+                fs.write(path, f"hugetlb.{size}.rsvd.max", limit)
 
     def _set_network(self, net: dict[str, Any]) -> None:
         if net.get("classID") is not None:
@@ -515,6 +545,9 @@ class V1Manager(CgroupManager):
 
     def _hugetlb_stats(self) -> dict[str, Any]:
         path = self.paths.get("hugetlb")
+        unified = self.paths.get(UNIFIED)
+        if not path and unified and os.path.isdir(unified):
+            return self._hugetlb_stats_unified(unified)
         if not path or not os.path.isdir(path):
             return {}
         out = {}
@@ -523,6 +556,20 @@ class V1Manager(CgroupManager):
                 "usage": fs.read_uint(path, f"hugetlb.{size}.usage_in_bytes"),
                 "max": fs.read_uint(path, f"hugetlb.{size}.max_usage_in_bytes"),
                 "failcnt": fs.read_uint(path, f"hugetlb.{size}.failcnt"),
+            }
+            out[size] = fs.omitempty(entry, "usage", "max")
+        return out
+
+    @staticmethod
+    def _hugetlb_stats_unified(path: str) -> dict[str, Any]:
+        out = {}
+        for size in res.hugepage_sizes():
+            if not os.path.exists(os.path.join(path, f"hugetlb.{size}.current")):
+                continue
+            entry = {
+                "usage": fs.read_uint(path, f"hugetlb.{size}.current"),
+                "max": fs.read_limit(path, f"hugetlb.{size}.max"),
+                "failcnt": fs.read_flat_keyed(path, f"hugetlb.{size}.events").get("max", 0),
             }
             out[size] = fs.omitempty(entry, "usage", "max")
         return out
