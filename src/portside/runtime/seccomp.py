@@ -366,8 +366,12 @@ def _add_rule(
 
 
 def validate_seccomp(config: Mapping[str, Any]) -> None:
-    """Raise InvalidSeccompConfig (a ValueError) with one line if the profile cannot load."""
-    compile_seccomp(config)
+    """Raise InvalidSeccompConfig (a ValueError) with one line if the profile cannot load.
+
+    The compiled program is kept, so a child forked after this finds it in
+    load_seccomp() and does no libseccomp work of its own.
+    """
+    prepare(config)
 
 
 def install(compiled: CompiledFilter) -> int | None:
