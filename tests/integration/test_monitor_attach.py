@@ -108,3 +108,21 @@ def test_without_stdin_once_a_vanished_writer_leaves_stdin_open(monitors: Monito
         again.read_until(b"second")
         again.close_stdin()
     assert handle.wait(timeout=60).exit_code == 0
+
+
+def test_defer_start_lets_a_client_attach_before_any_output(monitors: Monitors) -> None:
+    handle = monitors.start(["sh", "-c", "echo first-line; exit 4"], defer_start=True)
+    assert handle.state()["status"] == "created"  # type: ignore[index]
+    assert monitors.runtime_state(handle.id)["status"] == "created"  # type: ignore[index]
+    with handle.attach() as a:
+        assert handle.start() == handle.init_pid
+        a.read_until(b"first-line")  # no replay configured: it saw it live
+    assert handle.wait(timeout=60).exit_code == 4
+
+
+def test_stopping_a_created_container_ends_the_monitor(monitors: Monitors) -> None:
+    handle = monitors.start(["sleep", "1000"], defer_start=True, restart="always")
+    handle.stop("KILL")
+    status = handle.wait(timeout=60)
+    assert (status.exit_code, status.restart_count, status.started_at) == (137, 0, "")
+    assert monitors.runtime_state(handle.id) is None

@@ -302,6 +302,10 @@ class MonitorHandle:
     def reopen_log(self) -> None:
         self.control({"op": "reopen_log"})
 
+    def start(self) -> int:
+        """Start a container spawned with defer_start; returns the init's PID."""
+        return int(self.control({"op": "start"})["pid"])
+
     def stop(self, signal: int | str = 15, timeout: float = 10.0) -> None:
         """Signal the container, SIGKILL after timeout; the restart policy stands down."""
         self.control({"op": "stop", "signal": signal, "timeout": timeout})

@@ -23,6 +23,8 @@ only argument. Version 1, every key but the first four optional::
       "stdin": false,                       keep a stdin pipe (or the pty) open for attach
       "stdin_once": false,                  close the stdin pipe when the first client that
                                             sent input goes away (docker's StdinOnce)
+      "defer_start": false,                 create only; start on the control op "start"
+                                            (so clients can attach before any output)
       "attach_replay": 0,                   bytes of recent output replayed to a new attach client
       "restart": "on-failure:2",            no | on-failure[:N] | always | unless-stopped, or
                                             {"policy": .., "max_retries": N,
@@ -34,8 +36,13 @@ only argument. Version 1, every key but the first four optional::
     }
 
 The handshake on `sync_fd` is `{"pid": INIT_PID, "monitor_pid": PID}` once the
-container is started, or `{"error": "ONE LINE"}` (the runtime's own error line
-when it failed). Durations are seconds (numbers).
+container is started (with defer_start: created), or `{"error": "ONE LINE"}`
+(the runtime's own error line when it failed). Durations are seconds (numbers).
+
+Control socket ops (one JSON line each way): `{"op": "status"}`, `{"op": "start"}`
+(defer_start), `{"op": "stop", "signal": 15, "timeout": 10}` (no restart follows),
+`{"op": "resize", "rows": R, "cols": C}`, `{"op": "reopen_log"}`, `{"op": "modules"}`.
+Replies are `{"ok": true, ...}`, the status document, or `{"error": "ONE LINE"}`.
 
 Files the monitor keeps, each written atomically (temp name + rename):
 `EXIT_DIR/ID` once it is done, `{"exit_code", "signal", "oom_killed",
@@ -199,6 +206,7 @@ class MonitorConfig:
         "attach_socket",
         "bundle",
         "control_socket",
+        "defer_start",
         "exit_dir",
         "healthcheck",
         "id",
@@ -265,6 +273,7 @@ class MonitorConfig:
         self.terminal = _bool(doc, "terminal")
         self.stdin = _bool(doc, "stdin")
         self.stdin_once = _bool(doc, "stdin_once")
+        self.defer_start = _bool(doc, "defer_start")
         self.attach_replay = _int(doc, "attach_replay", 0)
         self.restart = RestartPolicy.parse(doc.get("restart"))
         self.healthcheck = HealthConfig.parse(doc.get("healthcheck"))

@@ -173,7 +173,7 @@ class Monitor:
         _, status = os.waitpid(pid, 0)
         return proc.exit_code(status)[0], b"".join(chunks).decode("utf-8", "replace")
 
-    def start_container(self) -> None:
+    def start_container(self, start: bool = True) -> None:
         """RUNTIME create (stdio pipes, or a pty over the console socket), then RUNTIME start."""
         cfg = self.cfg
         try:
@@ -241,11 +241,6 @@ class Monitor:
             self.init_pid = int(read_file(cfg.pid_file).strip() or b"0")
             self.oom_file = oom_counter_file(self.init_pid)
             self.oom_base = read_oom_kills(self.oom_file)
-            code, err = self.runtime("start", cfg.id)
-            if code != 0:
-                self.runtime("delete", "--force", cfg.id)
-                self.close_container_fds()
-                raise RuntimeFailure(_error_line(err.encode(), f"runtime start exited with {code}"))
         finally:
             for fd in close_after:
                 os.close(fd)
@@ -255,14 +250,28 @@ class Monitor:
                     os.unlink(cfg.state_dir.rstrip("/") + "/console.sock")
                 except FileNotFoundError:
                     pass
-        self.started_at = rfc3339nano()
-        self.started_mono = _now()
-        self.status = "running"
+        self.status = "created"
         self.children[self.init_pid] = self.on_init_exit
         for fd in self.out_fds:
             self.watch(fd, POLLIN, self._output_handler(fd))
         if self.stdin_fd >= 0 and self.stdin_fd != self.pty_fd:
             os.set_blocking(self.stdin_fd, False)
+        if start:
+            self.start_created()
+        else:
+            self.write_state()
+
+    def start_created(self) -> None:
+        """RUNTIME start: the init execs the container's process."""
+        code, err = self.runtime("start", self.cfg.id)
+        if code != 0:
+            self.children.pop(self.init_pid, None)
+            self.runtime("delete", "--force", self.cfg.id)
+            self.close_container_fds()
+            raise RuntimeFailure(_error_line(err.encode(), f"runtime start exited with {code}"))
+        self.started_at = rfc3339nano()
+        self.started_mono = _now()
+        self.status = "running"
         self.write_state()
         if self.cfg.healthcheck is not None:
             self.health = HealthState(self.cfg.healthcheck)
@@ -542,6 +551,16 @@ class Monitor:
             return {"ok": True}
         if op == "modules":  # what the resident monitor has loaded (tests check it stays small)
             return {"modules": sorted(sys.modules)}
+        if op == "start":
+            if self.status != "created":
+                return {"error": f"container is {self.status}, not created"}
+            try:
+                self.start_created()
+            except (PortsideError, OSError) as exc:
+                self.last_exit = {"exit_code": -1, "error": str(exc), "finished_at": rfc3339nano()}
+                self.finish()
+                return {"error": str(exc)}
+            return {"ok": True, "pid": self.init_pid}
         if op == "stop":
             return self.stop(req.get("signal", 15), float(req.get("timeout", 10)))
         return {"error": f"unknown control op {op!r}"}
@@ -557,7 +576,7 @@ class Monitor:
                 self.restart_timer.active = False
             self.finish()
             return {"ok": True}
-        if self.status != "running":
+        if self.status not in ("running", "created"):
             return {"ok": True}
         code, err = self.runtime("kill", self.cfg.id, str(signal))
         if code != 0 and _running(self.init_pid):  # else it exited as we asked: no error
@@ -567,7 +586,7 @@ class Monitor:
         return {"ok": True}
 
     def kill_now(self) -> None:
-        if self.status == "running":
+        if self.status in ("running", "created"):
             self.runtime("kill", self.cfg.id, "9")
 
     # -- exit, restart -------------------------------------------------------
@@ -593,7 +612,10 @@ class Monitor:
         if ret != 0:
             self.runtime("delete", "--force", self.cfg.id)
         self.init_pid = 0
-        if not self.cfg.restart.should_restart(code, self.restart_count, self.stopped):
+        never_started = not self.started_at
+        if never_started or not self.cfg.restart.should_restart(
+            code, self.restart_count, self.stopped
+        ):
             self.finish()
             return
         if finished_mono - self.started_mono >= self.cfg.restart.reset_after:
@@ -911,7 +933,7 @@ def launch(path: str, sync_fd: int | None = None, forked: bool = False) -> None:
     monitor = Monitor(cfg)
     try:
         monitor.setup()
-        monitor.start_container()
+        monitor.start_container(start=not cfg.defer_start)
     except (PortsideError, OSError) as exc:
         monitor.last_exit = {"exit_code": -1, "error": str(exc), "finished_at": rfc3339nano()}
         monitor.status = "exited"
