@@ -463,3 +463,20 @@ def test_watch_oom_ends_when_the_cgroup_is_removed(mgr: V1Manager) -> None:
     mgr.destroy()  # the kernel signals the eventfd when the memory cgroup goes away
     watcher.join(30)
     assert done.is_set() and seen == []
+
+
+@pytest.mark.timeout(60)
+def test_check_before_update_refuses_a_limit_under_usage(mgr: V1Manager) -> None:
+    hold = "import sys\nx = bytearray(48 << 20)\nprint('ok', flush=True)\nsys.stdin.read()\n"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", hold],
+        preexec_fn=lambda: _join_self(mgr),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    mgr.started.append(proc)  # type: ignore[attr-defined]
+    assert proc.stdout is not None and proc.stdout.readline() == b"ok\n"
+    with pytest.raises(CgroupError, match="below the current usage"):
+        mgr.apply_resources({"memory": {"limit": 16 << 20, "checkBeforeUpdate": True}})
+    assert int(read(mgr, "memory", "memory.limit_in_bytes")) > 1 << 60
+    assert proc.poll() is None

@@ -259,3 +259,17 @@ def test_fake_v2_relative_path_goes_under_the_parent_of_our_cgroup(tmp_path: Pat
     )
     assert v2_path(str(root), "/abs/ctr", {"": "/user.slice/x"}) == str(root / "abs" / "ctr")
     assert mounts.mode == "v2"
+
+
+def test_fake_v2_check_before_update_refuses_a_limit_under_usage(
+    fake: tuple[Path, V2Manager],
+) -> None:
+    root, mgr = fake
+    mgr.create()
+    c = root / "machine" / "ctr1"
+    (c / "memory.current").write_text(str(100 << 20))
+    with pytest.raises(CgroupError, match="below the current usage"):
+        mgr.apply_resources({"memory": {"limit": 50 << 20, "checkBeforeUpdate": True}})
+    assert text(c / "memory.max") == "max"
+    mgr.apply_resources({"memory": {"limit": 50 << 20}})  # without the check the kernel decides
+    assert text(c / "memory.max") == str(50 << 20)

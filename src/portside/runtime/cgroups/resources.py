@@ -45,6 +45,7 @@ class Memory:
         self.kernel_tcp = kernel_tcp
         self.swappiness: int | None = None
         self.disable_oom_killer = disable_oom_killer
+        self.check_before_update = False
 
 
 def memory(m: dict[str, Any]) -> Memory:
@@ -55,6 +56,7 @@ def memory(m: dict[str, Any]) -> Memory:
         kernel_tcp=_opt(m, "kernelTCP", "memory", lo=-1, hi=_I64_MAX),
         disable_oom_killer=bool(m.get("disableOOMKiller")),
     )
+    out.check_before_update = bool(m.get("checkBeforeUpdate"))
     if out.swap == 0:
         out.swap = None  # 0 means "not set" to runc
     sw = m.get("swappiness")
@@ -143,6 +145,16 @@ def cpu(c: dict[str, Any]) -> Cpu:
             raise CgroupError(f"linux.resources.cpu.{key}: invalid list {value!r} (e.g. 0-2,4)")
         setattr(out, key, value.strip())
     return out
+
+
+def check_not_below_usage(limit: int | None, usage: int) -> None:
+    """memory.checkBeforeUpdate: refuse a limit under what the cgroup already uses, rather
+    than let the kernel reclaim or OOM-kill to meet it."""
+    if limit is not None and limit > 0 and usage > limit:
+        raise CgroupError(
+            f"linux.resources.memory.limit: rejecting memory limit {limit} below the"
+            f" current usage {usage} (checkBeforeUpdate)"
+        )
 
 
 def pids(p: dict[str, Any]) -> int | None:

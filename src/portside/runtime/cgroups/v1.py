@@ -253,6 +253,8 @@ class V1Manager(CgroupManager):
     def _set_memory(self, m: res.Memory) -> None:
         path = self._need("memory", "memory limits")
         limit, swap = m.limit, m.swap
+        if m.check_before_update:
+            res.check_not_below_usage(limit, fs.read_uint(path, "memory.usage_in_bytes"))
         has_memsw = os.path.exists(os.path.join(path, "memory.memsw.limit_in_bytes"))
         if limit == -1 and swap is None and has_memsw:
             swap = -1  # runc: an unlimited memory update lifts the swap limit too

@@ -190,6 +190,8 @@ class V2Manager(CgroupManager):
         bpfdev.install(self.path, rules)
 
     def _set_memory(self, m: res.Memory) -> None:
+        if m.check_before_update:
+            res.check_not_below_usage(m.limit, fs.read_uint(self.path, "memory.current"))
         swap = res.swap_to_v2(m.swap, m.limit)
         if m.limit == -1 and swap is None:
             swap = -1
