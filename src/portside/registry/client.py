@@ -93,6 +93,9 @@ class RegistryClient:
         self.auth = Authenticator(self._client, credentials, host)
         self._timeout = timeout
         self._ssl: ssl.SSLContext | None = None
+        self._pool_lock = threading.Lock()
+        self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+        self._conns: dict[int, tuple[str, str, http.client.HTTPConnection]] = {}
         self._scheme_checked = plain_http or tls_verify
 
     def _client(self) -> httpx.Client:
@@ -118,6 +121,11 @@ class RegistryClient:
     def close(self) -> None:
         if self._httpx is not None:
             self._httpx.close()
+        with self._pool_lock:
+            for idle in self._idle.values():
+                for conn in idle:
+                    conn.close()
+            self._idle.clear()
 
     @property
     def base_url(self) -> str:
@@ -136,7 +144,7 @@ class RegistryClient:
             return
         self._scheme_checked = True
         try:
-            self._raw_get(f"https://{self.host}/v2/", {}).close()
+            self._done(self._raw_get(f"https://{self.host}/v2/", {}))
         except (OSError, http.client.HTTPException):
             self.scheme = "http"
 
@@ -235,7 +243,7 @@ class RegistryClient:
                 _backoff(attempt)
                 attempt += 1
             finally:
-                resp.close()
+                self._done(resp)
         media_type = mt.base(content_type)
         if not media_type or media_type in ("application/json", "text/plain"):
             media_type = _sniff_media_type(raw)
@@ -339,7 +347,7 @@ class RegistryClient:
                 _backoff(attempt)
                 attempt += 1
             finally:
-                resp.close()
+                self._done(resp)
 
     def _raw_request(
         self,
@@ -372,7 +380,7 @@ class RegistryClient:
             body = b""
             with contextlib.suppress(OSError, http.client.HTTPException):
                 body = resp.read()
-            resp.close()
+            self._done(resp)
             if status == 401 and not answered:
                 answered = True
                 self.auth.answer(resp.getheader("www-authenticate", ""), scopes)
@@ -384,29 +392,68 @@ class RegistryClient:
             self._raise_raw(status, resp.reason, body, what)
 
     def _raw_get(self, url: str, headers: dict[str, str]) -> http.client.HTTPResponse:
-        """GET with http.client, following redirects (dropping auth when the host changes)."""
+        """GET with http.client, following redirects (dropping auth when the host changes).
+
+        Connections are kept alive and reused (see `_done`), so a pull of many blobs
+        from a TLS registry does not pay a handshake per blob.
+        """
         for _ in range(6):
             parts = urlsplit(url)
-            conn: http.client.HTTPConnection
-            if parts.scheme == "https":
-                conn = http.client.HTTPSConnection(
-                    parts.netloc, timeout=self._timeout, context=self._ssl_context()
-                )
-            else:
-                conn = http.client.HTTPConnection(parts.netloc, timeout=self._timeout)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
-            conn.request("GET", path, headers=headers)
-            resp = conn.getresponse()
+            conn, reused = self._take(parts.scheme, parts.netloc)
+            try:
+                conn.request("GET", path, headers=headers)
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                if not reused:
+                    raise
+                # the server closed an idle kept-alive connection: not a failure
+                conn = self._new_conn(parts.scheme, parts.netloc)
+                conn.request("GET", path, headers=headers)
+                resp = conn.getresponse()
+            self._conns[id(resp)] = (parts.scheme, parts.netloc, conn)
             if resp.status in (301, 302, 303, 307, 308) and resp.getheader("location"):
                 target = urljoin(url, resp.getheader("location", ""))
                 resp.read()
-                conn.close()
+                self._done(resp)
                 if urlsplit(target).netloc != parts.netloc:
                     headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
                 url = target
                 continue
             return resp
         raise RegistryError(f"{self.domain}: too many redirects for {url}")
+
+    def _new_conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        if scheme == "https":
+            return http.client.HTTPSConnection(
+                netloc, timeout=self._timeout, context=self._ssl_context()
+            )
+        return http.client.HTTPConnection(netloc, timeout=self._timeout)
+
+    def _take(self, scheme: str, netloc: str) -> tuple[http.client.HTTPConnection, bool]:
+        with self._pool_lock:
+            idle = self._idle.get((scheme, netloc))
+            if idle:
+                return idle.pop(), True
+        return self._new_conn(scheme, netloc), False
+
+    def _done(self, resp: http.client.HTTPResponse) -> None:
+        """Finish with a response: its connection goes back to the pool if it is clean."""
+        entry = self._conns.pop(id(resp), None)
+        # reusable only when the body was read to its end
+        clean = (resp.isclosed() or resp.length == 0) and not resp.will_close
+        resp.close()
+        if entry is None:
+            return
+        scheme, netloc, conn = entry
+        if clean:
+            with self._pool_lock:
+                idle = self._idle.setdefault((scheme, netloc), [])
+                if len(idle) < self._max_connections:
+                    idle.append(conn)
+                    return
+        conn.close()
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
