@@ -167,3 +167,30 @@ def test_cli_errors_are_one_line(registry: Registry) -> None:
     assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1
     r = portside("pull", "UPPER/case", check=False)
     assert r.returncode == 125 and "lowercase" in r.stderr
+
+
+@pytest.mark.interop
+@pytest.mark.timeout(120)
+def test_push_all_platforms_of_an_index(
+    registry: Registry, pushed_images: dict[str, str], fixture_layouts: dict[str, Path]
+) -> None:
+    need_tool("skopeo")
+    ref = pushed_images["multiplatform"]
+    portside("pull", "-q", ref)  # only the host's platform
+    target = f"{registry.host}/pushtest/multi:v1"
+    r = portside("push", "--all", ref, target, check=False)
+    assert r.returncode == 125 and "--all-platforms" in r.stderr
+    portside("pull", "-q", "--all-platforms", ref)
+    portside("push", "-q", "--all", ref, target)
+    layout = fixture_layouts["multiplatform"]
+    index_digest = json.loads((layout / "index.json").read_text())["manifests"][0]["digest"]
+    want = (layout / "blobs" / "sha256" / index_digest[7:]).read_bytes()
+    raw = skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{target}")
+    assert raw.encode() == want
+    for child in json.loads(want)["manifests"]:
+        skopeo(
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            f"docker://{target.split(':v1')[0]}@{child['digest']}",
+        )

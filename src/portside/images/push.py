@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from portside.errors import InvalidArgument
 from portside.images.copy import CopyOptions, CopyResult, copy
 from portside.images.store import ImageStore
 from portside.images.transports.local import LocalSource
@@ -19,10 +20,22 @@ def push_image(
     resolver: Resolver,
     options: CopyOptions | None = None,
     chunk_size: int | None = None,
+    all_platforms: bool = False,
 ) -> CopyResult:
-    """Push the image `text` to `destination` (default: its own name)."""
+    """Push the image `text` to `destination` (default: its own name); with
+    `all_platforms`, the whole index it was pulled through (every platform stored)."""
     options = options or CopyOptions()
     image = store.get(text)
+    index = None
+    if all_platforms:
+        from portside.images.store import normalize_name_safe
+
+        index = image.index_digests.get(normalize_name_safe(text))
+        if index is None and image.index_digests:
+            index = next(iter(image.index_digests.values()))
+        if index is None:
+            raise InvalidArgument(f"{text} was not pulled through an index: push it without --all")
+        options.all_platforms = True
     target = destination or text
     if target.startswith("docker://"):
         target = target[len("docker://") :]
@@ -40,7 +53,7 @@ def push_image(
     dest = RegistryDestination(
         client, ep.repo, ref.tag, mount_from=mount_from, chunk_size=chunk_size
     )
-    source = LocalSource(store, image)
+    source = LocalSource(store, image, index)
     try:
         result = copy(source, dest, options)
     finally:

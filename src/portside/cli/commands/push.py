@@ -34,6 +34,7 @@ from portside.errors import InvalidArgument
 )
 @click.option("--max-parallel", default=3, show_default=True, type=click.IntRange(1, 64))
 @click.option("--quiet", "-q", is_flag=True)
+@click.option("--all", "all_platforms", is_flag=True, help="Push the whole index (every platform).")
 @click.option("--digestfile", default=None, help="Write the pushed manifest digest here.")
 @creds_option
 @tls_verify_option
@@ -47,6 +48,7 @@ def push(
     chunk_size: int | None,
     max_parallel: int,
     quiet: bool,
+    all_platforms: bool,
     digestfile: str | None,
     creds: str | None,
     tls_verify: bool | None,
@@ -68,7 +70,7 @@ def push(
             compression=compression_format,
             progress=progress,
         )
-        result = push_image(store, image, destination, resolver, options, chunk_size)
+        result = push_image(store, image, destination, resolver, options, chunk_size, all_platforms)
     finally:
         if progress is not None:
             progress.close()

@@ -23,15 +23,25 @@ __all__ = ["LocalDestination", "LocalSource"]
 
 
 class LocalSource:
-    """Reads one stored image (its platform manifest) from the content store."""
+    """Reads one stored image (its platform manifest) from the content store, or with
+    `index` the whole index it was pulled through (`push --all`)."""
 
-    def __init__(self, store: ImageStore, image: ImageRecord) -> None:
+    def __init__(self, store: ImageStore, image: ImageRecord, index: str | None = None) -> None:
         self.store = store
         self.image = image
+        self.index = index
 
     def get_manifest(self, instance_digest: str | None = None) -> tuple[bytes, str]:
+        if instance_digest is None and self.index is not None:
+            raw = self.store.content.read_bytes(self.index)
+            return raw, _media_type_of(raw)
         digest = instance_digest or self.image.manifest_digest
-        raw = self.store.content.read_bytes(digest)
+        try:
+            raw = self.store.content.read_bytes(digest)
+        except NotFound:
+            raise NotFound(
+                f"manifest {digest} of the index is not stored (pull with --all-platforms)"
+            ) from None
         if instance_digest is None:
             return raw, self.image.media_type
         return raw, _media_type_of(raw)
