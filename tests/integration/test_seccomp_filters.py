@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from portside.errors import SeccompError
 from portside.linux import seccomp as lib
@@ -478,3 +480,42 @@ def test_no_enosys_stub_without_architectures() -> None:
     }
     _, result = in_child(cfg, lambda: raw(436, 1000, 1001, 0))
     assert result == -errno.EPERM
+
+
+_OPS = {
+    "SCMP_CMP_NE": lambda a, v, v2: a != v,
+    "SCMP_CMP_LT": lambda a, v, v2: a < v,
+    "SCMP_CMP_LE": lambda a, v, v2: a <= v,
+    "SCMP_CMP_EQ": lambda a, v, v2: a == v,
+    "SCMP_CMP_GE": lambda a, v, v2: a >= v,
+    "SCMP_CMP_GT": lambda a, v, v2: a > v,
+    # libseccomp masks the datum too (as runc sees it): (arg & mask) == (datum & mask)
+    "SCMP_CMP_MASKED_EQ": lambda a, v, v2: (a & v) == (v2 & v),
+}
+_VALUES = [0, 1, 2, 7, 8, 255, 256, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 1 << 32, (1 << 64) - 1]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    op=st.sampled_from(sorted(_OPS)),
+    value=st.sampled_from(_VALUES),
+    value_two=st.sampled_from(_VALUES),
+)
+def test_every_operator_matches_unsigned_64_bit_semantics(
+    op: str, value: int, value_two: int
+) -> None:
+    """The kernel's verdicts for one rule over many argument values, against plain Python."""
+    rule = {
+        "names": ["getpriority"],
+        "action": "SCMP_ACT_ERRNO",
+        "errnoRet": 77,
+        "args": [{"index": 1, "value": value, "valueTwo": value_two, "op": op}],
+    }
+
+    def body() -> Any:
+        return [raw(SYS_getpriority, 0, a - (1 << 64) if a >= 1 << 63 else a) for a in _VALUES]
+
+    _, result = in_child(allow_all(rule), body)
+    got = [r == -77 for r in result]
+    want = [_OPS[op](a, value, value_two) for a in _VALUES]
+    assert got == want
