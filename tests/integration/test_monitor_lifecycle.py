@@ -212,3 +212,19 @@ def test_zygote_leaves_when_idle(monitors: Monitors, monkeypatch: pytest.MonkeyP
 def test_zygote_reports_runtime_errors_like_a_direct_start(monitors: Monitors) -> None:
     with pytest.raises(RuntimeFailure, match="/no/such/program"):
         monitors.start(["/no/such/program"], zygote=True)
+
+
+def test_exit_command_runs_once_after_the_last_exit(monitors: Monitors, tmp_path: Path) -> None:
+    marker = tmp_path / "cleanup.txt"
+    script = f'echo "$PORTSIDE_CONTAINER_ID $PORTSIDE_EXIT_CODE $1" >> {marker}'
+    handle = monitors.start(
+        ["sh", "-c", "exit 2"],
+        restart={"policy": "on-failure", "max_retries": 1, "backoff": 0.05},
+        exit_command=["/bin/sh", "-c", script, "sh", "cleanup"],
+    )
+    status = handle.wait(timeout=60)
+    assert (status.exit_code, status.restart_count) == (2, 1)
+    # the command is detached: wait for its line, then make sure it is the only one
+    wait_for(lambda: log_lines(marker), "the exit command's line")
+    wait_for(lambda: not handle.alive(), "the monitor to leave")
+    assert log_lines(marker) == [f"{handle.id} 2 cleanup"]

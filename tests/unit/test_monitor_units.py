@@ -57,6 +57,8 @@ def test_config_defaults_follow_state_dir() -> None:
         ({"restart": "always:3"}, "needs on-failure"),
         ({"healthcheck": {"test": ["CMD"]}}, "healthcheck.test"),
         ({"attach_socket": "/" + "x" * 120}, "attach_socket: path longer"),
+        ({"exit_command": ["portside", "cleanup"]}, "exit_command"),
+        ({"defer_start": 1}, "defer_start"),
     ],
 )
 def test_config_errors_name_the_field(change: dict[str, Any], message: str) -> None:

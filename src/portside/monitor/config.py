@@ -31,6 +31,9 @@ only argument. Version 1, every key but the first four optional::
                                              "backoff": 0.1, "backoff_max": 10.0}
       "healthcheck": {"test": ["CMD-SHELL", "cat /ok"],   or ["CMD", argv...]; ["NONE"] = off
                       "interval": 30.0, "timeout": 30.0, "retries": 3, "start_period": 0.0},
+      "exit_command": ["/usr/bin/portside", "container", "cleanup", "c0ffee"],
+                                            run once, detached, after the exit file is written
+                                            (env PORTSIDE_CONTAINER_ID, PORTSIDE_EXIT_CODE)
       "sync_fd": 3,                         inherited pipe: one JSON line, then closed
       "monitor_log": null                   the monitor's own stderr (debugging)
     }
@@ -207,6 +210,7 @@ class MonitorConfig:
         "bundle",
         "control_socket",
         "defer_start",
+        "exit_command",
         "exit_dir",
         "healthcheck",
         "id",
@@ -277,6 +281,17 @@ class MonitorConfig:
         self.attach_replay = _int(doc, "attach_replay", 0)
         self.restart = RestartPolicy.parse(doc.get("restart"))
         self.healthcheck = HealthConfig.parse(doc.get("healthcheck"))
+        command = doc.get("exit_command")
+        if command is not None and (
+            not isinstance(command, list)
+            or not command
+            or not all(isinstance(a, str) for a in command)
+            or not command[0].startswith("/")
+        ):
+            raise InvalidArgument(
+                "monitor config exit_command: expected a list of strings, an absolute path first"
+            )
+        self.exit_command: list[str] | None = command
         sync_fd = doc.get("sync_fd")
         if sync_fd is not None and (type(sync_fd) is not int or sync_fd < 0):
             raise InvalidArgument("monitor config sync_fd: expected a file descriptor number")

@@ -647,6 +647,24 @@ class Monitor:
             self.send_client(client, packet)
             self.drop_client(client, flush=True)
         self.done = True
+        self.run_exit_command(doc)
+
+    def run_exit_command(self, doc: dict[str, Any]) -> None:
+        """Start the engine's clean-up (e.g. for `run -d --rm`) and leave it running on its own.
+
+        It gets its own session and is not waited for: the monitor exits right
+        after, and the command is reparented to init.
+        """
+        argv = self.cfg.exit_command
+        if not argv:
+            return
+        env = dict(os.environ)
+        env["PORTSIDE_CONTAINER_ID"] = self.cfg.id
+        env["PORTSIDE_EXIT_CODE"] = str(doc.get("exit_code", -1))
+        try:
+            proc.spawn(argv, self.devnull, self.devnull, self.devnull, env, setsid=True)
+        except OSError as exc:
+            sys.stderr.write(f"exit command {argv[0]}: {exc}\n")
 
     # -- healthcheck ---------------------------------------------------------
 

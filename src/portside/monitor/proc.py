@@ -21,7 +21,14 @@ _RESET_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGCHLD, _signal.SIG
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def spawn(argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
+def spawn(
+    argv: list[str],
+    stdin: int,
+    stdout: int,
+    stderr: int,
+    env: dict[str, str] | None = None,
+    setsid: bool = False,
+) -> int:
     """posix_spawn argv[0] with the given fds as 0, 1, 2 (each must be >= 3)."""
     actions = [
         (os.POSIX_SPAWN_DUP2, stdin, 0),
@@ -31,10 +38,11 @@ def spawn(argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
     return os.posix_spawn(
         argv[0],
         argv,
-        os.environ,
+        os.environ if env is None else env,
         file_actions=actions,
         setsigdef=_RESET_SIGNALS,
         setsigmask=(),
+        setsid=setsid,
     )
 
 
