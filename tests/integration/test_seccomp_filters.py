@@ -519,3 +519,27 @@ def test_every_operator_matches_unsigned_64_bit_semantics(
     got = [r == -77 for r in result]
     want = [_OPS[op](a, value, value_two) for a in _VALUES]
     assert got == want
+
+
+def _int80_getpid() -> int:
+    """getpid through the i386 entry (int 0x80): the kernel reports AUDIT_ARCH_I386."""
+    import mmap
+
+    code = bytes([0xB8, 0x14, 0, 0, 0, 0xCD, 0x80, 0xC3])  # mov eax,20; int 0x80; ret
+    buf = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    buf.write(code)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    return int(ctypes.CFUNCTYPE(ctypes.c_int)(addr)())
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the i386 entry exists on x86_64 only")
+def test_architectures_decide_whether_i386_calls_are_filtered_or_killed() -> None:
+    rule = {"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 55}
+    # Only the native arch: an i386 call is a foreign arch, which libseccomp kills.
+    status, result = in_child(allow_all(rule, architectures=["SCMP_ARCH_X86_64"]), _int80_getpid)
+    assert result is None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSYS
+    # With SCMP_ARCH_X86 the rule applies by name through the i386 syscall table.
+    both = allow_all(rule, architectures=["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"])
+    status, result = in_child(both, _int80_getpid)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert result == -55
