@@ -173,3 +173,10 @@ def test_features_report_what_the_kernel_supports() -> None:
     # TSYNC is older than any kernel this runs on (3.17)
     assert "SECCOMP_FILTER_FLAG_TSYNC" in feats["supportedFlags"]
     assert lib.flag_supported(1 << 30) is False  # a flag no kernel has
+
+
+def test_default_linux_seccomp_is_the_converted_vendored_profile() -> None:
+    caps = ["CAP_CHOWN", "CAP_SYS_PTRACE"]
+    got = sc.default_linux_seccomp(caps, machine="x86_64")
+    assert got == sc.profile_to_oci(sc.default_profile(), caps, machine="x86_64")
+    sc.validate_seccomp(got)

@@ -622,3 +622,11 @@ def features() -> dict[str, Any]:
         "knownFlags": list(FLAGS),
         "supportedFlags": [f for f in FLAGS if lib.flag_supported(lib.FILTER_FLAGS[f])],
     }
+
+
+def default_linux_seccomp(
+    capabilities: Iterable[str], machine: str | None = None
+) -> dict[str, Any]:
+    """linux.seccomp for a container with these (bounding) capabilities: the vendored
+    default profile, converted; what the engine's specgen puts in config.json."""
+    return profile_to_oci(default_profile(), capabilities, machine=machine)
