@@ -37,8 +37,11 @@ def unified() -> Iterator[Path]:
         yield Path(root)
     finally:
         added = set(control.read_text().split()) - before
-        if added:
-            control.write_text(" ".join(f"-{c}" for c in sorted(added)))
+        for c in sorted(added):
+            try:
+                control.write_text(f"-{c}")
+            except OSError as exc:  # another user's cgroup delegates it now: leave it on
+                print(f"could not disable {c} in {control}: {exc}")
 
 
 def test_v2_manager_end_to_end_on_the_real_cgroup2_mount(unified: Path) -> None:
