@@ -204,3 +204,24 @@ def test_transport_names_open_the_right_transport(
         spec.open_destination(f"oci:{tmp_path}/lay", "z"),
     )
     assert OciLayoutSource.from_dir(tmp_path / "lay", "z").get_manifest()[1] == mt.OCI_MANIFEST
+
+
+def test_concurrent_writers_of_one_layout_keep_every_name(
+    fixture_layouts: dict[str, Path], tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    lay = tmp_path / "lay"
+    OciLayoutDestination(lay).close()  # created and removed again: nothing committed
+    assert not lay.exists()
+    lay.mkdir()
+
+    def one(i: int) -> None:
+        mini_copy(
+            OciLayoutSource.from_dir(fixture_layouts["busybox"]), OciLayoutDestination(lay, f"t{i}")
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(16)))
+    names = OciLayoutSource.from_dir(lay, "t0").reader.names()
+    assert sorted(names) == sorted(f"t{i}" for i in range(16))

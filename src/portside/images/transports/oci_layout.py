@@ -10,6 +10,7 @@ leaves no half-listed image.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -331,16 +332,21 @@ class OciLayoutDestination:
         self.path = os.fspath(path)
         self.ref = ref
         self._created_dir = False
-        if os.path.exists(self.path):
-            if not os.path.isdir(self.path):
-                raise InvalidArgument(f"{self.path}: exists and is not a directory")
-            if os.listdir(self.path) and not os.path.isfile(os.path.join(self.path, LAYOUT_FILE)):
-                raise InvalidArgument(
-                    f"{self.path}: not empty and not an OCI image layout (no oci-layout file)"
-                )
-        else:
+        self._wrote_layout_file = False
+        try:
             os.makedirs(self.path)
             self._created_dir = True
+        except FileExistsError:
+            if not os.path.isdir(self.path):
+                raise InvalidArgument(f"{self.path}: exists and is not a directory") from None
+        with self._locked():
+            if not os.path.isfile(os.path.join(self.path, LAYOUT_FILE)):
+                if os.listdir(self.path):
+                    raise InvalidArgument(
+                        f"{self.path}: not empty and not an OCI image layout (no oci-layout file)"
+                    )
+                _atomic_write(os.path.join(self.path, LAYOUT_FILE), LAYOUT_VERSION)
+                self._wrote_layout_file = True
         self._new_blobs: list[str] = []
         self._lock = threading.Lock()
         self._top: dict[str, Any] | None = None
@@ -391,6 +397,23 @@ class OciLayoutDestination:
     def commit(self) -> None:
         if self._top is None:
             raise InvalidArgument(f"{self.path}: nothing to commit: no manifest was written")
+        with self._locked():
+            self._write_index()
+        self._committed = True
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise writers of one layout, which would each rewrite index.json from what
+        they read (flock on the directory's fd: no lock file other tools would see)."""
+        dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(dir_fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(dir_fd)
+
+    def _write_index(self) -> None:
+        assert self._top is not None
         index_path = os.path.join(self.path, "index.json")
         index: dict[str, Any] = {"schemaVersion": 2, "manifests": []}
         if os.path.exists(index_path):
@@ -415,20 +438,28 @@ class OciLayoutDestination:
         manifests.append(entry)
         index["manifests"] = manifests
         index.setdefault("schemaVersion", 2)
-        layout = os.path.join(self.path, LAYOUT_FILE)
-        if not os.path.exists(layout):
-            _atomic_write(layout, LAYOUT_VERSION)
         _atomic_write(index_path, json.dumps(index, separators=(",", ":")).encode())
-        self._committed = True
 
     def close(self) -> None:
-        if self._committed:
+        if self._committed or not os.path.isdir(self.path):
             return
         for path in self._new_blobs:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         self._new_blobs.clear()
+        # Undo the layout skeleton only while it is still empty: another writer may be
+        # filling the same directory (rmdir fails on anything it added).
+        with self._locked():
+            if self._wrote_layout_file and not os.path.exists(
+                os.path.join(self.path, "index.json")
+            ):
+                for sub in (os.path.join("blobs", "sha256"), os.path.join("blobs", "sha512")):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(os.path.join(self.path, sub))
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(self.path, "blobs"))
+                if os.listdir(self.path) == [LAYOUT_FILE]:
+                    os.unlink(os.path.join(self.path, LAYOUT_FILE))
         if self._created_dir:
-            import shutil
-
-            shutil.rmtree(self.path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.rmdir(self.path)
