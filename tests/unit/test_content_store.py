@@ -163,3 +163,14 @@ def test_committed_ingest_leaves_no_lock_files(tmp_path: Path) -> None:
     w.close()
     store.gc([], keep_ingests=False)
     assert list(store.ingest_dir.iterdir()) == []
+
+
+def test_protect_leases_and_reports_presence(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "c")
+    d = store.put_bytes(b"x")
+    missing = Digest.from_bytes(b"y")
+    with store.lease() as lease:
+        assert lease.protect(d) is True
+        assert lease.protect(missing) is False
+        assert store.gc([]).removed == []  # leased, so kept
+    assert store.gc(lambda: []).removed == [d]

@@ -219,8 +219,9 @@ class Lease:
     lives, so GC can tell a live lease from one left by a killed process.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, store: ContentStore | None = None) -> None:
         self.path = path
+        self._store = store
         self._digests: set[str] = set()
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
@@ -228,8 +229,24 @@ class Lease:
     def add(self, digest: str) -> None:
         if digest in self._digests:
             return
+        if self._store is None:
+            self._append(digest)
+            return
+        with self._store.gc_lock(shared=True):
+            self._append(digest)
+
+    def _append(self, digest: str) -> None:
         self._digests.add(digest)
         os.write(self._fd, (digest + "\n").encode())
+
+    def protect(self, digest: str) -> bool:
+        """Lease `digest` and tell whether the blob is there; GC cannot slip between."""
+        if self._store is None:
+            raise InvalidArgument("protect() needs a lease made by ContentStore.lease()")
+        with self._store.gc_lock(shared=True):
+            if digest not in self._digests:
+                self._append(digest)
+            return self._store.has(digest)
 
     def release(self) -> None:
         if self._fd < 0:
@@ -391,7 +408,18 @@ class ContentStore:
     # -- leases and GC -------------------------------------------------------------------
     def lease(self, name: str | None = None) -> Lease:
         lease_name = _safe_ref(name or f"lease-{os.getpid()}-{os.urandom(6).hex()}")
-        return Lease(self.leases_dir / lease_name)
+        return Lease(self.leases_dir / lease_name, self)
+
+    @contextlib.contextmanager
+    def gc_lock(self, shared: bool) -> Iterator[None]:
+        """Shared by lease updates and image commits, exclusive for a GC's mark and sweep,
+        so a blob is never swept between being found and being leased or referenced."""
+        fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def _leased(self) -> set[str]:
         """Digests of live leases; removes lease files of dead holders."""
@@ -421,8 +449,20 @@ class ContentStore:
             if fd is not None:
                 yield entry, fd
 
-    def gc(self, roots: Iterable[Digest | str], keep_ingests: bool = True) -> GCReport:
-        """Mark from `roots` (image manifests/indexes) and live leases, sweep the rest."""
+    def gc(
+        self,
+        roots: Iterable[Digest | str] | Callable[[], Iterable[Digest | str]],
+        keep_ingests: bool = True,
+    ) -> GCReport:
+        """Mark from `roots` (image manifests/indexes) and live leases, sweep the rest.
+
+        `roots` may be a callable, called under the GC lock, so an image committed
+        while the GC runs is either seen as a root or still leased.
+        """
+        with self.gc_lock(shared=False):
+            return self._gc(roots() if callable(roots) else roots, keep_ingests)
+
+    def _gc(self, roots: Iterable[Digest | str], keep_ingests: bool) -> GCReport:
         marked: set[str] = set()
         stack = [str(r) for r in roots] + sorted(self._leased())
         while stack:

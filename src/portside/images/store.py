@@ -424,7 +424,7 @@ class ImageStore:
 
     def gc(self, keep_ingests: bool = True) -> Any:
         """Drop blobs no image (and no live lease) reaches."""
-        return self.content.gc(self.roots(), keep_ingests=keep_ingests)
+        return self.content.gc(self.roots, keep_ingests=keep_ingests)
 
     def check(self, repair: bool = False) -> list[str]:
         """Records whose blobs are missing or broken; with `repair`, forget those images."""

@@ -122,15 +122,13 @@ class LocalDestination:
         self.selected_instance: str | None = None  # set by copy() for an index
         self.image: ImageRecord | None = None
         self._committed = False
+        self._wrote = False
 
     def supported_manifest_types(self) -> list[str]:
         return [mt.OCI_MANIFEST, mt.DOCKER_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST]
 
     def has_blob(self, blob: BlobInfo) -> bool:
-        if self.store.content.has(blob.digest):
-            self.lease.add(blob.digest)
-            return True
-        return False
+        return self.lease.protect(blob.digest)
 
     def put_blob(self, blob: BlobInfo, chunks: Iterator[bytes]) -> None:
         self.put_blob_resumable(blob, lambda offset: chunks, resumable=False)
@@ -148,6 +146,7 @@ class LocalDestination:
         the later ones find it committed.
         """
         self.lease.add(blob.digest)
+        self._wrote = True
         content = self.store.content
         w = content.writer(f"blob-{blob.digest}", expected=blob.digest)
         if w is None:
@@ -166,15 +165,22 @@ class LocalDestination:
             w.commit(blob.size if blob.size >= 0 else None, blob.digest, f"blob {blob.digest}")
 
     def put_manifest(self, raw: bytes, media_type: str, instance_digest: str | None = None) -> None:
+        d = Digest.from_bytes(raw)
+        self.lease.add(d)  # before it exists: a GC running now must keep it
+        self._wrote = True
         if instance_digest is not None:
-            d = self.store.content.put_bytes(raw, instance_digest)
+            self.store.content.put_bytes(raw, instance_digest)
             self._manifests[str(d)] = mt.base(media_type)
         else:
-            d = self.store.content.put_bytes(raw)
+            self.store.content.put_bytes(raw)
             self._top = (d, mt.base(media_type))
-        self.lease.add(d)
 
     def commit(self) -> None:
+        # under the shared GC lock: a GC sees either our lease or the new image as a root
+        with self.store.content.gc_lock(shared=True):
+            self._commit()
+
+    def _commit(self) -> None:
         if self._top is None:
             raise InvalidDocument("nothing to commit: no manifest was written")
         top, top_type = self._top
@@ -205,3 +211,8 @@ class LocalDestination:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.lease.release()
+        if not self._committed and self._wrote:
+            # a failed copy leaves nothing behind: drop what no image needs
+            # (partial ingests stay, so a retry resumes them)
+            with contextlib.suppress(Exception):
+                self.store.gc()
