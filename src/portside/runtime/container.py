@@ -61,6 +61,7 @@ class Container:
         self.id = cid
         self.data = data
         self._lock_fd: int | None = None
+        self.manager: Any = None  # the cgroup manager, once made or restored
 
     # -- paths
     @property
@@ -180,12 +181,15 @@ class Container:
         return RUNNING
 
     def cgroup(self) -> Any:
+        if self.manager is not None:
+            return self.manager
         state = self.data.get("cgroup")
         if not state:
             return None
         from portside.runtime import cgroupctl
 
-        return cgroupctl.load(state)
+        self.manager = cgroupctl.load(state)
+        return self.manager
 
     def oci_state(self) -> dict[str, Any]:
         status = self.status()

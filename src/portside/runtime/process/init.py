@@ -9,7 +9,6 @@ Any failure is sent to the parent as one message and the child exits.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import stat
@@ -302,8 +301,10 @@ def finish(cfg: Config, proc: Process, ch: sync.Channel, opts: Options, fifo: in
     if seccomp_fd is not None:
         _send_seccomp_fd(cfg, opts, seccomp_fd)
     for fd in range(3, 3 + opts.preserve_fds):
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib costs start-up time
             os.set_inheritable(fd, True)
+        except OSError:
+            pass
     ch.send(sync.READY)
     ch.close()
     if fifo >= 0:

@@ -8,7 +8,6 @@ exits: the caller of `create` ends up as the init's parent, as with runc.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -23,6 +22,7 @@ from portside.runtime.specconv import Config, Process
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -50,8 +50,14 @@ def prepare_seccomp(cfg: Config) -> None:
         raise InvalidDocument(str(e)) from None
 
 
-def _spawn(cfg: Config, proc: Process, opts: Options, mgr: Any) -> tuple[int, sync.Channel]:
-    """Fork stage 1, join it to the cgroup and id maps, and learn the init's pid."""
+def _spawn(
+    cfg: Config, proc: Process, opts: Options, get_cgroup: Callable[[], Any]
+) -> tuple[int, sync.Channel]:
+    """Fork stage 1, join it to the cgroup and id maps, and learn the init's pid.
+
+    The cgroup is made (`get_cgroup`) after the fork, while stage 1 loads what the
+    init will need: on two cores the two overlap.
+    """
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     parent_ch, child_ch = sync.Channel.pair()
     stage = os.fork()
@@ -62,6 +68,7 @@ def _spawn(cfg: Config, proc: Process, opts: Options, mgr: Any) -> tuple[int, sy
         stage1(cfg, proc, child_ch, opts)
     child_ch.close()
     try:
+        mgr = get_cgroup()
         hello = parent_ch.expect(sync.HELLO)
         if mgr is not None:
             mgr.add_process(stage)
@@ -129,12 +136,16 @@ def create(
             "cannot allocate tty if runc will detach without setting console socket"
         )
     c = Container.new(root, cid)
-    mgr = None
+    made: list[Any] = []
     pid = 0
     ch: sync.Channel | None = None
     fifo_fd = -1
+
+    def get_cgroup() -> Any:
+        made.append(make_cgroup(cid, cfg, systemd))
+        return made[0]
+
     try:
-        mgr = make_cgroup(cid, cfg, systemd)
         os.mkfifo(c.fifo, 0o622)
         os.chmod(c.fifo, 0o622)  # past the umask: the container user must be able to write it
         opts = Options()
@@ -146,7 +157,9 @@ def create(
         opts.no_pivot = no_pivot
         opts.no_new_keyring = no_new_keyring
         opts.preserve_fds = preserve_fds
-        pid, ch = _spawn(cfg, cfg.process, opts, mgr)
+        pid, ch = _spawn(cfg, cfg.process, opts, get_cgroup)
+        mgr = made[0]
+        c.manager = mgr
         c.data.update(
             pid=pid,
             pid_start=process_start_time(pid),
@@ -176,9 +189,11 @@ def create(
     except BaseException:
         if pid:
             _kill_wait(pid)
-        if mgr is not None:
-            with contextlib.suppress(Exception):
-                mgr.destroy()
+        for made_mgr in made:
+            try:  # noqa: SIM105 - contextlib costs start-up time
+                made_mgr.destroy()
+            except Exception:
+                pass
         c.remove_dir()
         raise
     finally:
@@ -213,8 +228,10 @@ def start(c: Container) -> None:
             time.sleep(0.0002)
     finally:
         os.close(fd)
-    with contextlib.suppress(FileNotFoundError):
+    try:  # noqa: SIM105 - contextlib costs start-up time
         os.unlink(c.fifo)
+    except FileNotFoundError:
+        pass
     hooks = (c.config.get("hooks") or {}).get("poststart")
     if hooks:
         from portside.runtime.hooks import run_hooks_warn
@@ -253,16 +270,20 @@ def kill(c: Container, sig: int, all_processes: bool = False) -> None:
 
 
 def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    try:  # noqa: SIM105 - contextlib costs start-up time
         os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def wait_gone(c: Container, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     delay = 0.0005
     while c.alive():
-        with contextlib.suppress(ChildProcessError):
+        try:  # noqa: SIM105 - contextlib costs start-up time
             _pid, _ = os.waitpid(c.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
         if time.monotonic() > deadline:
             raise RuntimeFailure(f"container {c.id} did not stop within {timeout:.0f}s")
         time.sleep(delay)
@@ -369,7 +390,7 @@ def exec_process(
     opts.console_socket = console_socket and os.path.abspath(console_socket)
     opts.preserve_fds = preserve_fds
     mgr = c.cgroup()
-    pid, ch = _spawn(cfg, proc, opts, mgr)
+    pid, ch = _spawn(cfg, proc, opts, lambda: mgr)
     try:
         msg = ch.recv()
     finally:
