@@ -207,3 +207,24 @@ def test_all_platforms_copies_every_child() -> None:
     copy(MemorySource(index, mt.OCI_INDEX, blobs), dst, CopyOptions(all_platforms=True))
     assert [m[2] is not None for m in dst.manifests] == [True, True, False]
     assert dst.manifests[-1][0] == index
+
+
+def test_all_platforms_pull_keeps_siblings_out_of_listing_and_prune(tmp_path: Path) -> None:
+    index, blobs = _index()
+    store = ImageStore(tmp_path)
+    dest = LocalDestination(
+        store, names=["localhost/multi:1"], repo_digest_repos=["localhost/multi"]
+    )
+    try:
+        copy(
+            MemorySource(index, mt.OCI_INDEX, blobs),
+            dest,
+            CopyOptions(platform="linux/amd64", all_platforms=True),
+        )
+    finally:
+        dest.close()
+    assert len(store.images()) == 2
+    assert store.prune() == []  # the arm64 sibling belongs to a named index
+    assert len(store.images()) == 2
+    store.untag("localhost/multi:1")
+    assert len(store.prune()) == 2  # both are dangling once the name is gone

@@ -405,9 +405,12 @@ class ImageStore:
     def prune(self, all_images: bool = False) -> list[ImageRecord]:
         """Remove dangling images (no name), or with `all_images` every unused one."""
         removed: list[ImageRecord] = []
+        siblings = set() if all_images else self.index_children()
         for rec in self.images():
             if rec.names and not all_images:
                 continue
+            if str(rec.manifest_digest) in siblings:
+                continue  # another platform of a named multi-platform image
             if self.users(rec):
                 continue
             with self._tx() as db:
@@ -421,6 +424,26 @@ class ImageStore:
                 self._drop_unused_indexes(db)
             removed.append(rec)
         return removed
+
+    def index_children(self) -> set[str]:
+        """Manifest digests listed by the indexes that names point at."""
+        with self._lock:
+            indexes = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT DISTINCT index_digest FROM image_names WHERE index_digest IS NOT NULL"
+                )
+            ]
+        out: set[str] = set()
+        for digest in indexes:
+            try:
+                doc = _load_json(self.content.read_bytes(digest), f"index {digest}")
+            except (NotFound, InvalidArgument):
+                continue
+            for entry in doc.get("manifests") or []:
+                if isinstance(entry, dict) and isinstance(entry.get("digest"), str):
+                    out.add(entry["digest"])
+        return out
 
     def gc(self, keep_ingests: bool = True) -> Any:
         """Drop blobs no image (and no live lease) reaches."""

@@ -10,7 +10,9 @@ from portside.cli.commands.image import human_ago, human_size, open_store, parse
 
 
 @click.command()
-@click.option("--all", "-a", "all_images", is_flag=True, help="Show all images (default too).")
+@click.option(
+    "--all", "-a", "all_images", is_flag=True, help="Also other platforms of multi-platform pulls."
+)
 @click.option("--quiet", "-q", is_flag=True, help="Only image IDs.")
 @click.option("--digests", is_flag=True, help="Show the manifest digests.")
 @click.option("--no-trunc", is_flag=True, help="Full image IDs.")
@@ -27,6 +29,9 @@ def images(
     """List images in local storage."""
     store = open_store()
     records = store.images()
+    if not all_images:
+        # other platforms of a multi-platform pull: no name of their own, shown with -a
+        records = [r for r in records if r.names or r.digests]
     if reference:
         from portside.images.store import normalize_name_safe
 
