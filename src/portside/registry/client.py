@@ -65,7 +65,16 @@ def _error_line(r: httpx.Response) -> str:
     return f"HTTP {r.status_code} {r.reason_phrase}"
 
 
-def _backoff(attempt: int) -> None:
+def _retryable(status: int) -> bool:
+    """5xx and 429 (too many requests) are worth another try; other errors are final."""
+    return status >= 500 or status == 429
+
+
+def _backoff(attempt: int, retry_after: str | None = None) -> None:
+    """Exponential backoff with jitter; a server's Retry-After (seconds) wins, up to 10 s."""
+    if retry_after and retry_after.strip().isdigit():
+        time.sleep(min(float(retry_after), 10.0))
+        return
     time.sleep(min(0.2 * (2**attempt), 3.0) * (0.5 + random.random() / 2))
 
 
@@ -194,9 +203,9 @@ class RegistryClient:
                 r.close()
                 self.auth.answer(r.headers.get("www-authenticate", ""), scopes)
                 continue
-            if r.status_code >= 500 and retry and replayable and attempt < RETRIES:
+            if _retryable(r.status_code) and retry and replayable and attempt < RETRIES:
                 r.close()
-                _backoff(attempt)
+                _backoff(attempt, r.headers.get("retry-after"))
                 attempt += 1
                 continue
             if not ok(r.status_code):
@@ -385,8 +394,8 @@ class RegistryClient:
                 answered = True
                 self.auth.answer(resp.getheader("www-authenticate", ""), scopes)
                 continue
-            if status >= 500 and attempt < RETRIES:
-                _backoff(attempt)
+            if _retryable(status) and attempt < RETRIES:
+                _backoff(attempt, resp.getheader("retry-after"))
                 attempt += 1
                 continue
             self._raise_raw(status, resp.reason, body, what)
