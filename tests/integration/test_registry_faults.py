@@ -31,7 +31,7 @@ PORTSIDE = [sys.executable, "-m", "portside.cli"]
 class FaultProxy:
     """An HTTP forwarder to `upstream` with switchable faults on blob GETs."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, bind: str = "127.0.0.1") -> None:
         self.upstream = upstream
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, Range
         self.flip_blob: str | None = None  # digest whose body gets one byte flipped
@@ -113,9 +113,9 @@ class FaultProxy:
             do_PATCH = _forward
             do_DELETE = _forward
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((bind, 0), Handler)
         self.server.daemon_threads = True
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.host = f"{bind}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -294,3 +294,34 @@ def test_eight_concurrent_pulls_store_each_blob_once(
     assert [p for p in store.ingest_dir.iterdir() if p.is_dir()] == []
     assert store.verify_all() == []
     assert len(portside("images", "-q").stdout.split()) == 1
+
+
+def _non_loopback_ip() -> str | None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a source address
+            ip = str(s.getsockname()[0])
+        except OSError:
+            return None
+    return None if ip.startswith("127.") else ip
+
+
+@pytest.mark.timeout(60)
+def test_plain_http_only_for_loopback_unless_tls_verify_false(
+    registry: Registry, pushed_images: dict[str, str]
+) -> None:
+    ip = _non_loopback_ip()
+    if ip is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to serve plain HTTP on")
+    proxy = FaultProxy(registry.host, bind=ip)
+    try:
+        ref = f"{proxy.host}/{pushed_images['busybox'].split('/', 1)[1]}"
+        r = portside("pull", "-q", ref, check=False)
+        assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1
+        assert proxy.requests == []  # HTTPS was tried: the plain-HTTP proxy saw no request
+        out = portside("pull", "-q", "--tls-verify=false", ref).stdout.strip()
+        assert len(out) == 64
+    finally:
+        proxy.close()

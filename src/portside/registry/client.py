@@ -377,8 +377,8 @@ class RegistryClient:
             try:
                 resp = self._raw_get(url, h)
             except (OSError, http.client.HTTPException) as err:
-                # a name that does not resolve will not resolve in a second either
-                if attempt < RETRIES and not isinstance(err, socket.gaierror):
+                # a name that does not resolve, or a TLS failure, will not heal in a second
+                if attempt < RETRIES and not isinstance(err, socket.gaierror | ssl.SSLError):
                     _backoff(attempt)
                     attempt += 1
                     continue
