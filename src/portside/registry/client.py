@@ -382,7 +382,12 @@ class RegistryClient:
                     _backoff(attempt)
                     attempt += 1
                     continue
-                raise RegistryError(f"{self.domain}: {what}: {err or type(err).__name__}") from None
+                hint = ""
+                if isinstance(err, ssl.SSLError) and url.startswith("https:"):
+                    hint = " (a plain-HTTP registry needs --tls-verify=false)"
+                raise RegistryError(
+                    f"{self.domain}: {what}: {err or type(err).__name__}{hint}"
+                ) from None
             status = resp.status
             if status < 300 or (allow_416 and status == 416):
                 return resp
