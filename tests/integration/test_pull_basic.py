@@ -51,3 +51,16 @@ def test_tty_shows_live_progress_then_summary(pushed_images: dict[str, str]) -> 
     assert re.search(r"layer [0-9a-f]{12}", out)  # one bar per layer
     assert re.search(r"Copied [0-9.]+[kM]?B in [0-9.]+s", out)  # the summary
     assert re.search(r"^[0-9a-f]{64}\r?$", out, re.M)  # then the image ID
+
+
+def test_ensure_image_policies(pushed_images: dict[str, str], tmp_path: Path) -> None:
+    from portside.errors import NotFound
+    from portside.images.pull import ensure_image
+
+    store = ImageStore(tmp_path / "root")
+    ref = pushed_images["busybox"]
+    with pytest.raises(NotFound):
+        ensure_image(store, ref, "never")
+    first = ensure_image(store, ref)  # missing: pulls
+    assert ensure_image(store, ref, "never").manifest_digest == first.manifest_digest
+    assert ensure_image(store, ref, "always").manifest_digest == first.manifest_digest

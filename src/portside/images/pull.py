@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from portside.errors import NotFound, PortsideError, RegistryError
+from portside.errors import InvalidArgument, NotFound, PortsideError, RegistryError
 from portside.images.copy import CopyOptions, CopyResult, copy
 from portside.images.store import ImageRecord, ImageStore
 from portside.images.transports.local import LocalDestination
 from portside.images.transports.registry import RegistrySource
 from portside.registry.resolver import Resolver
 
-__all__ = ["pull_image"]
+__all__ = ["ensure_image", "pull_image"]
 
 
 def pull_image(
@@ -47,3 +47,29 @@ def pull_image(
             + "; ".join(str(f) for f in failures)
         )
     raise NotFound(f"{text}: " + "; ".join(str(f) for f in failures))
+
+
+def ensure_image(
+    store: ImageStore,
+    text: str,
+    policy: str = "missing",
+    resolver: Resolver | None = None,
+    options: CopyOptions | None = None,
+) -> ImageRecord:
+    """The image `run`/`create` use: pulled first if absent ("missing"), every time
+    ("always"), or never ("never": absent is NotFound), as `--pull` means in podman."""
+    if policy not in ("missing", "always", "never", "newer"):
+        raise InvalidArgument(f"invalid pull policy {policy!r} (missing, always, never)")
+    if policy != "always":
+        found = store.lookup(text)
+        if found is not None:
+            return found
+        if policy == "never":
+            raise NotFound(f"image not known: {text} (and --pull=never)")
+    own = resolver is None
+    resolver = resolver or Resolver()
+    try:
+        return pull_image(store, text, resolver, options)[0]
+    finally:
+        if own:
+            resolver.close()
