@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from portside.errors import RuntimeFailure
 from portside.monitor import client
-from portside.monitor.client import MonitorHandle
+from portside.monitor.client import MonitorHandle, spawn
 from tests.integration.test_monitor_support import Monitors, log_lines, monitors, wait_for
 
 __all__ = ["monitors"]
@@ -203,7 +204,7 @@ def test_zygote_leaves_when_idle(monitors: Monitors, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(client, "ZYGOTE_IDLE", 0.2)
     handle = monitors.start(["sleep", "1000"], zygote=True)
     wait_for(lambda: not monitors.zygote_pids(), "the idle zygote to leave")
-    assert not list(monitors.short.glob("monitor-zygote-*"))
+    assert not [p for p in monitors.short.glob("monitor-zygote-*") if p.suffix != ".lock"]
     assert handle.status()["status"] == "running"
     handle.stop("KILL")
     handle.wait(timeout=60)
@@ -228,3 +229,17 @@ def test_exit_command_runs_once_after_the_last_exit(monitors: Monitors, tmp_path
     wait_for(lambda: log_lines(marker), "the exit command's line")
     wait_for(lambda: not handle.alive(), "the monitor to leave")
     assert log_lines(marker) == [f"{handle.id} 2 cleanup"]
+
+
+def test_parallel_spawns_share_one_zygote(monitors: Monitors) -> None:
+    configs = [monitors.config(["sh", "-c", f"echo hello-{i}; exec sleep 1000"]) for i in range(8)]
+    with ThreadPoolExecutor(len(configs)) as pool:
+        handles = list(pool.map(lambda c: spawn(c, zygote_dir=monitors.short), configs))
+    for handle in handles:
+        monitors.adopt(handle)
+    assert len(monitors.zygote_pids()) == 1
+    assert len({h.init_pid for h in handles}) == len(handles)
+    for i, handle in enumerate(handles):
+        path = handle.config.log_path
+        wait_for(lambda p=path, i=i: f"F hello-{i}" in "".join(log_lines(p)), f"hello-{i}")
+        assert handle.status()["status"] == "running"

@@ -164,16 +164,26 @@ def _via_zygote(directory: Path, config_path: Path, sync_fd: int, python: str) -
     if len(os.fsencode(path)) > 107:
         return False
     request = json.dumps({"config": str(config_path)}).encode()
-    for attempt in range(2):
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
-                sock.connect(str(path))
-                socket.send_fds(sock, [request], [sync_fd])
+    if _send_to_zygote(path, request, sync_fd):
+        return True
+    # one starter at a time, so that racing spawns do not each start a zygote
+    import fcntl
+
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _send_to_zygote(path, request, sync_fd):
             return True
-        except OSError:
-            if attempt or not _start_zygote(path, python):
-                return False
-    return False
+        return _start_zygote(path, python) and _send_to_zygote(path, request, sync_fd)
+
+
+def _send_to_zygote(path: Path, request: bytes, sync_fd: int) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+            sock.connect(str(path))
+            socket.send_fds(sock, [request], [sync_fd])
+    except OSError:
+        return False
+    return True
 
 
 def _start_zygote(path: Path, python: str) -> bool:
