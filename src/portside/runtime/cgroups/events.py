@@ -33,7 +33,12 @@ def watch_oom(
     `interval` seconds). The first value yielded is a count above the one at
     the start, so OOM kills from before the call are not reported again.
     """
-    baseline = manager.oom_kill_count()  # now, not at the first next()
+    try:
+        baseline = manager.oom_kill_count()  # now, not at the first next()
+    except (OSError, CgroupError):
+        if manager.exists():
+            raise
+        return iter(())  # removed before we looked: nothing more can happen
     if manager.kind == "v1":
         return _watch_v1(manager, stop, interval, baseline)
     return _watch_v2(manager, stop, interval, baseline)
@@ -65,15 +70,27 @@ def _settle(manager: CgroupManager, last: int) -> int:
 def _watch_v1(
     manager: CgroupManager, stop: threading.Event | None, interval: float, last: int
 ) -> Iterator[int]:
-    path = _memory_dir(manager)
+    try:
+        path = _memory_dir(manager)
+    except CgroupError:
+        if not manager.exists():
+            return  # removed before the watch began: nothing more can happen
+        raise
     efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
     try:
-        ofd = os.open(os.path.join(path, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            ofd = os.open(os.path.join(path, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            if not os.path.isdir(path):
+                return  # the cgroup went away while we set up: the watch is over
+            raise CgroupError(f"cannot watch OOM events in {path}: {exc.strerror}") from exc
         try:
             with open(os.path.join(path, "cgroup.event_control"), "w") as ctl:
                 ctl.write(f"{efd} {ofd}")
         except OSError as exc:
             os.close(ofd)
+            if not os.path.isdir(path):
+                return  # removed between open and registration (the kernel says ENODEV)
             raise CgroupError(f"cannot register for OOM events in {path}: {exc.strerror}") from exc
         try:
             poller = select.poll()
