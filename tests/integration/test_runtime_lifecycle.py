@@ -418,3 +418,27 @@ def test_bad_seccomp_profile_is_a_config_error(
     assert b"SCMP_ACT_NOPE" in r.stderr
     assert ok(rt("list", "-q")) == ""
     assert cgroup_dirs(f"portside-test-{os.getpid()}-{tmp_path.name}") == []
+
+
+def test_foreground_run_with_a_terminal_proxies_the_pty(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    import pexpect
+
+    b = bundle(tmp_path, rootfs_template, ["sh", "-c", "tty; read x; echo got-$x; exit 3"])
+    spec = json.loads((b / "config.json").read_text())
+    spec["process"]["terminal"] = True
+    (b / "config.json").write_text(json.dumps(spec))
+    child = pexpect.spawn(rt.argv[0], [*rt.argv[1:], "run", "-b", str(b), "tty-fg"], timeout=20)
+    try:
+        child.expect("/dev/pts/0")
+        child.sendline("hello")
+        child.expect("got-hello")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 3
+    finally:
+        if child.isalive():
+            child.kill(9)
+        rt("delete", "-f", "tty-fg")
+    assert ok(rt("list", "-q")) == ""

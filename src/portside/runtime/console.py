@@ -84,3 +84,77 @@ def recv_master(sock: object) -> int:
     if not fds:
         raise RuntimeFailure("no file descriptor on the console socket")
     return fds[0]
+
+
+class Proxy:
+    """Foreground `run`/`exec` with a terminal and no --console-socket: like runc, the
+    runtime takes the pty master itself and copies between it and its own stdio."""
+
+    def __init__(self) -> None:
+        import socket
+        import tempfile
+
+        self.dir = tempfile.mkdtemp(prefix="portside-console-")
+        self.path = os.path.join(self.dir, "console.sock")
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(self.path)
+        self.server.listen(1)
+
+    def master(self) -> int:
+        conn, _ = self.server.accept()
+        try:
+            return recv_master(conn)
+        finally:
+            conn.close()
+            self.close()
+
+    def close(self) -> None:
+        self.server.close()
+        try:
+            os.unlink(self.path)
+            os.rmdir(self.dir)
+        except OSError:
+            pass
+
+    @staticmethod
+    def pump(master: int) -> None:
+        """Copy stdin -> pty and pty -> stdout until the container side hangs up."""
+        import select
+        import termios
+        import tty
+
+        saved = None
+        if os.isatty(0):
+            saved = termios.tcgetattr(0)
+            tty.setraw(0)
+            try:
+                size = fcntl.ioctl(0, 0x5413, b"\0" * 8)  # TIOCGWINSZ
+                fcntl.ioctl(master, TIOCSWINSZ, size)
+            except OSError:
+                pass
+        inputs = [0, master]
+        try:
+            while True:
+                try:
+                    ready, _, _ = select.select(inputs, [], [])
+                except InterruptedError:
+                    continue
+                if master in ready:
+                    try:
+                        data = os.read(master, 65536)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        return
+                    os.write(1, data)
+                if 0 in ready:
+                    data = os.read(0, 65536)
+                    if not data:
+                        inputs.remove(0)
+                        os.write(master, b"\x04")
+                    else:
+                        os.write(master, data)
+        finally:
+            if saved is not None:
+                termios.tcsetattr(0, termios.TCSADRAIN, saved)
+            os.close(master)

@@ -15,24 +15,48 @@ FLAGS: a.Spec = {
 }
 
 
+def _wants_terminal(bundle: str) -> bool:
+    import json
+    import os
+
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            return bool((json.loads(f.read()).get("process") or {}).get("terminal"))
+    except (OSError, ValueError, AttributeError):
+        return False  # create reports the problem
+
+
 def main(g: Globals, verb: str, argv: list[str]) -> int:
     from portside.runtime.process import launcher
 
     opts, rest = a.parse(argv, FLAGS)
     cid = a.one_id(rest, verb)
     detach = bool(opts["detach"])
-    c = launcher.create(
-        root(g),
-        cid,
-        str(opts.get("bundle") or "."),
-        console_socket=opts.get("console_socket"),  # type: ignore[arg-type]
-        pid_file=opts.get("pid_file"),  # type: ignore[arg-type]
-        no_pivot=bool(opts["no_pivot"]),
-        no_new_keyring=bool(opts["no_new_keyring"]),
-        preserve_fds=int(opts.get("preserve_fds") or 0),  # type: ignore[call-overload]
-        systemd=g.systemd_cgroup,
-        detached=detach,
-    )
+    console_socket = opts.get("console_socket")
+    proxy = None
+    if not detach and console_socket is None and _wants_terminal(str(opts.get("bundle") or ".")):
+        from portside.runtime.console import Proxy
+
+        proxy = Proxy()
+        console_socket = proxy.path
+    try:
+        c = launcher.create(
+            root(g),
+            cid,
+            str(opts.get("bundle") or "."),
+            console_socket=console_socket,  # type: ignore[arg-type]
+            pid_file=opts.get("pid_file"),  # type: ignore[arg-type]
+            no_pivot=bool(opts["no_pivot"]),
+            no_new_keyring=bool(opts["no_new_keyring"]),
+            preserve_fds=int(opts.get("preserve_fds") or 0),  # type: ignore[call-overload]
+            systemd=g.systemd_cgroup,
+            detached=detach,
+        )
+    except BaseException:
+        if proxy is not None:
+            proxy.close()
+        raise
+    master = proxy.master() if proxy is not None else -1
     if not detach:
         launcher.forward_signals(c.pid)
     try:
@@ -42,6 +66,10 @@ def main(g: Globals, verb: str, argv: list[str]) -> int:
         raise
     if detach:
         return 0
+    if master >= 0:
+        from portside.runtime.console import Proxy
+
+        Proxy.pump(master)
     code = launcher.wait_exit(c.pid)
     if not opts["keep"]:
         launcher.destroy(c)
