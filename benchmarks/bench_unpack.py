@@ -9,6 +9,7 @@ Run alone, interleaved with umoci run by run (file creation on this ext4 drifts,
 round-robin is fairer than one tool after the other):
 
     .venv/bin/python -m benchmarks.bench_unpack --interleaved 10
+    .venv/bin/python -m benchmarks.bench_unpack --interleaved 4 --threads 2,4,8
 """
 
 from __future__ import annotations
@@ -71,13 +72,19 @@ def unpack(image: str, dest: Path, driver: str = "overlay") -> None:
     store.unpack_chain(layers)
 
 
-def interleaved(rounds: int) -> None:
-    """Round-robin portside / umoci with the destination wiped (untimed) before each."""
+def interleaved(rounds: int, threads: list[int] | None = None) -> None:
+    """Round-robin portside / umoci with the destination wiped (untimed) before
+    each; with `threads`, one portside variant per unpack thread count."""
     image = f"{OCI_DEBIAN}:bookworm"
-    cmds = {
-        "portside": [PY, "-m", "benchmarks.bench_unpack", image, str(OUT_IL)],
-        "umoci": ["umoci", "unpack", "--image", image, str(OUT_IL)],
-    }
+    portside = [PY, "-m", "benchmarks.bench_unpack", image, str(OUT_IL)]
+    cmds: dict[str, list[str]] = {}
+    if threads:
+        for t in threads:
+            cmds[f"portside-t{t}"] = ["env", f"PORTSIDE_UNPACK_THREADS={t}", *portside]
+    else:
+        cmds["portside"] = portside
+    cmds["umoci"] = ["umoci", "unpack", "--image", image, str(OUT_IL)]
+    first = next(iter(cmds))
     times: dict[str, list[float]] = {k: [] for k in cmds}
     for r in range(rounds):
         for label, cmd in cmds.items():
@@ -89,7 +96,7 @@ def interleaved(rounds: int) -> None:
         print(
             f"round {r + 1}: "
             + " ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items())
-            + f" ratio {times['umoci'][-1] / times['portside'][-1]:.2f}x",
+            + f" ratio {times['umoci'][-1] / times[first][-1]:.2f}x",
             flush=True,
         )
     subprocess.run(["rm", "-rf", str(OUT_IL)], check=True)
@@ -98,16 +105,22 @@ def interleaved(rounds: int) -> None:
     print("|---|---:|---:|---:|")
     for k, v in times.items():
         print(f"| {k} | {med[k]:.2f} | {min(v):.2f} | {max(v):.2f} |")
-    ratios = [u / p for p, u in zip(times["portside"], times["umoci"], strict=True)]
-    print(
-        f"umoci / portside: ratio of medians {med['umoci'] / med['portside']:.2f}x, "
-        f"median of per-round ratios {statistics.median(ratios):.2f}x"
-    )
+    for label in cmds:
+        if label == "umoci":
+            continue
+        ratios = [u / p for p, u in zip(times[label], times["umoci"], strict=True)]
+        print(
+            f"umoci / {label}: ratio of medians {med['umoci'] / med[label]:.2f}x, "
+            f"median of per-round ratios {statistics.median(ratios):.2f}x"
+        )
 
 
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "--interleaved":
-        interleaved(int(argv[1]) if len(argv) > 1 else 10)
+        threads = None
+        if "--threads" in argv:
+            threads = [int(t) for t in argv[argv.index("--threads") + 1].split(",")]
+        interleaved(int(argv[1]) if len(argv) > 1 and argv[1].isdigit() else 10, threads)
         return 0
     if len(argv) not in (2, 3):
         print(__doc__, file=sys.stderr)

@@ -65,6 +65,8 @@ _SMALL_FILE = 4 << 20
 _MAX_IN_FLIGHT = 96 << 20
 _MAX_CACHED_DIRS = 4096
 _MAX_METADATA = 64 << 20
+_BATCH_FILES = 32
+_BATCH_BYTES = 4 << 20
 
 
 class MissingLinkTarget(UnsafeLayer):
@@ -376,6 +378,10 @@ class _Applier:
         self.seen: dict[str, bool] = {}  # name -> explicit entry (False: implicit parent)
         self.nondirs: set[str] = set()
         self.pending: dict[str, Future[Any]] = {}  # regular files being written
+        self.batch: list[tuple[str, str, tarfile.TarInfo, bytes, str]] = []
+        self.batch_parent: str | None = None
+        self.batch_pfut: Future[int] | None = None
+        self.batch_bytes = 0
         self.inflight: deque[tuple[Future[Any], int]] = deque()
         self.inflight_bytes = 0
         self.deferred_dirs: list[tuple[str, int, int]] = []  # rel, mode, mtime_ns
@@ -406,8 +412,21 @@ class _Applier:
             done.result()
         return fut
 
+    def _flush(self) -> None:
+        """Queue the files gathered for one directory as one task: fewer tasks,
+        and no two threads fighting over one directory's lock."""
+        if not self.batch:
+            return
+        batch, pfut, weight = self.batch, self.batch_pfut, self.batch_bytes
+        self.batch, self.batch_bytes = [], 0
+        assert pfut is not None
+        fut = self._submit(self._t_write_batch, pfut, batch, weight=weight)
+        for rel, *_ in batch:
+            self.pending[rel] = fut
+
     def drain(self) -> None:
         """Wait for every queued task (and raise the first failure)."""
+        self._flush()
         while self.inflight:
             fut, n = self.inflight.popleft()
             self.inflight_bytes -= n
@@ -575,6 +594,8 @@ class _Applier:
                 )
         rel = clean_name(entry)
         parent, _, base = rel.rpartition("/")
+        if not member.isreg():
+            self._flush()  # tasks run in tar order: what follows may need those files
         if base.startswith(WHITEOUT_PREFIX):
             self._whiteout(rel, parent, base, entry)
         elif not rel:
@@ -659,11 +680,17 @@ class _Applier:
             data = tf.fileobj.read(member.size) if member.size else b""
             if len(data) != member.size:
                 raise StorageError(f"entry {entry!r}: layer tar is truncated")
-            weight = len(data) + 1024
-            self.pending[rel] = self._submit(
-                self._t_write_small, pfut, base, member, data, entry, weight=weight
-            )
+            if self.batch and (
+                parent != self.batch_parent
+                or len(self.batch) >= _BATCH_FILES
+                or self.batch_bytes >= _BATCH_BYTES
+            ):
+                self._flush()
+            self.batch.append((rel, base, member, data, entry))
+            self.batch_parent, self.batch_pfut = parent, pfut
+            self.batch_bytes += len(data) + 1024
             return
+        self._flush()
         pfd = pfut.result()
         self._make_room(pfd, base)
         self._write_big(pfd, base, member, tf, entry)
@@ -737,10 +764,16 @@ class _Applier:
         ns = _mtime_ns(member)
         os.utime(fd, ns=(ns, ns))
 
-    def _t_write_small(
-        self, pfut: Future[int], name: str, member: tarfile.TarInfo, data: bytes, entry: str
+    def _t_write_batch(
+        self, pfut: Future[int], batch: list[tuple[str, str, tarfile.TarInfo, bytes, str]]
     ) -> None:
         pfd = pfut.result()
+        for _, name, member, data, entry in batch:
+            self._write_small(pfd, name, member, data, entry)
+
+    def _write_small(
+        self, pfd: int, name: str, member: tarfile.TarInfo, data: bytes, entry: str
+    ) -> None:
         self._make_room(pfd, name)
         fd = os.open(name, _FILE_FLAGS, self._create_mode(member), dir_fd=pfd)
         try:
