@@ -31,6 +31,9 @@ SUBCOMMANDS: dict[str, str] = {
     "tag": "portside.cli.commands.tag:tag",
     "prune": "portside.cli.commands.image:image_prune",
     "tags": "portside.cli.commands.search:image_tags",
+    "save": "portside.cli.commands.save:save",
+    "load": "portside.cli.commands.load:load",
+    "import": "portside.cli.commands.import_cmd:import_image",
 }
 
 
