@@ -442,3 +442,52 @@ def test_foreground_run_with_a_terminal_proxies_the_pty(
             child.kill(9)
         rt("delete", "-f", "tty-fg")
     assert ok(rt("list", "-q")) == ""
+
+
+def test_exec_tty_in_the_foreground(rt: Runtime, tmp_path: Path, rootfs_template: Path) -> None:
+    import pexpect
+
+    b = bundle(tmp_path, rootfs_template, ["sleep", "1000"])
+    ok(rt("run", "-d", "-b", str(b), "extty"))
+    try:
+        child = pexpect.spawn(
+            rt.argv[0], [*rt.argv[1:], "exec", "-t", "extty", "sh", "-c", "tty; exit 4"]
+        )
+        child.expect("/dev/pts/")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 4
+    finally:
+        ok(rt("delete", "-f", "extty"))
+
+
+def test_seccomp_notify_listener_gets_the_fd(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    sock_path = tmp_path / "seccomp.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(1)
+    b = bundle(tmp_path, rootfs_template, ["true"])
+    spec = json.loads((b / "config.json").read_text())
+    spec["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": str(sock_path),
+        "listenerMetadata": "meta",
+        "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_NOTIFY"}],
+    }
+    (b / "config.json").write_text(json.dumps(spec))
+    try:
+        ok(rt("create", "-b", str(b), "notify"))
+        conn, _ = server.accept()
+        msg, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+        conn.close()
+        assert len(fds) == 1
+        os.close(fds[0])
+        payload = json.loads(msg)
+        assert payload["fds"] == ["seccompFd"] and payload["metadata"] == "meta"
+        assert payload["state"]["id"] == "notify"
+        assert payload["pid"] == state(rt, "notify")["pid"]
+    finally:
+        server.close()
+        rt("delete", "-f", "notify")

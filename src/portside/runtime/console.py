@@ -31,7 +31,11 @@ def open_pty(ptmx: str) -> tuple[int, str]:
         raise RuntimeFailure(f"open {ptmx}: {(e.strerror or '').lower()}") from None
     fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
     n = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, struct.pack("I", 0)))[0]
-    return master, os.path.join(os.path.dirname(ptmx), str(n))
+    # /dev/ptmx is usually a link to pts/ptmx; a real /dev/ptmx node serves /dev/pts
+    pts = os.path.dirname(os.path.realpath(ptmx))
+    if os.path.basename(pts) != "pts":
+        pts = os.path.join(pts, "pts")
+    return master, os.path.join(pts, str(n))
 
 
 def connect(socket_path: str) -> Any:

@@ -79,11 +79,23 @@ def main(g: Globals, verb: str, argv: list[str]) -> int:
         if opts.get("label"):
             spec["selinuxLabel"] = opts["label"]
     proc = convert_process(spec)
-    return launcher.exec_process(
-        c,
-        proc,
-        console_socket=opts.get("console_socket"),  # type: ignore[arg-type]
-        pid_file=opts.get("pid_file"),  # type: ignore[arg-type]
-        detach=bool(opts["detach"]),
-        preserve_fds=int(opts.get("preserve_fds") or 0),  # type: ignore[call-overload]
-    )
+    console_socket = opts.get("console_socket")
+    proxy = None
+    if proc.terminal and console_socket is None and not opts["detach"]:
+        from portside.runtime.console import Proxy
+
+        proxy = Proxy()  # as runc: the foreground exec relays the pty itself
+        console_socket = proxy.path
+    try:
+        return launcher.exec_process(
+            c,
+            proc,
+            console_socket=console_socket,  # type: ignore[arg-type]
+            pid_file=opts.get("pid_file"),  # type: ignore[arg-type]
+            detach=bool(opts["detach"]),
+            preserve_fds=int(opts.get("preserve_fds") or 0),  # type: ignore[call-overload]
+            before_wait=(lambda: proxy.pump(proxy.master())) if proxy is not None else None,
+        )
+    finally:
+        if proxy is not None:
+            proxy.close()

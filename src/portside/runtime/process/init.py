@@ -9,8 +9,8 @@ Any failure is sent to the parent as one message and the child exits.
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` builds enums at import
 import os
-import signal
 import stat
 import sys
 

@@ -8,8 +8,8 @@ exits: the caller of `create` ends up as the init's parent, as with runc.
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` builds enums at import
 import os
-import signal
 import time
 
 from portside.errors import InvalidDocument, RuntimeFailure
@@ -368,6 +368,7 @@ def exec_process(
     pid_file: str | None = None,
     detach: bool = False,
     preserve_fds: int = 0,
+    before_wait: Callable[[], None] | None = None,
 ) -> int:
     """Run one more process in a running container; returns its status unless detached."""
     from portside.runtime import specconv
@@ -404,4 +405,6 @@ def exec_process(
     if detach:
         return 0
     forward_signals(pid)
+    if before_wait is not None:
+        before_wait()
     return wait_exit(pid)
