@@ -108,3 +108,24 @@ class FileAccessError(PortsideError):
     def from_os(cls, err: OSError, what: str | None = None) -> FileAccessError:
         name = what or err.filename or "file"
         return cls(f"{name}: {err.strerror or err}")
+
+
+class BuildError(PortsideError):
+    """An image build failed; the message names the file, line and instruction when known."""
+
+
+class DockerfileSyntaxError(BuildError, InvalidArgument):
+    """A Dockerfile/Containerfile (or .dockerignore) does not follow the language's grammar."""
+
+
+class NetworkError(PortsideError):
+    """A network could not be set up or torn down (namespace, CNI plugin, firewall)."""
+
+
+class CniPluginError(NetworkError):
+    """A CNI plugin failed or is missing; the message names the network and the plugin."""
+
+    def __init__(self, message: str, plugin: str = "", code: int = 0) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.code = code

@@ -1,0 +1,1 @@
+"""CNI: network configs, plugin invocation per the CNI spec, and the result cache."""
