@@ -39,6 +39,7 @@ class FaultProxy:
         self.slow_blob: str | None = None  # digest served slowly
         self.fail_503: int = 0  # answer this many blob GETs with 503 first
         self.manifest_type: str | None = None  # replace manifests' Content-Type
+        self.fail_upload_503: int = 0  # answer this many upload PUTs with 503
         self._cut_done = False
         self._lock = threading.Lock()
         proxy = self
@@ -57,15 +58,22 @@ class FaultProxy:
                     unavailable = proxy.fail_503 > 0 and "/blobs/sha256:" in self.path
                     if unavailable:
                         proxy.fail_503 -= 1
+                    if (
+                        self.command == "PUT"
+                        and "/blobs/uploads/" in self.path
+                        and proxy.fail_upload_503 > 0
+                    ):
+                        proxy.fail_upload_503 -= 1
+                        unavailable = True
                 if unavailable:
                     self.send_response(503)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
-                headers = {
-                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")
-                }
+                # Host is kept: the registry builds upload Locations from it, so they
+                # point back at the proxy
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
@@ -217,6 +225,17 @@ def test_503_answers_are_retried(proxy: FaultProxy, pushed_images: dict[str, str
     portside("pull", "-q", f"{proxy.host}/{ref}")
     assert proxy.fail_503 == 0
     assert _store().verify_all() == []
+
+
+@pytest.mark.timeout(120)
+def test_failed_upload_is_retried(proxy: FaultProxy, pushed_images: dict[str, str]) -> None:
+    portside("pull", "-q", pushed_images["multilayer-gzip"])
+    proxy.fail_upload_503 = 2
+    target = f"{proxy.host}/retry/ml:v1"
+    portside("push", "-q", pushed_images["multilayer-gzip"], target)
+    assert proxy.fail_upload_503 == 0
+    puts = [p for m, p, _ in proxy.requests if m == "PUT" and "/blobs/uploads/" in p]
+    assert len(puts) >= 2 + 4  # two refused, then config and three layers
 
 
 @pytest.mark.timeout(120)

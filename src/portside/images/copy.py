@@ -9,12 +9,19 @@ format), then commits. Progress goes to a callback so the CLI decides how it loo
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from portside.errors import InvalidDocument, NotFound, UnsupportedMediaType
+from portside.errors import (
+    InvalidDocument,
+    NotFound,
+    RegistryError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from portside.images.transport import ImageDestination, ImageSource
 from portside.oci import mediatypes as mt
 from portside.oci.digest import Digest, DigestVerifier
@@ -135,9 +142,29 @@ def _copy_blob(
         advance = None if progress is None else (lambda n: progress.blob_advance(blob, n))
         resumable(blob, open_at, progress=advance)
     else:
-        dest.put_blob(blob, iter(_Counting(source.get_blob(blob), blob, progress)))
+        _put_with_retries(source, dest, blob, progress)
     if progress is not None:
         progress.blob_done(blob, skipped=False)
+
+
+PUT_ATTEMPTS = 3
+
+
+def _put_with_retries(
+    source: ImageSource, dest: ImageDestination, blob: Blob, progress: Progress | None
+) -> None:
+    """put_blob, again from the start when the destination's transfer failed (an upload
+    cut by the network); bad content and refusals are not retried."""
+    for attempt in range(PUT_ATTEMPTS):
+        try:
+            dest.put_blob(blob, iter(_Counting(source.get_blob(blob), blob, progress)))
+            return
+        except (Unauthorized, NotFound):
+            raise
+        except RegistryError:
+            if attempt == PUT_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _output_type(media_type: str, dest: ImageDestination, options: CopyOptions) -> str:
