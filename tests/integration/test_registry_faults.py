@@ -239,6 +239,20 @@ def test_failed_upload_is_retried(proxy: FaultProxy, pushed_images: dict[str, st
 
 
 @pytest.mark.timeout(120)
+def test_chunked_upload_sends_patches(
+    proxy: FaultProxy, pushed_images: dict[str, str], fixture_layouts: dict[str, Path]
+) -> None:
+    portside("pull", "-q", pushed_images["busybox"])
+    target = f"{proxy.host}/chunked/bb:v1"
+    portside("push", "-q", "--chunk-size", "262144", pushed_images["busybox"], target)
+    patches = [p for m, p, _ in proxy.requests if m == "PATCH"]
+    layer = _manifest(fixture_layouts["busybox"])["layers"][0]  # type: ignore[index]
+    assert len(patches) >= layer["size"] // 262144
+    r = portside("--root", os.environ["PORTSIDE_ROOT"] + "2", "pull", "-q", target)
+    assert len(r.stdout.strip()) == 64
+
+
+@pytest.mark.timeout(120)
 def test_second_image_fetches_only_new_layers(
     proxy: FaultProxy, pushed_images: dict[str, str], fixture_layouts: dict[str, Path]
 ) -> None:
