@@ -145,7 +145,7 @@ class Container:
     def save(self) -> None:
         tmp = os.path.join(self.dir, f".{STATE_FILE}.tmp")
         with open(tmp, "w") as f:
-            json.dump(self.data, f)
+            f.write(json.dumps(self.data))  # dumps uses the C encoder; dump(f) does not
         os.rename(tmp, os.path.join(self.dir, STATE_FILE))
 
     def remove_dir(self) -> None:

@@ -127,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         module = VERBS.get(verb)
         if module is None:
             raise PortsideError(f"No help topic for '{verb}'")
-        import importlib
-
-        mod = importlib.import_module(f"portside.runtime.cli.{module}")
+        name = f"portside.runtime.cli.{module}"
+        __import__(name)  # importlib would also load `warnings`
+        mod = sys.modules[name]
         code: int = mod.main(g, verb, rest[1:])
         return code
     except PortsideError as e:
