@@ -46,6 +46,8 @@ def test_list_tag_inspect_remove_prune(pushed_images: dict[str, str]) -> None:
     assert {i["Id"] for i in listed} == {bb_id, ml_id}
     assert set(portside("images", "-q", "--no-trunc").stdout.split()) == {bb_id, ml_id}
     assert "sha256:" in portside("images", "--digests").stdout
+    lines = portside("images", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}").stdout.split("\n")
+    assert f"{bb_id[:12]} {bb}" in lines
 
     portside("tag", bb, "localhost/mybox:1", "mybox:2")
     info = json.loads(portside("inspect", "mybox:2").stdout)[0]

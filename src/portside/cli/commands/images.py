@@ -16,7 +16,7 @@ from portside.cli.commands.image import human_ago, human_size, open_store, parse
 @click.option("--quiet", "-q", is_flag=True, help="Only image IDs.")
 @click.option("--digests", is_flag=True, help="Show the manifest digests.")
 @click.option("--no-trunc", is_flag=True, help="Full image IDs.")
-@click.option("--format", "fmt", default=None, help="'json' or 'table'.")
+@click.option("--format", "fmt", default=None, help="'json', 'table' or a template like '{{.ID}}'.")
 @click.argument("reference", required=False)
 def images(
     all_images: bool,
@@ -68,9 +68,29 @@ def images(
             )
         click.echo(json.dumps(out, indent=4))
         return
+    if fmt is not None and "{{" in fmt:
+        from portside.cli.commands.inspect import _render
+
+        template = fmt.removeprefix("table ").replace("\\t", "\t")
+        for r in records:
+            for name in r.names or ["<none>:<none>"]:
+                repo, tag = repo_tag(name) if name != "<none>:<none>" else ("<none>", "<none>")
+                fields: dict[str, object] = {
+                    "ID": r.id if no_trunc else r.short_id,
+                    "Id": r.id,
+                    "Repository": repo,
+                    "Tag": tag,
+                    "Digest": str(r.manifest_digest),
+                    "CreatedAt": r.created or "",
+                    "CreatedSince": human_ago(parse_time(r.created)),
+                    "Size": human_size(r.size),
+                }
+                click.echo(_render(template, fields))
+        return
     if fmt not in (None, "table"):
         raise click.BadParameter(
-            f"unsupported format {fmt!r} (json or table)", param_hint="--format"
+            f"unsupported format {fmt!r} (json, table or a {{{{.Field}}}} template)",
+            param_hint="--format",
         )
     if quiet:
         seen = []
