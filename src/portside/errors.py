@@ -129,3 +129,15 @@ class CniPluginError(NetworkError):
         super().__init__(message)
         self.plugin = plugin
         self.code = code
+
+
+class CommandNotFound(RuntimeFailure):
+    """The container's command does not exist (`run` exits 127, as docker)."""
+
+    exit_code = 127
+
+
+class CommandNotInvokable(RuntimeFailure):
+    """The container's command exists but cannot be run (`run` exits 126, as docker)."""
+
+    exit_code = 126

@@ -1,0 +1,1 @@
+"""The engine: containers over images, storage, the runtime and the monitor."""

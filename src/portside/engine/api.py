@@ -1,0 +1,145 @@
+"""The engine's surface: option and report dataclasses plus the protocols the CLI,
+the Python API and later the servers program against (podman's "entities").
+
+Only plain data crosses this line, so a remote implementation can serve the same
+calls; nothing here touches the disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class CreateOptions:
+    """What `create`/`run` accept, with docker's and podman's flag names in mind."""
+
+    image: str
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None  # [] resets the image's entrypoint
+    name: str | None = None
+    env: list[str] = field(default_factory=list)
+    env_files: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    volumes: list[str] = field(default_factory=list)  # -v SRC:DST[:OPTS]
+    mounts: list[str] = field(default_factory=list)  # --mount type=..,src=..,dst=..
+    tmpfs: list[str] = field(default_factory=list)  # DST[:OPTS]
+    interactive: bool = False
+    tty: bool = False
+    memory: int | None = None
+    memory_swap: int | None = None  # -1 = unlimited
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
+    pids_limit: int | None = None
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    security_opt: list[str] = field(default_factory=list)
+    read_only: bool = False
+    init: bool = False
+    restart: str = "no"
+    labels: dict[str, str] = field(default_factory=dict)
+    ulimits: list[str] = field(default_factory=list)  # name=soft[:hard]
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    runtime: str | None = None
+    log_driver: str | None = None
+    log_opts: dict[str, str] = field(default_factory=dict)
+    health_cmd: str | None = None
+    health_interval: float | None = None
+    health_timeout: float | None = None
+    health_retries: int | None = None
+    health_start_period: float | None = None
+    no_healthcheck: bool = False
+    network: str = "private"  # private (loopback only) | none | host
+    pull: str = "missing"
+    remove: bool = False  # --rm
+    publish: list[str] = field(default_factory=list)  # recorded; published with issue 8
+
+
+@dataclass
+class ExecOptions:
+    command: list[str]
+    interactive: bool = False
+    tty: bool = False
+    env: list[str] = field(default_factory=list)
+    user: str | None = None
+    workdir: str | None = None
+    detach: bool = False
+    privileged: bool = False
+
+
+@dataclass
+class LogOptions:
+    follow: bool = False
+    since: float | None = None  # unix seconds
+    until: float | None = None
+    tail: int | None = None
+    timestamps: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """The live state, docker's `State` in inspect."""
+
+    status: str  # created | running | paused | restarting | exited | removing
+    running: bool
+    paused: bool
+    restarting: bool
+    oom_killed: bool
+    dead: bool
+    pid: int
+    exit_code: int
+    error: str
+    started_at: str
+    finished_at: str
+    restart_count: int
+    health: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """One container as `ps` and `inspect` see it."""
+
+    id: str
+    name: str
+    image: str
+    image_id: str
+    command: list[str]
+    created: float
+    state: ContainerState
+    labels: dict[str, str]
+    config: dict[str, Any]  # the stored options and derived facts (spec summary)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+class ContainerEngine(Protocol):
+    """Everything a client may do with containers."""
+
+    def create(self, options: CreateOptions) -> ContainerInfo: ...
+
+    def start(self, ref: str, *, attach: bool = False) -> ContainerInfo: ...
+
+    def stop(self, ref: str, timeout: float | None = None) -> None: ...
+
+    def kill(self, ref: str, signal: str = "KILL") -> None: ...
+
+    def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> str: ...
+
+    def inspect(self, ref: str) -> ContainerInfo: ...
+
+    def list(self, all: bool = False) -> list[ContainerInfo]: ...
+
+    def wait(self, ref: str) -> int: ...
+
+    def logs(self, ref: str, options: LogOptions) -> Iterator[tuple[str, str, bytes]]: ...
+
+    def exec(self, ref: str, options: ExecOptions) -> int: ...
