@@ -15,6 +15,10 @@ from portside.errors import RuntimeFailure
 from portside.linux import libc
 from portside.runtime.specconv import Config, Mount
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 MAX_SYMLINKS = 255
 
 # flags a bind remount must keep: in a user namespace the kernel locks them.
@@ -193,8 +197,12 @@ def prepare_root(cfg: Config) -> None:
     libc.mount(cfg.rootfs, cfg.rootfs, None, libc.MS_BIND | libc.MS_REC)
 
 
-def mount_all(cfg: Config) -> None:
+def mount_all(cfg: Config, before_cgroupfs: Callable[[], None] | None = None) -> None:
+    """Mount the spec's mounts in order; `before_cgroupfs` runs before a cgroup mount
+    (which shows the init's own cgroups, so the init must be in them by then)."""
     for m in cfg.mounts:
+        if m.type == "cgroup" and before_cgroupfs is not None:
+            before_cgroupfs()
         try:
             mount_entry(cfg, m)
         except OSError as e:

@@ -42,6 +42,7 @@ class Options:
         self.host_pid = 0
         self.seccomp_conn: Any = None  # listenerPath, connected as early as the console
         self.console_conn: Any = None  # connected before any namespace is entered
+        self.late_cgroup = False  # the init joins its cgroup during setup (see launcher)
         self.close_fds: list[int] = []  # the runtime's own (its state lock): not ours to hold
 
 
@@ -115,8 +116,9 @@ def stage1(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoRet
             if cfg.has_new("user"):
                 namespaces.unshare(["user"])
                 own_user = True
-            ch.send(sync.HELLO, userns=own_user)
-            ch.expect(sync.GO)
+            ch.send(sync.HELLO, userns=own_user, late=opts.late_cgroup)
+            if not opts.late_cgroup:
+                ch.expect(sync.GO)
             if own_user or cfg.has("user"):
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)
@@ -165,7 +167,14 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
     if cfg.has_new("network"):
         namespaces.loopback_up()
     rootfs.prepare_root(cfg)
-    rootfs.mount_all(cfg)
+
+    def joined_cgroup() -> None:
+        if opts.late_cgroup:
+            ch.expect(sync.GO)
+            opts.late_cgroup = False
+
+    rootfs.mount_all(cfg, before_cgroupfs=joined_cgroup)
+    joined_cgroup()
     console_slave = None
     master = -1
     proc = cfg.process

@@ -56,7 +56,9 @@ def _spawn(
     """Fork stage 1, join it to the cgroup and id maps, and learn the init's pid.
 
     The cgroup is made (`get_cgroup`) after the fork, while stage 1 loads what the
-    init will need: on two cores the two overlap.
+    init will need, enters the namespaces and the init mounts its rootfs: on two
+    cores these overlap. Only a user namespace (its id maps) or a new cgroup
+    namespace (rooted where stage 1 stands) makes stage 1 wait for the cgroup.
     """
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     parent_ch, child_ch = sync.Channel.pair()
@@ -70,11 +72,13 @@ def _spawn(
     try:
         mgr = get_cgroup()
         hello = parent_ch.expect(sync.HELLO)
-        if mgr is not None:
-            mgr.add_process(stage)
-        if hello.get("userns"):
-            namespaces.write_id_maps(stage, cfg.uid_mappings, cfg.gid_mappings)
-        parent_ch.send(sync.GO)
+        late = bool(hello.get("late"))
+        if not late:
+            if mgr is not None:
+                mgr.add_process(stage)
+            if hello.get("userns"):
+                namespaces.write_id_maps(stage, cfg.uid_mappings, cfg.gid_mappings)
+            parent_ch.send(sync.GO)
         # the init writes to the same pipe as stage 1: its first message may come first
         early = []
         while True:
@@ -89,6 +93,19 @@ def _spawn(
         pid = int(msg["pid"])
         for m in early:
             parent_ch.push_back(m)
+        if late:
+            # stage 1 went on while we made the cgroup; the init waits for this
+            # before it mounts cgroupfs or goes past its mounts
+            if mgr is not None:
+                try:
+                    mgr.add_process(pid)
+                except Exception:
+                    # most likely the init failed and exited: its message says why
+                    msg = parent_ch.recv()
+                    if msg["t"] == sync.ERROR:
+                        raise RuntimeFailure(str(msg.get("msg"))) from None
+                    raise
+            parent_ch.send(sync.GO)
     except BaseException:
         _kill_wait(stage)
         parent_ch.close()
@@ -154,6 +171,7 @@ def create(
         opts.fifo_fd = fifo_fd
         opts.console_socket = console_socket and os.path.abspath(console_socket)
         opts.close_fds = [c.lock_fd]
+        opts.late_cgroup = not (cfg.has("user") or cfg.has_new("cgroup"))
         opts.no_pivot = no_pivot
         opts.no_new_keyring = no_new_keyring
         opts.preserve_fds = preserve_fds
