@@ -1,0 +1,341 @@
+"""The build context: a directory (or an unpacked tar), its ignore file, and what
+COPY/ADD select from it, with a content hash for the layer cache.
+
+Ignore patterns follow docker's rules: one per line, `#` comments, `!` exceptions,
+the last matching pattern decides, `*` `?` `[...]` within one path component,
+`**` across any number of them, and a pattern that matches a directory also
+matches everything below it. `.containerignore` is preferred over `.dockerignore`
+(as podman does), and `<Dockerfile>.dockerignore` over both (as buildkit does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+import shutil
+import stat
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from portside.errors import BuildError, DockerfileSyntaxError, FileAccessError
+
+IGNORE_FILES = (".containerignore", ".dockerignore")
+
+
+@dataclass(frozen=True)
+class Pattern:
+    text: str
+    exclusion: bool
+    regex: re.Pattern[str]
+
+
+def _translate(pattern: str, source: str) -> re.Pattern[str]:
+    out = ["^"]
+    i = 0
+    n = len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "*":
+            if i + 1 < n and pattern[i + 1] == "*":
+                i += 2
+                if i < n and pattern[i] == "/":
+                    i += 1
+                    out.append(".*" if i >= n else "(?:.*/)?")
+                else:
+                    out.append(".*")
+                continue
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            j = i + 1
+            body = []
+            if j < n and pattern[j] in "^!":
+                body.append("^")
+                j += 1
+            while j < n and pattern[j] != "]":
+                if pattern[j] == "\\" and j + 1 < n:
+                    body.append(re.escape(pattern[j + 1]))
+                    j += 2
+                    continue
+                body.append(pattern[j] if pattern[j] == "-" else re.escape(pattern[j]))
+                j += 1
+            if j >= n or len(body) == 0 or body == ["^"]:
+                raise DockerfileSyntaxError(f"{source}: bad pattern {pattern!r}")
+            out.append("[" + "".join(body) + "]")
+            i = j
+        elif ch == "\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    out.append("$")
+    return re.compile("".join(out), re.DOTALL)
+
+
+def clean_pattern(text: str) -> str:
+    """Docker's normalisation: filepath.Clean, and a leading / means the context root."""
+    p = posixpath.normpath(text) if text else text
+    if p.startswith("//"):
+        p = "/" + p.lstrip("/")
+    if len(p) > 1 and p.startswith("/"):
+        p = p[1:]
+    return p
+
+
+class IgnoreMatcher:
+    """Ordered patterns; `excluded(path)` says whether COPY/ADD may see a context path."""
+
+    def __init__(self, lines: Iterable[str], source: str = ".dockerignore") -> None:
+        self.patterns: list[Pattern] = []
+        for raw in lines:
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            exclusion = line.startswith("!")
+            if exclusion:
+                line = line[1:].strip()
+                if not line:
+                    raise DockerfileSyntaxError(f"{source}: illegal exclusion pattern: '!'")
+            text = clean_pattern(line)
+            self.patterns.append(Pattern(text, exclusion, _translate(text, source)))
+
+    @property
+    def has_exceptions(self) -> bool:
+        return any(p.exclusion for p in self.patterns)
+
+    def excluded(self, path: str) -> bool:
+        rel = clean_pattern(path)
+        parent = posixpath.dirname(rel)
+        parents = parent.split("/") if parent else []
+        result = False
+        for pat in self.patterns:
+            hit = bool(pat.regex.match(rel))
+            if not hit:
+                for i in range(len(parents)):
+                    if pat.regex.match("/".join(parents[: i + 1])):
+                        hit = True
+                        break
+            if hit:
+                result = not pat.exclusion
+        return result
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str
+    """Relative to the context root, with / separators; "." is the root itself."""
+    kind: str
+    """"file", "dir", "symlink" or "other"."""
+    mode: int
+
+
+class BuildContext:
+    """A directory the build reads from; paths outside it are refused."""
+
+    def __init__(self, root: Path, ignore: IgnoreMatcher | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.ignore = ignore or IgnoreMatcher([])
+
+    @classmethod
+    def from_directory(cls, path: str | Path, dockerfile: str | None = None) -> BuildContext:
+        root = Path(path)
+        if not root.is_dir():
+            raise BuildError(f"build context {str(path)!r} is not a directory")
+        candidates = []
+        if dockerfile:
+            candidates.append(Path(dockerfile).name + ".dockerignore")
+        candidates.extend(IGNORE_FILES)
+        for name in candidates:
+            f = root / name
+            if f.is_file():
+                try:
+                    text = f.read_text(encoding="utf-8", errors="replace")
+                except OSError as e:
+                    raise FileAccessError.from_os(e, str(f)) from None
+                return cls(root, IgnoreMatcher(text.splitlines(), name))
+        return cls(root)
+
+    @classmethod
+    def from_tar(
+        cls, stream: IO[bytes], dest: str | Path, dockerfile: str | None = None
+    ) -> BuildContext:
+        """Unpack a context tar (e.g. from stdin) into `dest`, refusing entries that escape."""
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        try:
+            with tarfile.open(fileobj=stream, mode="r|*") as tf:
+                for member in tf:
+                    _extract_member(tf, member, dest)
+        except tarfile.TarError as e:
+            raise BuildError(f"build context tar: {e}") from None
+        return cls.from_directory(dest, dockerfile)
+
+    # -- lookups ---------------------------------------------------------------------------
+    def _abs(self, rel: str) -> Path:
+        return self.root / rel if rel != "." else self.root
+
+    def normalize(self, src: str) -> str:
+        """A COPY source as a context-relative path; `..` may not leave the context."""
+        p = posixpath.normpath("/" + src.replace("\\", "/") if src else "/")
+        if src and re.match(r"^(\.\./|\.\.$)", posixpath.normpath(src)):
+            raise BuildError(f"{src}: outside the build context")
+        rel = p.lstrip("/")
+        return rel or "."
+
+    def excluded(self, rel: str) -> bool:
+        return rel != "." and self.ignore.excluded(rel)
+
+    def entries(self, rel: str = ".", extra_excludes: Iterable[str] = ()) -> Iterator[Entry]:
+        """`rel` and, for a directory, everything below it that is not ignored, sorted."""
+        extra = IgnoreMatcher(list(extra_excludes), "--exclude") if extra_excludes else None
+        base = self._abs(rel)
+        st = os.lstat(base)
+        yield Entry(rel, _kind(st.st_mode), stat.S_IMODE(st.st_mode))
+        if not stat.S_ISDIR(st.st_mode):
+            return
+        prune = not self.ignore.has_exceptions and not (extra and extra.has_exceptions)
+        yield from self._walk(rel, extra, prune, rel)
+
+    def _walk(
+        self, rel: str, extra: IgnoreMatcher | None, prune: bool, top: str
+    ) -> Iterator[Entry]:
+        try:
+            names = sorted(os.listdir(self._abs(rel)))
+        except OSError as e:
+            raise FileAccessError.from_os(e) from None
+        for name in names:
+            child = name if rel == "." else f"{rel}/{name}"
+            st = os.lstat(self._abs(child))
+            inner = child if top == "." else child[len(top) + 1 :]
+            hidden = self.excluded(child) or bool(extra and extra.excluded(inner))
+            if not hidden:
+                yield Entry(child, _kind(st.st_mode), stat.S_IMODE(st.st_mode))
+            if stat.S_ISDIR(st.st_mode) and not (hidden and prune):
+                yield from self._walk(child, extra, prune, top)
+
+    def resolve_sources(self, sources: Iterable[str]) -> list[str]:
+        """COPY/ADD sources (with filepath.Match wildcards) -> context-relative paths.
+
+        A source that matches nothing visible (missing, or ignored) is an error, as in docker.
+        """
+        out: list[str] = []
+        for src in sources:
+            rel = self.normalize(src)
+            if not re.search(r"[*?\[]", rel):
+                if not os.path.lexists(self._abs(rel)) or self.excluded(rel):
+                    raise BuildError(
+                        f"{src}: not found in the build context (or excluded by "
+                        ".containerignore/.dockerignore)"
+                    )
+                out.append(rel)
+                continue
+            matches = sorted(self._glob(rel.split("/")))
+            matches = [m for m in matches if not self.excluded(m)]
+            if not matches:
+                raise BuildError(
+                    f"{src}: no source files were specified (the pattern matched none)"
+                )
+            out.extend(matches)
+        return out
+
+    def _glob(self, parts: list[str], prefix: str = "") -> Iterator[str]:
+        if not parts:
+            yield prefix
+            return
+        head, rest = parts[0], parts[1:]
+        here = self._abs(prefix or ".")
+        if not re.search(r"[*?\[]", head):
+            nxt = f"{prefix}/{head}" if prefix else head
+            if os.path.lexists(self._abs(nxt)):
+                yield from self._glob(rest, nxt)
+            return
+        rx = _translate(head, "COPY")
+        try:
+            names = sorted(os.listdir(here))
+        except OSError:
+            return
+        for name in names:
+            if rx.match(name):
+                nxt = f"{prefix}/{name}" if prefix else name
+                if rest and not os.path.isdir(self._abs(nxt)):
+                    continue
+                yield from self._glob(rest, nxt)
+
+    def content_hash(self, sources: Iterable[str], excludes: Iterable[str] = ()) -> str:
+        """sha256 over what a COPY/ADD would copy: sorted relative paths, types, permission
+        bits, file contents and link targets; not mtimes or owners (COPY resets owners)."""
+        h = hashlib.sha256()
+        excl = list(excludes)
+        for src in self.resolve_sources(sources):
+            h.update(b"S" + src.encode() + b"\0")
+            for e in self.entries(src, excl):
+                name = e.path[len(src) :].lstrip("/") if src != "." else e.path
+                h.update(f"{e.kind}\0{name}\0{e.mode:o}\0".encode())
+                full = self._abs(e.path)
+                if e.kind == "file":
+                    fh = hashlib.sha256()
+                    with open(full, "rb") as f:
+                        while chunk := f.read(1 << 20):
+                            fh.update(chunk)
+                    h.update(fh.digest())
+                elif e.kind == "symlink":
+                    h.update(os.readlink(full).encode())
+        return "sha256:" + h.hexdigest()
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return "other"
+
+
+def _extract_member(tf: tarfile.TarFile, m: tarfile.TarInfo, dest: Path) -> None:
+    name = posixpath.normpath("/" + m.name).lstrip("/")
+    if not name or name == ".":
+        return
+    target = dest / name
+    _no_symlink_dirs(dest, name, m.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if m.isdir():
+        target.mkdir(exist_ok=True)
+        os.chmod(target, (m.mode & 0o7777) | 0o700)
+    elif m.isreg():
+        src = tf.extractfile(m)
+        assert src is not None
+        tmp = target.with_name(target.name + ".portside-tmp")
+        with open(tmp, "wb") as out:
+            shutil.copyfileobj(src, out)
+        os.chmod(tmp, m.mode & 0o7777)
+        os.replace(tmp, target)
+    elif m.issym():
+        if os.path.lexists(target):
+            os.unlink(target)
+        os.symlink(m.linkname, target)
+    elif m.islnk():
+        link_rel = posixpath.normpath("/" + m.linkname).lstrip("/")
+        _no_symlink_dirs(dest, link_rel + "/x", m.name)
+        link_src = dest / link_rel
+        if os.path.lexists(target):
+            os.unlink(target)
+        os.link(link_src, target, follow_symlinks=False)
+    # devices, fifos: not part of a build context; skipped
+
+
+def _no_symlink_dirs(dest: Path, rel: str, what: str) -> None:
+    """Refuse a path whose directories include a symlink (it could lead out of dest)."""
+    cur = dest
+    for part in rel.split("/")[:-1]:
+        cur = cur / part
+        if cur.is_symlink():
+            raise BuildError(f"build context tar: {what}: path goes through a symlink")

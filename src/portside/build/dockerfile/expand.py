@@ -1,0 +1,187 @@
+"""Variable substitution and quote removal, as the Dockerfile language defines them.
+
+The builder (not a shell) performs these in ADD COPY ENV EXPOSE FROM LABEL
+STOPSIGNAL USER VOLUME WORKDIR (and in ARG defaults and COPY/ADD flag values);
+RUN, CMD and ENTRYPOINT are left to the container's shell. Supported:
+`$VAR`, `${VAR}`, `${VAR:-w}`, `${VAR-w}`, `${VAR:+w}`, `${VAR+w}`,
+`${VAR:?msg}`, `${VAR?msg}`, single and double quotes, and the escape token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from portside.errors import DockerfileSyntaxError
+
+# Instructions whose arguments the builder expands (docs: "Environment replacement").
+EXPANDING = frozenset(
+    {"ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"}
+)
+_NAME_START = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+_NAME_CHARS = _NAME_START | set("0123456789")
+
+
+class ExpansionError(DockerfileSyntaxError):
+    """A substitution is malformed (`${`, bad modifier) or `${VAR?msg}` hit an unset VAR."""
+
+
+class _Words:
+    """Collects output; in split mode unquoted whitespace (also from variables) splits words."""
+
+    def __init__(self) -> None:
+        self.words: list[str] = []
+        self.cur: list[str] = []
+        self.in_word = False
+
+    def raw(self, s: str) -> None:
+        self.cur.append(s)
+        self.in_word = True
+
+    def unquoted(self, s: str) -> None:
+        for ch in s:
+            if ch.isspace():
+                if self.in_word:
+                    self.words.append("".join(self.cur))
+                    self.cur = []
+                    self.in_word = False
+            else:
+                self.raw(ch)
+
+    def mark(self) -> None:
+        """An empty quoted string ("") still makes a word."""
+        self.in_word = True
+
+    def finish(self) -> list[str]:
+        if self.in_word:
+            self.words.append("".join(self.cur))
+        return self.words
+
+
+class _Lex:
+    def __init__(self, text: str, env: Mapping[str, str], escape: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.env = env
+        self.escape = escape
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def next(self) -> str:
+        ch = self.peek()
+        self.pos += 1
+        return ch
+
+    def run(self, out: _Words, split: bool, stop: str = "") -> bool:
+        """Process until `stop` (consumed; returns True) or the end (returns False)."""
+        add = out.unquoted if split else out.raw
+        while self.pos < len(self.text):
+            ch = self.peek()
+            if stop and ch == stop:
+                self.pos += 1
+                return True
+            if ch == "'":
+                self.pos += 1
+                out.mark()
+                end = self.text.find("'", self.pos)
+                if end < 0:
+                    raise ExpansionError("unexpected end of text looking for the matching '")
+                out.raw(self.text[self.pos : end])
+                self.pos = end + 1
+            elif ch == '"':
+                self.pos += 1
+                out.mark()
+                self._double(out)
+            elif ch == "$":
+                add(self._dollar())
+            elif ch == self.escape:
+                self.pos += 1
+                if self.pos < len(self.text):
+                    out.raw(self.next())
+            else:
+                self.pos += 1
+                add(ch)
+        return False
+
+    def _double(self, out: _Words) -> None:
+        while True:
+            if self.pos >= len(self.text):
+                raise ExpansionError('unexpected end of text looking for the matching "')
+            ch = self.next()
+            if ch == '"':
+                return
+            if ch == "$":
+                self.pos -= 1
+                out.raw(self._dollar())
+            elif ch == self.escape and self.peek() in ('"', "$", self.escape):
+                out.raw(self.next())
+            else:
+                out.raw(ch)
+
+    def _name(self) -> str:
+        start = self.pos
+        if self.peek() and self.peek() in "0123456789":
+            while self.peek() and self.peek() in "0123456789":
+                self.pos += 1
+            return self.text[start : self.pos]
+        if self.peek() not in _NAME_START or not self.peek():
+            return ""
+        while self.peek() and self.peek() in _NAME_CHARS:
+            self.pos += 1
+        return self.text[start : self.pos]
+
+    def _dollar(self) -> str:
+        self.pos += 1  # the '$'
+        if self.peek() != "{":
+            name = self._name()
+            if not name:
+                return "$"
+            return self.env.get(name, "")
+        self.pos += 1
+        name = self._name()
+        if not name:
+            raise ExpansionError(f"bad substitution in {self.text!r}")
+        ch = self.next()
+        if ch == "}":
+            return self.env.get(name, "")
+        colon = ch == ":"
+        if colon:
+            ch = self.next()
+        if ch not in ("-", "+", "?") or not ch:
+            raise ExpansionError(f"unsupported modifier {ch!r} in substitution ${{{name}...}}")
+        sub = _Words()
+        if not self.run(sub, split=False, stop="}"):
+            raise ExpansionError(f"missing '}}' in {self.text!r}")
+        word = "".join(sub.cur)
+        is_set = name in self.env
+        value = self.env.get(name, "")
+        present = is_set and (value != "" or not colon)
+        if ch == "-":
+            return value if present else word
+        if ch == "+":
+            return word if present else ""
+        if not present:
+            raise ExpansionError(f"{name}: {word or 'is not set'}")
+        return value
+
+
+def expand_word(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
+    """One word: substitutions done and quotes removed; whitespace is kept."""
+    out = _Words()
+    _Lex(text, env, escape).run(out, split=False)
+    return "".join(out.cur)
+
+
+def expand_words(text: str, env: Mapping[str, str], escape: str = "\\") -> list[str]:
+    """Several words: split on unquoted whitespace, including whitespace a variable brought."""
+    out = _Words()
+    _Lex(text, env, escape).run(out, split=True)
+    return out.finish()
+
+
+def unquote(text: str, escape: str = "\\") -> str:
+    """Quote removal without substitution (for instructions that do not expand)."""
+    out = _Words()
+    lex = _Lex(text.replace("$", "\x00"), {}, escape)
+    lex.run(out, split=False)
+    return "".join(out.cur).replace("\x00", "$")
