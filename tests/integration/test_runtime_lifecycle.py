@@ -491,3 +491,44 @@ def test_seccomp_notify_listener_gets_the_fd(
     finally:
         server.close()
         rt("delete", "-f", "notify")
+
+
+def test_a_create_killed_midway_does_not_block_the_id(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    # what a SIGKILLed create leaves: the id's directory and its fifo, no state.json
+    leftover = tmp_path / "state" / "half"
+    leftover.mkdir(parents=True)
+    os.mkfifo(leftover / "exec.fifo")
+    assert ok(rt("list", "-q")) == ""
+    b = bundle(tmp_path, rootfs_template, ["true"])
+    ok(rt("run", "-b", str(b), "half"))
+    assert not leftover.exists()
+
+
+def test_kill_all_reaches_every_process(rt: Runtime, tmp_path: Path, rootfs_template: Path) -> None:
+    b = bundle(tmp_path, rootfs_template, ["sh", "-c", "sleep 1000 & sleep 1000 & wait"])
+    spec = json.loads((b / "config.json").read_text())
+    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "pid"]
+    (b / "config.json").write_text(json.dumps(spec))
+    ok(rt("run", "-d", "-b", str(b), "all"))
+    try:
+        deadline = time.monotonic() + 10
+        while len(pids := json.loads(ok(rt("ps", "-f", "json", "all")))) < 3:
+            assert time.monotonic() < deadline, pids
+            time.sleep(0.02)
+        ok(rt("kill", "--all", "all", "KILL"))
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{p}").exists() and b"Z" not in _stat(p) for p in pids):
+            assert time.monotonic() < deadline, "kill --all left processes"
+            time.sleep(0.02)
+    finally:
+        ok(rt("delete", "-f", "all"))
+
+
+def _stat(pid: int) -> bytes:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return b"Z"
+    return raw[raw.rindex(b")") + 2 :][:1]

@@ -95,10 +95,31 @@ class Container:
         try:
             os.mkdir(path, 0o711)
         except FileExistsError:
-            raise AlreadyExists("container with given ID already exists") from None
+            if not cls._reclaim(path):
+                raise AlreadyExists("container with given ID already exists") from None
         c = cls(root, cid, {"id": cid})
         c.lock()
         return c
+
+    @staticmethod
+    def _reclaim(path: str) -> bool:
+        """A directory without state.json whose lock nobody holds is what a `create`
+        killed midway leaves: take it over instead of refusing the id forever."""
+        if os.path.exists(os.path.join(path, STATE_FILE)):
+            return False
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # a create is still running
+        finally:
+            os.close(fd)
+        for name in os.listdir(path):
+            os.unlink(os.path.join(path, name))
+        return True
 
     @classmethod
     def load(cls, root: str, cid: str) -> Container:

@@ -204,6 +204,9 @@ def create(
         c.save()
         if pid_file:
             write_pid_file(pid_file, pid)
+        from portside.runtime import log
+
+        log.debug(f"created container {cid}: init pid {pid}, bundle {cfg.bundle}")
     except BaseException:
         if pid:
             _kill_wait(pid)
