@@ -7,15 +7,20 @@ import json
 import click
 
 from portside.cli.commands.image import docker_inspect, open_store
-from portside.errors import NotFound
+from portside.errors import InvalidArgument, NotFound
 
 
-def _inspect(names: tuple[str, ...], fmt: str | None) -> None:
+def _inspect(names: tuple[str, ...], fmt: str | None, kind: str = "image") -> None:
     store = open_store()
     out = []
     missing = []
     for name in names:
-        rec = store.lookup(name)
+        if kind in ("container", "all"):
+            found = _container(name)
+            if found is not None:
+                out.append(found)
+                continue
+        rec = store.lookup(name) if kind != "container" else None
         if rec is None:
             missing.append(name)
             continue
@@ -26,7 +31,21 @@ def _inspect(names: tuple[str, ...], fmt: str | None) -> None:
     else:
         click.echo(json.dumps(out, indent=4))
     if missing:
-        raise NotFound(f"no such image: {', '.join(missing)}")
+        what = {"image": "image", "container": "container"}.get(kind, "object")
+        raise NotFound(f"no such {what}: {', '.join(missing)}")
+
+
+def _container(name: str) -> dict[str, object] | None:
+    """The container's inspect document (containers first, as docker), or None."""
+    from portside.cli.commands.create import get_engine
+    from portside.engine.inspect import docker_inspect as container_inspect
+
+    engine = get_engine()
+    try:
+        doc = engine.record(name)
+    except (NotFound, InvalidArgument):
+        return None
+    return container_inspect(engine, doc)
 
 
 def _render(fmt: str, doc: dict[str, object]) -> str:
@@ -53,11 +72,11 @@ def _render(fmt: str, doc: dict[str, object]) -> str:
 
 @click.command("inspect")
 @click.option("--format", "-f", "fmt", default=None, help="Go-template subset, e.g. {{.Id}}.")
-@click.option("--type", "kind", default="image", type=click.Choice(["image", "all"]))
+@click.option("--type", "kind", default="all", type=click.Choice(["image", "container", "all"]))
 @click.argument("names", nargs=-1, required=True)
 def inspect(names: tuple[str, ...], fmt: str | None, kind: str) -> None:
-    """Show low-level information on images."""
-    _inspect(names, fmt)
+    """Show low-level information on containers and images."""
+    _inspect(names, fmt, kind)
 
 
 @click.command("inspect")
