@@ -138,7 +138,16 @@ def test_hardlink_to_a_lower_layer_file_is_copied_in_overlay_mode(tmp_path: Path
     assert stat.S_IMODE(os.lstat(upper / "link").st_mode) == 0o640
 
 
-def test_sparse_file_from_gnu_tar(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "tar_args",
+    [
+        ["--format=gnu"],
+        ["--format=posix", "--sparse-version=1.0"],
+        ["--format=posix", "--sparse-version=0.1"],
+    ],
+    ids=["gnu", "pax-1.0", "pax-0.1"],
+)
+def test_sparse_file_from_gnu_tar(tmp_path: Path, tar_args: list[str]) -> None:
     src = tmp_path / "src"
     src.mkdir()
     with open(src / "sparse.img", "wb") as fh:
@@ -146,7 +155,9 @@ def test_sparse_file_from_gnu_tar(tmp_path: Path) -> None:
         fh.seek(32 << 20)
         fh.write(b"middle")
     tar = tmp_path / "sparse.tar"
-    subprocess.run(["tar", "-S", "-cf", str(tar), "-C", str(src), "sparse.img"], check=True)
+    subprocess.run(
+        ["tar", "-S", *tar_args, "-cf", str(tar), "-C", str(src), "sparse.img"], check=True
+    )
     unpack_layer(tar, tmp_path / "l", ApplyOptions(threads=2))
     out = tmp_path / "l" / "sparse.img"
     st = os.lstat(out)
