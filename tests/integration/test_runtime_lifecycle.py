@@ -532,3 +532,55 @@ def _stat(pid: int) -> bytes:
     except OSError:
         return b"Z"
     return raw[raw.rindex(b")") + 2 :][:1]
+
+
+def _validator(name: str) -> Any:
+    import jsonschema
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
+    from tests.conftest import SPECS
+
+    schemas = SPECS / "runtime-spec" / "schema"
+    registry: Registry[Any] = Registry()
+    for f in schemas.glob("*.json"):
+        res = Resource.from_contents(json.loads(f.read_text()), default_specification=DRAFT4)
+        registry = registry.with_resource(f"file://{f}", res).with_resource(f.name, res)
+    schema = json.loads((schemas / name).read_text())
+    return jsonschema.Draft4Validator(schema, registry=registry)
+
+
+def test_state_spec_and_features_follow_the_runtime_spec_schemas(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    b = bundle(tmp_path, rootfs_template, ["sleep", "1000"], annotations={"x": "y"})
+    ok(rt("create", "-b", str(b), "schema"))
+    try:
+        _validator("state-schema.json").validate(state(rt, "schema"))
+    finally:
+        ok(rt("delete", "-f", "schema"))
+    for rootless in (False, True):
+        d = tmp_path / f"spec-{rootless}"
+        d.mkdir()
+        flags = ["--rootless"] if rootless else []
+        ok(rt("spec", "-b", str(d), *flags))
+        ours = json.loads((d / "config.json").read_text())
+        _validator("config-schema.json").validate(ours)
+        r = rt("spec", "-b", str(d))
+        assert r.returncode == 1 and b"exists" in r.stderr
+        runc_dir = tmp_path / f"runc-spec-{rootless}"
+        runc_dir.mkdir()
+        subprocess.run(["runc", "spec", "-b", str(runc_dir), *flags], check=True)
+        theirs = json.loads((runc_dir / "config.json").read_text())
+        for key in ("namespaces", "maskedPaths", "readonlyPaths", "uidMappings"):
+            assert ours["linux"].get(key) == theirs["linux"].get(key), key
+        assert [m["destination"] for m in ours["mounts"]] == [
+            m["destination"] for m in theirs["mounts"]
+        ]
+        assert ours["process"]["capabilities"]["bounding"] == sorted(
+            theirs["process"]["capabilities"]["bounding"]
+        )
+    features = json.loads(ok(rt("features")))
+    _validator("features-schema.json").validate(features)
+    assert features["ociVersionMax"] == "1.3.0"
+    assert {"pid", "mount", "user", "cgroup"} <= set(features["linux"]["namespaces"])

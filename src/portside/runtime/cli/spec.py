@@ -34,7 +34,9 @@ def default_spec(rootless: bool = False) -> dict[str, Any]:
                 "TERM=xterm",
             ],
             "cwd": "/",
-            "capabilities": {k: list(CAPS) for k in ("bounding", "effective", "permitted")},
+            "capabilities": {
+                k: list(CAPS) for k in ("bounding", "effective", "permitted", "ambient")
+            },
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": True,
         },
@@ -116,7 +118,7 @@ def default_spec(rootless: bool = False) -> dict[str, Any]:
 
 
 def _make_rootless(spec: dict[str, Any]) -> None:
-    """As runc: a user namespace mapping us, no network namespace, /sys bound, no cgroup mount."""
+    """As runc: a user namespace mapping us, no network namespace, /sys bound."""
     linux = spec["linux"]
     del linux["resources"]
     linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
@@ -124,8 +126,6 @@ def _make_rootless(spec: dict[str, Any]) -> None:
     linux["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
     mounts = []
     for m in spec["mounts"]:
-        if m["destination"] == "/sys/fs/cgroup":
-            continue
         if m["destination"] == "/sys":
             m = {
                 "destination": "/sys",
