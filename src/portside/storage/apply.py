@@ -24,6 +24,7 @@ import io
 import os
 import resource
 import stat
+import struct
 import tarfile
 import threading
 import urllib.parse
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, Self, cast
 
 from portside.errors import PortsideError, StorageError, UnsafeLayer
 
@@ -309,6 +310,63 @@ class _Pipeline:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+# ---------------------------------------------------------------- headers
+
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s12x")
+_USTAR_MAGIC = (b"ustar\x00", b"ustar ")
+
+
+def _octal(field: bytes) -> int:
+    if field[0] & 0x80:
+        raise ValueError("base-256 number")
+    end = field.find(b"\0")
+    text = (field if end < 0 else field[:end]).strip()
+    return int(text, 8) if text else 0
+
+
+def _text(field: bytes, encoding: str, errors: str) -> str:
+    end = field.find(b"\0")
+    return (field if end < 0 else field[:end]).decode(encoding, errors)
+
+
+class _FastTarInfo(tarfile.TarInfo):
+    """tarfile's header parser, faster for the plain ustar/GNU headers that
+    make up nearly every layer; anything unusual goes to tarfile's own."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+        if len(buf) != tarfile.BLOCKSIZE or buf[257:263] not in _USTAR_MAGIC:
+            return super().frombuf(buf, encoding, errors)
+        f = _HEADER.unpack(buf)
+        kind = f[7]
+        if kind == tarfile.GNUTYPE_SPARSE:
+            return super().frombuf(buf, encoding, errors)
+        try:
+            mode, uid, gid, size, mtime, chksum = (_octal(x) for x in f[1:7])
+            devmajor, devminor = _octal(f[13]), _octal(f[14])
+        except ValueError:
+            return super().frombuf(buf, encoding, errors)
+        if chksum != 256 + sum(buf[:148]) + sum(buf[156:]):
+            return super().frombuf(buf, encoding, errors)  # signed sums, or bad
+        obj = cls()
+        obj.name = _text(f[0], encoding, errors)
+        obj.mode, obj.uid, obj.gid, obj.size, obj.mtime = mode, uid, gid, size, mtime
+        obj.chksum = chksum
+        obj.type = kind
+        obj.linkname = _text(f[8], encoding, errors)
+        obj.uname = _text(f[11], encoding, errors)
+        obj.gname = _text(f[12], encoding, errors)
+        obj.devmajor, obj.devminor = devmajor, devminor
+        prefix = _text(f[15], encoding, errors)
+        if kind == tarfile.AREGTYPE and obj.name.endswith("/"):
+            obj.type = tarfile.DIRTYPE
+        if obj.type == tarfile.DIRTYPE:
+            obj.name = obj.name.rstrip("/")
+        if prefix and kind not in tarfile.GNU_TYPES:
+            obj.name = prefix + "/" + obj.name
+        return obj
 
 
 # ---------------------------------------------------------------- names
@@ -1029,7 +1087,9 @@ def apply_layer(
             )
             try:
                 try:
-                    tf = tarfile.open(fileobj=cast(Any, pipe), mode="r:")  # noqa: SIM115
+                    tf = tarfile.open(  # noqa: SIM115
+                        fileobj=cast(Any, pipe), mode="r:", tarinfo=_FastTarInfo
+                    )
                 except tarfile.ReadError as e:
                     raise StorageError(f"layer is not a tar archive: {e}") from e
                 try:
