@@ -186,34 +186,51 @@ def _collect_deps(
         st.deps.add(st.base_stage)
     scope: dict[str, str] = {}
     for ins in st.instructions:
-        if isinstance(ins, Arg):
-            for name, default in ins.pairs:
-                if name in bargs:
-                    scope[name] = bargs[name]
-                elif default is not None:
-                    scope[name] = expand_word(default, scope, escape)
-                elif name in global_args:
-                    scope[name] = global_args[name]
-        elif isinstance(ins, Env):
-            for k, v in ins.pairs:
-                scope[expand_word(k, scope, escape)] = expand_word(v, scope, escape)
-        refs: list[str] = []
-        if type(ins) is Copy and ins.from_:
-            refs.append(ins.from_)
-        if isinstance(ins, Run):
-            refs.extend(m.get("from") or "" for m in ins.mounts if m.get("from"))
-        for raw in refs:
-            ref = expand_word(raw, scope, escape)
-            if ref.isdigit():
-                i = int(ref)
-                if i >= len(stages):
-                    raise ins.error(f"--from={ref}: there is no stage {i}")
-                if i == st.index:
+        try:
+            _deps_of(ins, st, stages, escape, global_args, bargs, scope)
+        except DockerfileSyntaxError as e:
+            if str(e).startswith(f"{ins.filename}:"):
+                raise
+            raise ins.error(str(e)) from None
+
+
+def _deps_of(
+    ins: Instruction,
+    st: Stage,
+    stages: list[Stage],
+    escape: str,
+    global_args: dict[str, str],
+    bargs: dict[str, str],
+    scope: dict[str, str],
+) -> None:
+    if isinstance(ins, Arg):
+        for name, default in ins.pairs:
+            if name in bargs:
+                scope[name] = bargs[name]
+            elif default is not None:
+                scope[name] = expand_word(default, scope, escape)
+            elif name in global_args:
+                scope[name] = global_args[name]
+    elif isinstance(ins, Env):
+        for k, v in ins.pairs:
+            scope[expand_word(k, scope, escape)] = expand_word(v, scope, escape)
+    refs: list[str] = []
+    if type(ins) is Copy and ins.from_:
+        refs.append(ins.from_)
+    if isinstance(ins, Run):
+        refs.extend(m.get("from") or "" for m in ins.mounts if m.get("from"))
+    for raw in refs:
+        ref = expand_word(raw, scope, escape)
+        if ref.isdigit():
+            i = int(ref)
+            if i >= len(stages):
+                raise ins.error(f"--from={ref}: there is no stage {i}")
+            if i == st.index:
+                raise ins.error(f"--from={ref}: a stage cannot copy from itself")
+            st.deps.add(i)
+            continue
+        for other in stages:
+            if other.name == ref.lower():
+                if other.index == st.index:
                     raise ins.error(f"--from={ref}: a stage cannot copy from itself")
-                st.deps.add(i)
-                continue
-            for other in stages:
-                if other.name == ref.lower():
-                    if other.index == st.index:
-                        raise ins.error(f"--from={ref}: a stage cannot copy from itself")
-                    st.deps.add(other.index)
+                st.deps.add(other.index)

@@ -142,6 +142,8 @@ class _Lex:
         if not name:
             raise ExpansionError(f"bad substitution in {self.text!r}")
         ch = self.next()
+        if not ch:
+            raise ExpansionError(f"missing '}}' in {self.text!r}")
         if ch == "}":
             return self.env.get(name, "")
         colon = ch == ":"

@@ -435,7 +435,7 @@ def _healthcheck(node: Node, filename: str, err: Any) -> dict[str, Any]:
     kind = parts[0].upper()
     if kind == "NONE":
         if len(parts) > 1 or node.flags:
-            raise err("HEALTHCHECK NONE takes no other arguments")
+            raise err("NONE takes no other arguments")
         return {"test": ("NONE",)}
     if kind != "CMD":
         raise err(f"expected CMD or NONE, got {parts[0]!r}")
