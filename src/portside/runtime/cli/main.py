@@ -103,6 +103,11 @@ def _globals(argv: list[str]) -> tuple[Globals, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import gc
+
+    # a short-lived process that makes few cycles: the collector's passes during
+    # the imports cost more than the garbage they would find
+    gc.disable()
     args = sys.argv[1:] if argv is None else argv
     from portside.errors import PortsideError
     from portside.runtime import log
