@@ -584,3 +584,30 @@ def test_state_spec_and_features_follow_the_runtime_spec_schemas(
     _validator("features-schema.json").validate(features)
     assert features["ociVersionMax"] == "1.3.0"
     assert {"pid", "mount", "user", "cgroup"} <= set(features["linux"]["namespaces"])
+
+
+def test_join_pid_uts_ipc_namespaces_of_another_container(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    first = tmp_path / "first"
+    first.mkdir()
+    b1 = bundle(first, rootfs_template, ["sleep", "1000"], hostname="first-host")
+    ok(rt("run", "-d", "-b", str(b1), "first"))
+    try:
+        pid = state(rt, "first")["pid"]
+        b2 = bundle(tmp_path, rootfs_template, ["sh", "-c", "hostname; ps -o args"])
+        spec = json.loads((b2 / "config.json").read_text())
+        joined = {"pid": "pid", "uts": "uts", "ipc": "ipc"}
+        spec["linux"]["namespaces"] = [
+            {"type": n["type"], "path": f"/proc/{pid}/ns/{joined[n['type']]}"}
+            if n["type"] in joined
+            else n
+            for n in spec["linux"]["namespaces"]
+        ]
+        del spec["hostname"]
+        (b2 / "config.json").write_text(json.dumps(spec))
+        out = ok(rt("run", "-b", str(b2), "second")).splitlines()
+        assert out[0] == "first-host"
+        assert "sleep 1000" in out[1:], out
+    finally:
+        ok(rt("delete", "-f", "first"))
