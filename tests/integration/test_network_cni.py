@@ -345,3 +345,33 @@ def test_cleanup_removes_what_dead_containers_left(host: Host) -> None:
     host.net.teardown("live")
     assert host.veths() == [] and host.leases() == []
     assert host.container_rules() == []
+
+
+def test_static_ip_mac_and_a_second_network(host: Host) -> None:
+    host.net.store.create("back", subnet="10.55.0.0/24", internal=True)
+    c = host.container("multi")
+    res = host.net.setup(
+        "multi",
+        c,
+        [
+            NetworkRequest("portside", ip="10.88.7.7", mac="02:42:0a:58:07:07"),
+            NetworkRequest("back"),
+        ],
+    )
+    front, back = res.networks
+    assert (front.ifname, front.ips, front.mac) == ("eth0", ["10.88.7.7/16"], "02:42:0a:58:07:07")
+    assert back.ifname == "eth1" and back.ips[0].startswith("10.55.0.")
+    links = host.in_container(c, "ip", "-o", "link").stdout
+    assert "eth0" in links and "eth1" in links and "02:42:0a:58:07:07" in links
+    routes = host.in_container(c, "ip", "route").stdout
+    assert "default via 10.88.0.1" in routes and "10.55.0.1" not in routes.split("\n")[0]
+    assert sorted(host.net.check("multi")) == ["back", "portside"]
+    assert host.net.in_use("back") == ["multi"]
+    # the same address twice is refused by IPAM, in one line, and leaves nothing new
+    other = host.container("other")
+    with pytest.raises(CniPluginError) as err:
+        host.net.setup("other", other, [NetworkRequest("portside", ip="10.88.7.7")])
+    assert "10.88.7.7" in str(err.value) and "\n" not in str(err.value)
+    assert len(host.veths()) == 2
+    host.net.teardown("multi")
+    assert host.veths() == [] and host.leases() == [] and host.container_rules() == []

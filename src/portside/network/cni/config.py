@@ -182,7 +182,7 @@ def build_conflist(
     dns: bool = False,
     ip_range: str | None = None,
 ) -> NetworkConfig:
-    """The conflist of a bridge network: bridge + host-local, portmap, firewall, tuning."""
+    """The conflist of a bridge network: bridge + host-local, portmap, firewall."""
     validate_name(name)
     try:
         net = ipaddress.ip_network(subnet, strict=False)
@@ -222,8 +222,9 @@ def build_conflist(
         },
         {"type": "portmap", "capabilities": {"portMappings": True}},
         {"type": "firewall", "backend": "iptables"},
-        {"type": "tuning"},
     ]
+    # no `tuning`: with no sysctl or mtu to set it only costs an exec per ADD and DEL;
+    # networks that need it add it to their conflist.
     raw: dict[str, Any] = {
         "cniVersion": DEFAULT_CNI_VERSION,
         "name": name,
