@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from portside.build.context import BuildContext, IgnoreMatcher
+from portside.build.context import BuildContext, CopyItem, IgnoreMatcher
 from portside.errors import BuildError, DockerfileSyntaxError
 
 # (patterns, path, excluded?) following docker's .dockerignore rules
@@ -225,3 +225,64 @@ def test_context_tar_refuses_paths_through_symlinks(tmp_path: Path) -> None:
 def test_context_not_a_directory(tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="is not a directory"):
         BuildContext.from_directory(tmp_path / "nope")
+
+
+def _dests(items: list[CopyItem]) -> list[tuple[str, str]]:
+    return [(i.src, i.dest) for i in items]
+
+
+def test_plan_copy_files_dirs_and_workdir(tmp_path: Path) -> None:
+    ctx = BuildContext.from_directory(make_ctx(tmp_path))
+    assert _dests(ctx.plan_copy(["a.txt"], "/x")) == [("a.txt", "/x")]
+    assert _dests(ctx.plan_copy(["a.txt"], "/x/")) == [("a.txt", "/x/a.txt")]
+    assert _dests(ctx.plan_copy(["a.txt"], "rel/", workdir="/w")) == [("a.txt", "/w/rel/a.txt")]
+    assert _dests(ctx.plan_copy(["a.txt", "b.txt"], ".", workdir="/w")) == [
+        ("a.txt", "/w/a.txt"),
+        ("b.txt", "/w/b.txt"),
+    ]
+    items = ctx.plan_copy(["src"], "/app")
+    assert _dests(items) == [
+        ("src", "/app"),
+        ("src/main.py", "/app/main.py"),
+        ("src/notes.md", "/app/notes.md"),
+        ("src/pkg", "/app/pkg"),
+        ("src/pkg/mod.py", "/app/pkg/mod.py"),
+    ]
+    assert items[0].mode == 0o755 and items[0].kind == "dir"
+    with pytest.raises(BuildError, match="destination must be a directory ending in /"):
+        ctx.plan_copy(["*.txt"], "/single")
+
+
+def test_plan_copy_follows_named_symlinks_inside_the_context(tmp_path: Path) -> None:
+    root = make_ctx(tmp_path)
+    os.symlink("/src/../../../a.txt", root / "abs-link")
+    os.symlink("src", root / "dirlink")
+    os.symlink("nowhere", root / "dangling")
+    ctx = BuildContext.from_directory(root)
+    assert _dests(ctx.plan_copy(["link"], "/l")) == [("a.txt", "/l")]
+    assert _dests(ctx.plan_copy(["abs-link"], "/d/")) == [("a.txt", "/d/abs-link")]
+    assert ("src/main.py", "/x/main.py") in _dests(ctx.plan_copy(["dirlink"], "/x"))
+    inner = {i.src: i.kind for i in ctx.plan_copy(["."], "/all/")}
+    assert inner["link"] == "symlink"
+    with pytest.raises(BuildError, match="dangling: symbolic link to a missing file"):
+        ctx.plan_copy(["dangling"], "/x")
+
+
+def test_plan_copy_parents_and_excludes(tmp_path: Path) -> None:
+    ctx = BuildContext.from_directory(make_ctx(tmp_path))
+    assert _dests(ctx.plan_copy(["src/pkg/mod.py", "a.txt"], "/p/", parents=True)) == [
+        ("src/pkg/mod.py", "/p/src/pkg/mod.py"),
+        ("a.txt", "/p/a.txt"),
+    ]
+    assert _dests(ctx.plan_copy(["./src/./pkg/mod.py"], "/p/", parents=True)) == [
+        ("src/pkg/mod.py", "/p/pkg/mod.py"),
+    ]
+    assert _dests(ctx.plan_copy(["src/pkg"], "/p/", parents=True)) == [
+        ("src/pkg", "/p/src/pkg"),
+        ("src/pkg/mod.py", "/p/src/pkg/mod.py"),
+    ]
+    assert _dests(ctx.plan_copy(["*.txt"], "/t/", excludes=["b*"])) == [("a.txt", "/t/a.txt")]
+    assert _dests(ctx.plan_copy(["src"], "/s", excludes=["pkg", "*.md"])) == [
+        ("src", "/s"),
+        ("src/main.py", "/s/main.py"),
+    ]

@@ -268,6 +268,20 @@ class BuildContext:
                     continue
                 yield from self._glob(rest, nxt)
 
+    def plan_copy(
+        self,
+        sources: Iterable[str],
+        dest: str,
+        *,
+        workdir: str = "/",
+        parents: bool = False,
+        excludes: Iterable[str] = (),
+    ) -> list[CopyItem]:
+        """Where each selected entry lands: a directory source copies its contents, a file
+        lands at dest (or dest/name when dest ends in /); --parents keeps source paths.
+        Parent directories of an entry that are not listed are for the builder to create."""
+        return _plan_copy(self, list(sources), dest, workdir, parents, list(excludes))
+
     def content_hash(self, sources: Iterable[str], excludes: Iterable[str] = ()) -> str:
         """sha256 over what a COPY/ADD would copy: sorted relative paths, types, permission
         bits, file contents and link targets; not mtimes or owners (COPY resets owners)."""
@@ -288,6 +302,103 @@ class BuildContext:
                 elif e.kind == "symlink":
                     h.update(os.readlink(full).encode())
         return "sha256:" + h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CopyItem:
+    """One entry a COPY/ADD writes: context path -> absolute path in the image."""
+
+    src: str
+    dest: str
+    kind: str
+    mode: int
+
+
+def _plan_copy(
+    ctx: BuildContext,
+    sources: list[str],
+    dest: str,
+    workdir: str,
+    parents: bool,
+    excludes: list[str],
+) -> list[CopyItem]:
+    resolved = ctx.resolve_sources(sources)
+    excl = IgnoreMatcher(excludes, "--exclude") if excludes else None
+    if excl:
+        resolved = [r for r in resolved if r == "." or not excl.excluded(r)]
+    dest_is_dir = dest.endswith("/") or dest in (".", "") or dest.endswith("/.")
+    target = posixpath.normpath(posixpath.join("/", workdir or "/", dest or "."))
+    target = "/" + target.lstrip("/")
+    if len(resolved) > 1 and not dest_is_dir:
+        raise BuildError(
+            f"{dest}: with more than one source the destination must be a directory ending in /"
+        )
+    items: list[CopyItem] = []
+    for named in resolved:
+        # a source named directly (or by a wildcard) is followed if it is a symlink,
+        # as docker and buildah do; links inside a copied directory stay links
+        src = _follow(ctx, named)
+        st = os.lstat(ctx._abs(src))
+        base = target
+        if parents and src != ".":
+            pivot = _pivot(sources, src)
+            base = posixpath.join(target, pivot)
+            if not stat.S_ISDIR(st.st_mode):
+                items.append(CopyItem(src, base, _kind(st.st_mode), stat.S_IMODE(st.st_mode)))
+                continue
+        if stat.S_ISDIR(st.st_mode):
+            for e in ctx.entries(src, excludes):
+                rel = e.path[len(src) :].lstrip("/") if src != "." else e.path
+                if e.path == src:
+                    # the directory itself is not copied, only its contents: the
+                    # destination is created (0755) if missing, as docker and buildah do
+                    items.append(CopyItem(e.path, base, "dir", 0o755))
+                    continue
+                items.append(CopyItem(e.path, posixpath.join(base, rel), e.kind, e.mode))
+            continue
+        out = posixpath.join(target, posixpath.basename(named)) if dest_is_dir else target
+        items.append(CopyItem(src, out, _kind(st.st_mode), stat.S_IMODE(st.st_mode)))
+    return items
+
+
+def _follow(ctx: BuildContext, rel: str) -> str:
+    """Resolve symlinks in a context path, never leaving the context (an absolute or
+    climbing target is taken relative to the context root)."""
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        cur = "/".join([*done, part])
+        full = ctx.root / cur
+        if full.is_symlink():
+            hops += 1
+            if hops > 40:
+                raise BuildError(f"{rel}: too many levels of symbolic links")
+            link = os.readlink(full)
+            if link.startswith("/"):
+                done = []
+            parts = [p for p in link.split("/") if p not in ("", ".")] + parts
+            continue
+        done.append(part)
+    resolved = "/".join(done) or "."
+    if not os.path.lexists(ctx._abs(resolved)):
+        raise BuildError(f"{rel}: symbolic link to a missing file")
+    return resolved
+
+
+def _pivot(sources: list[str], src: str) -> str:
+    """--parents keeps a source's path, from a `/./` pivot in the source if it has one."""
+    for raw in sources:
+        if "/./" in raw:
+            head = posixpath.normpath(raw.split("/./", 1)[0]).lstrip("/")
+            if src == head or src.startswith(head + "/"):
+                return src[len(head) :].lstrip("/")
+    return src
 
 
 def _kind(mode: int) -> str:
