@@ -134,3 +134,11 @@ def test_registries_conf_mirror_alias_and_block(
     assert any(f"{registry.host}/portside-test/busybox:latest" in i["Names"] for i in names)
     r = portside("pull", "blocked.example.invalid/x:1", check=False, env=env)
     assert r.returncode == 125 and "blocked" in r.stderr
+
+
+@pytest.mark.timeout(60)
+def test_all_platforms_siblings_listed_only_with_a(pushed_images: dict[str, str]) -> None:
+    portside("pull", "-q", "--all-platforms", pushed_images["multiplatform"])
+    assert len(portside("images", "-q").stdout.split()) == 1
+    assert len(portside("images", "-q", "-a").stdout.split()) == 2
+    assert portside("image", "prune").stdout == ""  # the sibling is not dangling

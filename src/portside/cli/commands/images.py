@@ -31,7 +31,8 @@ def images(
     records = store.images()
     if not all_images:
         # other platforms of a multi-platform pull: no name of their own, shown with -a
-        records = [r for r in records if r.names or r.digests]
+        siblings = store.index_children()
+        records = [r for r in records if r.names or str(r.manifest_digest) not in siblings]
     if reference:
         from portside.images.store import normalize_name_safe
 
