@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "save": "portside.cli.commands.save:save",
     "load": "portside.cli.commands.load:load",
     "import": "portside.cli.commands.import_cmd:import_image",
+    "network": "portside.cli.commands.network:network",
     "run": "portside.cli.commands.run:run",
     "create": "portside.cli.commands.create:create",
     "attach": "portside.cli.commands.attach:attach",
