@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from portside.build.context import find_dockerfile
 from portside.build.dockerfile.parser import parse, split_raw_words
-from portside.errors import DockerfileSyntaxError, PortsideError
+from portside.errors import BuildError, DockerfileSyntaxError, PortsideError
 
 
 def test_instructions_keep_their_line_numbers_and_case_insensitive_keywords() -> None:
@@ -28,8 +33,13 @@ def test_directives_only_at_the_top() -> None:
     assert after_blank.escape == "\\"
 
 
-def test_unknown_directive_is_kept_but_duplicate_is_an_error() -> None:
-    assert parse("# foo=bar\nFROM x\n").directives == {"foo": "bar"}
+def test_unknown_directive_is_a_comment_and_ends_directives() -> None:
+    df = parse("# foo=bar\n# escape=`\nFROM x\n")
+    assert df.directives == {} and df.escape == "\\"
+    assert parse("# check=skip=all\nFROM x\n").directives == {"check": "skip=all"}
+
+
+def test_duplicate_directive_is_an_error() -> None:
     with pytest.raises(DockerfileSyntaxError, match=r"^Dockerfile:2: .*given twice"):
         parse("# escape=\\\n# escape=`\nFROM x\n")
 
@@ -124,3 +134,38 @@ def test_unknown_instruction_token() -> None:
 )
 def test_split_raw_words(text: str, words: list[str]) -> None:
     assert split_raw_words(text) == words
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.text(
+            alphabet=st.characters(
+                blacklist_characters="#\\\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029",
+                blacklist_categories=("Cs",),
+            ),
+            min_size=1,
+            max_size=12,
+        ).filter(lambda s: s.strip(" \t") != ""),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_continuations_join_pieces_exactly(pieces: list[str]) -> None:
+    joined = "".join(pieces)
+    text = "FROM x\nRUN " + "\\\n".join(pieces) + "\n"
+    node = parse(text).nodes[1]
+    assert node.args == joined.strip(" \t")
+    assert (node.line, node.end_line) == (2, 1 + len(pieces))
+
+
+def test_find_dockerfile(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="no Containerfile or Dockerfile"):
+        find_dockerfile(tmp_path)
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    assert find_dockerfile(tmp_path).name == "Dockerfile"
+    (tmp_path / "Containerfile").write_text("FROM x\n")
+    assert find_dockerfile(tmp_path).name == "Containerfile"
+    assert find_dockerfile(tmp_path, str(tmp_path / "Dockerfile")).name == "Dockerfile"
+    with pytest.raises(BuildError, match="nope: no such"):
+        find_dockerfile(tmp_path, "nope")

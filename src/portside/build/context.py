@@ -25,6 +25,22 @@ from typing import IO
 from portside.errors import BuildError, DockerfileSyntaxError, FileAccessError
 
 IGNORE_FILES = (".containerignore", ".dockerignore")
+DOCKERFILE_NAMES = ("Containerfile", "Dockerfile")
+
+
+def find_dockerfile(context_dir: str | Path, name: str | None = None) -> Path:
+    """The build file: `-f NAME` (relative to the current directory, as docker and podman
+    take it), else Containerfile, else Dockerfile in the context (podman's order)."""
+    if name:
+        path = Path(name)
+        if not path.is_file():
+            raise BuildError(f"{name}: no such Containerfile/Dockerfile")
+        return path
+    for candidate in DOCKERFILE_NAMES:
+        path = Path(context_dir) / candidate
+        if path.is_file():
+            return path
+    raise BuildError(f"{context_dir}: no Containerfile or Dockerfile in the build context")
 
 
 @dataclass(frozen=True)

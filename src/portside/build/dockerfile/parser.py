@@ -15,7 +15,7 @@ from portside.errors import DockerfileSyntaxError
 
 KNOWN_DIRECTIVES = ("syntax", "escape", "check")
 HEREDOC_KEYWORDS = frozenset({"RUN", "COPY", "ADD"})
-_DIRECTIVE_RE = re.compile(r"^#[ \t]*([A-Za-z][A-Za-z0-9_-]*)[ \t]*=[ \t]*(.*?)[ \t]*$")
+_DIRECTIVE_RE = re.compile(r"^#[ \t]*([A-Za-z][A-Za-z0-9]*)[ \t]*=[ \t]*(.*?)[ \t]*$")
 _HEREDOC_RE = re.compile(r"^(\d*)<<(-?)(.*)$")
 _HEREDOC_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -173,6 +173,8 @@ def parse(text: str, filename: str = "Dockerfile") -> Dockerfile:
         if not m:
             break
         key = m.group(1).lower()
+        if key not in KNOWN_DIRECTIVES:
+            break  # an unknown directive is a comment, and directives end at a comment
         if key in directives:
             raise syntax_error(filename, i + 1, None, f"parser directive {key!r} given twice")
         directives[key] = m.group(2)
