@@ -95,7 +95,8 @@ def host(tmp_path: Path, state_roots: tuple[Path, Path]) -> Iterator[Host]:
     netns_before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     hostrun = tmp_path / "hostns"
     path = netns.create(hostrun, "host")
-    net = Networking(root, runroot, host_netns=str(path))
+    # the responders forward unknown names to the test host's own loopback (see test_two_...)
+    net = Networking(root, runroot, host_netns=str(path), dns_upstreams=["127.0.0.1"])
     h = Host(path, runroot, net)
     try:
         yield h
@@ -157,8 +158,17 @@ def test_two_containers_on_a_bridge_get_addresses_and_reach_each_other(host: Hos
     for name in ("web", "one", "web.dns.portside"):
         r = host.in_container(c2, BUSYBOX, "nslookup", name, "10.77.0.1")
         assert a1 in r.stdout, f"{name}: {r.stdout}{r.stderr}"
-    r = host.in_container(c2, BUSYBOX, "nslookup", "nosuchname", "10.77.0.1")
-    assert r.returncode != 0
+    # other names go to the upstream server: here another responder on the test host's lo
+    up = host.runroot / "upstream"
+    dns.register(up, "up", "x", ["outside.example"], ["192.0.2.10"])
+    dns.start_responder(up, "up", "127.0.0.1", host_netns=str(host.path), upstreams=[])
+    try:
+        r = host.in_container(c2, BUSYBOX, "nslookup", "outside.example", "10.77.0.1")
+        assert "192.0.2.10" in r.stdout, r.stdout + r.stderr
+        r = host.in_container(c2, BUSYBOX, "nslookup", "nosuchname", "10.77.0.1")
+        assert r.returncode != 0 and "NXDOMAIN" in r.stdout + r.stderr
+    finally:
+        dns.stop_responder(up, "up")
     # the responder answers only on the gateway address
     assert "10.77.0.1:53" in host.run("ss", "-uln").stdout
     host.net.teardown("c1")
@@ -196,6 +206,8 @@ def test_published_port_reaches_httpd_from_the_host_side(host: Host, tmp_path: P
         # portmap made 127.0.0.1 routable to the bridge: that is what makes this work
         bridge = host.run("cat", "/proc/sys/net/ipv4/conf/portside0/route_localnet").stdout
         assert bridge.strip() == "1"
+        assert [str(p) for p in host.net.ports("web")] == ["80/tcp -> 127.0.0.1:18080"]
+        assert host.net.status("web")[0].ips == res.networks[0].ips
     finally:
         httpd.kill()
         httpd.wait()

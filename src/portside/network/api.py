@@ -101,6 +101,7 @@ class Networking:
         config_dirs: Sequence[str] = (),
         host_netns: str | None = None,
         ipam_dir: str | os.PathLike[str] | None = None,
+        dns_upstreams: Sequence[str] | None = None,
     ) -> None:
         self.root = Path(root)
         self.runroot = Path(runroot)
@@ -115,6 +116,8 @@ class Networking:
             )
         )
         self.dns_dir = self.runroot / "dns"
+        # where responders send names they do not know (default: the host's resolv.conf)
+        self.dns_upstreams = list(dns_upstreams) if dns_upstreams is not None else None
 
     @property
     def ipam_dir(self) -> Path:
@@ -174,11 +177,17 @@ class Networking:
                 statuses.append(_status(conf.name, ifname, res))
             dns_servers: list[str] = []
             for req, conf, st in zip(requests, confs, statuses, strict=True):
+                if not conf.dns_enabled:
+                    continue  # as podman and docker: no names on the default network
                 names = [n for n in (name, container_id[:12], *req.aliases) if n]
                 dns.register(self.dns_dir, conf.name, container_id, names, st.ips)
-                if conf.dns_enabled and st.gateway:
+                if st.gateway:
                     dns.start_responder(
-                        self.dns_dir, conf.name, st.gateway, host_netns=self.host_netns
+                        self.dns_dir,
+                        conf.name,
+                        st.gateway,
+                        host_netns=self.host_netns,
+                        upstreams=self.dns_upstreams,
                     )
                     dns_servers.append(st.gateway)
         except BaseException:
@@ -186,11 +195,14 @@ class Networking:
                 with contextlib.suppress(NetworkError):
                     self.cni.delete(conf, att)
             for conf in confs:
-                with contextlib.suppress(OSError):
-                    self._unregister(conf.name, container_id)
+                if conf.dns_enabled:
+                    with contextlib.suppress(OSError):
+                        self._unregister(conf.name, container_id)
             raise
         peers: list[tuple[str, list[str]]] = []
         for conf in confs:
+            if not conf.dns_enabled:
+                continue
             for cid, reg in dns.read_registry(self.dns_dir, conf.name).entries.items():
                 if cid != container_id:
                     peers += [(ip, reg.names) for ip in reg.ips]
@@ -216,10 +228,24 @@ class Networking:
                 self.cni.delete(None, att, network=entry.network)
             except NetworkError as err:
                 first = first or err
-            with contextlib.suppress(OSError):
-                self._unregister(entry.network, container_id)
+            if (self.dns_dir / entry.network).is_dir():
+                with contextlib.suppress(OSError):
+                    self._unregister(entry.network, container_id)
         if first is not None:
             raise first
+
+    def status(self, container_id: str) -> list[NetworkStatus]:
+        """The container's attachments as ADD reported them (for inspect)."""
+        return [_status(e.network, e.ifname, e.result) for e in self.attachments(container_id)]
+
+    def ports(self, container_id: str) -> list[PortMapping]:
+        """Its published ports (for `portside port`), from the cached runtimeConfig."""
+        from portside.network.ports import from_runtime_config
+
+        out: list[PortMapping] = []
+        for e in self.attachments(container_id):
+            out += from_runtime_config(e.runtime_config.get("portMappings") or [])
+        return out
 
     def check(self, container_id: str) -> list[str]:
         """CHECK every attachment; the networks actually checked (raises on a bad one)."""
