@@ -194,6 +194,7 @@ class LocalEngine:
         return self.info(self.record(ref))
 
     def list(self, all: bool = False) -> builtins.list[ContainerInfo]:
+        self.reconcile()
         out = []
         for doc in self.db.all():
             info = self.info(doc)
@@ -212,6 +213,10 @@ class LocalEngine:
         return "c_" + uuid.uuid4().hex[:12]
 
     def ensure_image(self, text: str, policy: str = "missing") -> Any:
+        if policy in ("missing", "never"):
+            found = self.images.lookup(text)  # the common case, without the registry stack
+            if found is not None:
+                return found
         from portside.images.pull import ensure_image
 
         return ensure_image(self.images, text, policy)
@@ -430,7 +435,8 @@ class LocalEngine:
                 self.layers.mount(doc["snapshot"])
             self._clear_run_dir(cid)
             runtime = self.runtime_for(doc["runtime"])
-            runtime.delete(cid)
+            if runtime.has_state(cid):
+                runtime.delete(cid)
             config = self._monitor_config(
                 doc, stdin=stdin or bool(doc["options"].get("interactive")), defer=attach
             )
@@ -581,9 +587,10 @@ class LocalEngine:
                     os.kill(seen.monitor_pid, _signal.SIGKILL)
         with contextlib.suppress(PortsideError):
             runtime = self.runtime_for(doc["runtime"])
-            with contextlib.suppress(PortsideError):
-                runtime.kill(cid, 9)
-            runtime.delete(cid)
+            if runtime.has_state(cid):
+                with contextlib.suppress(PortsideError):
+                    runtime.kill(cid, 9)
+                runtime.delete(cid)
         with contextlib.suppress(NotFound):
             self.layers.remove_snapshot(doc["snapshot"])
         shutil.rmtree(self.run_dir(cid), ignore_errors=True)
@@ -669,6 +676,14 @@ class LocalEngine:
     # -- exec, top, stats
 
     def exec(self, ref: str, options: ExecOptions) -> int:
+        """Run a process in the container with our own stdio; its exit code."""
+        return self._exec(ref, options, capture=False)[0]
+
+    def exec_capture(self, ref: str, options: ExecOptions) -> tuple[int, bytes, bytes]:
+        """Run a process in the container; (exit code, stdout, stderr)."""
+        return self._exec(ref, options, capture=True)
+
+    def _exec(self, ref: str, options: ExecOptions, capture: bool) -> tuple[int, bytes, bytes]:
         from portside.engine import specgen
 
         doc = self.record(ref)
@@ -700,7 +715,13 @@ class LocalEngine:
                 argv.append("--detach")
             argv.append(doc["id"])
             stdin = None if options.interactive or options.tty else subprocess.DEVNULL
-            proc = subprocess.run(argv, stdin=stdin, stderr=subprocess.PIPE, check=False)
+            proc = subprocess.run(
+                argv,
+                stdin=stdin,
+                stdout=subprocess.PIPE if capture else None,
+                stderr=subprocess.PIPE,
+                check=False,
+            )
         finally:
             with contextlib.suppress(FileNotFoundError):
                 pfile.unlink()
@@ -712,8 +733,9 @@ class LocalEngine:
             code = _exit_code_for(line)
             if code in (126, 127):
                 raise _classify(RuntimeFailure(line))
-            os.write(2, err.encode())
-        return proc.returncode
+            if not capture:
+                os.write(2, err.encode())
+        return proc.returncode, proc.stdout or b"", proc.stderr or b""
 
     def top(self, ref: str, ps_args: builtins.list[str]) -> str:
         doc = self.record(ref)

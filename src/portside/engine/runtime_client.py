@@ -83,6 +83,10 @@ class RuntimeClient:
             raise RuntimeFailure(f"{self.name} {args[0]}: {last_line(proc.stderr)}")
         return proc
 
+    def has_state(self, cid: str) -> bool:
+        """Whether the runtime keeps state for `cid` (runc, crun and ours: ROOT/ID)."""
+        return (self.state_root / cid).exists()
+
     def state(self, cid: str) -> dict[str, Any] | None:
         proc = self.run("state", cid, check=False)
         if proc.returncode != 0:
