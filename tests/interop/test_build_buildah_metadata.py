@@ -131,6 +131,32 @@ EXPOSE 9000
         {},
         "child",
     ),
+    "expansion-corners": (
+        r"""ARG BASE=scratch
+ARG PORTS="7000 7001/udp"
+FROM ${BASE} AS first
+ARG PORTS
+ARG UID=1000
+ENV V=env
+ENV V=new X=$V
+ENV LIST="a b" Q="quoted \"inner\" $UID" NEST=${UNSETX:-${UID}}
+EXPOSE $PORTS
+VOLUME $LIST /v3
+USER $UID:${UID}
+WORKDIR rel
+WORKDIR ../abs/./x
+LABEL multi="one \
+two" e=
+ENTRYPOINT ["/bin/sh", "-c", "echo $V"]
+CMD ["$NOT_EXPANDED"]
+STOPSIGNAL ${SIG:-SIGQUIT}
+
+FROM first
+LABEL child=1
+""",
+        {"UID": "42"},
+        None,
+    ),
     "shell-then-shell-form": (
         r"""FROM scratch
 SHELL ["/bin/ash", "-eo", "pipefail", "-c"]

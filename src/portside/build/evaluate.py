@@ -14,6 +14,7 @@ import dataclasses
 import posixpath
 import re
 import signal
+from collections import ChainMap
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -84,6 +85,11 @@ class StageEvaluator:
         self.declared: set[str] = set()
         self.cmd_set = False
         self.author: str | None = None
+        env = self.config.get("Env") or []
+        if env:
+            self.config["Env"] = list(env)
+        self._env = dict(kv.partition("=")[::2] for kv in env)
+        self._env_index = {kv.partition("=")[0]: i for i, kv in enumerate(env)}
         # A base image's ONBUILD triggers run first in the child and are not inherited.
         self.triggers: list[Instruction] = [
             self._trigger(t) for t in (self.config.pop("OnBuild", None) or [])
@@ -98,13 +104,9 @@ class StageEvaluator:
     def env_list(self) -> list[str]:
         return list(self.config.get("Env") or [])
 
-    def scope(self) -> dict[str, str]:
+    def scope(self) -> Mapping[str, str]:
         """What $VAR means now: the stage's ARGs, overridden by ENV (docs: ENV wins)."""
-        out = dict(self.args)
-        for kv in self.env_list():
-            k, _, v = kv.partition("=")
-            out[k] = v
-        return out
+        return ChainMap(self._env, self.args)
 
     def run_environment(self) -> list[str]:
         """The environment of a RUN: ENV, then declared ARGs and proxy build-args ENV lacks."""
@@ -153,18 +155,19 @@ class StageEvaluator:
         if isinstance(ins, Env):
             scope = self.scope()
             pairs = [(self.word(ins, k, scope), self.word(ins, v, scope)) for k, v in ins.pairs]
-            env = self.env_list()
+            env = cfg.get("Env")
+            if env is None:
+                env = cfg["Env"] = []
+            index = self._env_index
             for k, v in pairs:
                 if not k:
                     raise ins.error("empty variable name")
-                entry = f"{k}={v}"
-                for i, kv in enumerate(env):
-                    if kv.partition("=")[0] == k:
-                        env[i] = entry
-                        break
+                if k in index:
+                    env[index[k]] = f"{k}={v}"
                 else:
-                    env.append(entry)
-            cfg["Env"] = env
+                    index[k] = len(env)
+                    env.append(f"{k}={v}")
+                self._env[k] = v
             return dataclasses.replace(ins, pairs=tuple(pairs))
         if isinstance(ins, Label):
             scope = self.scope()
