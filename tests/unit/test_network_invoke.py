@@ -190,3 +190,35 @@ def test_check_uses_the_cached_result_and_honours_disable_check(inv: tuple[Invok
 def test_old_results_are_read_in_the_new_shape() -> None:
     old = {"cniVersion": "0.2.0", "ip4": {"ip": "10.0.0.2/24", "gateway": "10.0.0.1"}}
     assert upgrade_result(old)["ips"] == [{"address": "10.0.0.2/24", "gateway": "10.0.0.1"}]
+
+
+def test_portmap_without_ports_is_skipped_on_add_and_on_the_cached_del(tmp_path: Path) -> None:
+    d = make_plugins(tmp_path / "bin", "pa", "portmap")
+    invoker = Invoker(CniOptions(cache_dir=tmp_path / "cache", plugin_dirs=(str(d),)))
+    conf = parse_conflist(
+        json.dumps(
+            {
+                "cniVersion": "1.0.0",
+                "name": "net1",
+                "plugins": [
+                    {"type": "pa"},
+                    {"type": "portmap", "capabilities": {"portMappings": True}},
+                ],
+            }
+        ),
+        "t",
+    )
+    invoker.add(conf, Attachment("quiet", "/x"))
+    invoker.delete(None, Attachment("quiet", ""), network="net1")
+    ports = {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}
+    invoker.add(conf, Attachment("busy", "/x", runtime_config=ports))
+    invoker.delete(None, Attachment("busy", ""), network="net1")
+    ran = [(c[0], c[1], c[3]["CNI_CONTAINERID"]) for c in calls(d) if c[1] != "VERSION"]
+    assert ran == [
+        ("pa", "ADD", "quiet"),
+        ("pa", "DEL", "quiet"),
+        ("pa", "ADD", "busy"),
+        ("portmap", "ADD", "busy"),
+        ("portmap", "DEL", "busy"),
+        ("pa", "DEL", "busy"),
+    ]
