@@ -18,14 +18,17 @@ from portside.errors import InvalidArgument, NotFound
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# podman's default_capabilities (containers.conf)
+# podman's (4.3) and docker's default capabilities
 DEFAULT_CAPS = (
+    "CAP_AUDIT_WRITE",
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FOWNER",
     "CAP_FSETID",
     "CAP_KILL",
+    "CAP_MKNOD",
     "CAP_NET_BIND_SERVICE",
+    "CAP_NET_RAW",
     "CAP_SETFCAP",
     "CAP_SETGID",
     "CAP_SETPCAP",
@@ -513,7 +516,7 @@ def generate(
             "destination": "/dev",
             "type": "tmpfs",
             "source": "tmpfs",
-            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+            "options": ["nosuid", "noexec", "strictatime", "mode=755", "size=65536k"],
         },
         {
             "destination": "/dev/pts",
