@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from portside.build.dockerfile.instructions import (
@@ -26,6 +29,7 @@ from portside.build.dockerfile.instructions import (
     Workdir,
     parse_all,
     parse_duration,
+    run_command,
 )
 from portside.build.dockerfile.parser import parse
 from portside.errors import DockerfileSyntaxError
@@ -307,3 +311,45 @@ def test_error_line_is_the_first_line_of_a_continued_instruction() -> None:
     with pytest.raises(DockerfileSyntaxError) as e:
         parse_all(parse(text, "Containerfile"))
     assert str(e.value) == "Containerfile:3: COPY: --chown requires a value"
+
+
+def _run_it(text: str, cwd: Path) -> None:
+    ins = parse_all(parse("FROM x\n" + text))[1]
+    assert isinstance(ins, Run)
+    rc = run_command(ins, ["/bin/sh", "-c"])
+    argv = rc.argv
+    if rc.script is not None:
+        script = cwd / "script"
+        script.write_text(rc.script)
+        script.chmod(0o755)
+        argv = [str(script), *rc.args]
+    subprocess.run(argv, cwd=cwd, check=True, env={"PATH": "/usr/bin:/bin", "x": "X"})
+
+
+def test_run_heredoc_alone_runs_its_body(tmp_path: Path) -> None:
+    _run_it("RUN <<EOF\necho one > out1\necho two >> out1\nEOF\n", tmp_path)
+    assert (tmp_path / "out1").read_text() == "one\ntwo\n"
+
+
+def test_run_heredoc_with_shebang_runs_as_a_file(tmp_path: Path) -> None:
+    _run_it('RUN <<EOF a1 "a 2"\n#!/bin/sh\nprintf "%s|" "$@" > out2\nEOF\n', tmp_path)
+    assert (tmp_path / "out2").read_text() == "a1|a 2|"
+
+
+def test_run_heredocs_feed_the_command_line(tmp_path: Path) -> None:
+    text = "RUN cat <<A > f1 && cat <<-'B' > f2\nvalue $x\nA\n\tliteral $x\n\tB\n"
+    _run_it(text, tmp_path)
+    assert (tmp_path / "f1").read_text() == "value X\n"
+    assert (tmp_path / "f2").read_text() == "literal $x\n"
+
+
+def test_run_without_heredoc_and_exec_form() -> None:
+    ins = parse_all(parse('FROM x\nRUN ["/bin/true", "a"]\n'))[1]
+    assert isinstance(ins, Run)
+    assert run_command(ins, ["/bin/sh", "-c"]).argv == ["/bin/true", "a"]
+
+
+def test_chown_format() -> None:
+    bad("COPY --chown=a:b:c x /y", "COPY: --chown: expected USER\\[:GROUP\\]")
+    ok = one("COPY --chown=${U}:${G} x /y")
+    assert isinstance(ok, Copy) and ok.chown == "${U}:${G}"

@@ -228,3 +228,10 @@ def test_copy_and_run_as_the_builder_sees_them() -> None:
         "SRC=dir",
         "http_proxy=http://p:3128",
     ]
+
+
+def test_unused_build_args() -> None:
+    text = "ARG G\nFROM scratch AS a\nARG A\nFROM scratch\nARG B\n"
+    args = {"G": "1", "A": "2", "B": "3", "C": "4", "HTTP_PROXY": "p"}
+    assert plan_build(text, build_args=args).unused_build_args() == ["A", "C"]
+    assert plan_build(text, build_args=args, target="a").unused_build_args() == ["B", "C"]

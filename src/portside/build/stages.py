@@ -77,10 +77,21 @@ class BuildPlan:
     build_args: dict[str, str]
     auto_args: dict[str, str]
     target: int
+    declared_globals: frozenset[str] = frozenset()
 
     @property
     def needed(self) -> list[Stage]:
         return [self.stages[i] for i in self.order]
+
+    def unused_build_args(self) -> list[str]:
+        """--build-arg names no ARG of the built stages (or the global scope) declares
+        (docker warns about these); the predefined proxy args are always used."""
+        declared = set(self.declared_globals)
+        for st in self.needed:
+            for ins in st.instructions:
+                if isinstance(ins, Arg):
+                    declared.update(name for name, _ in ins.pairs)
+        return sorted(k for k in self.build_args if k not in declared and k not in PROXY_ARGS)
 
     def stage_by_ref(self, ref: str, before: int | None = None) -> Stage | None:
         """A stage by name (case-insensitive) or index, as COPY --from refers to them."""
@@ -110,6 +121,7 @@ def plan_build(
     tplat = parse_platform(target_platform) if isinstance(target_platform, str) else target_platform
     auto = platform_args(build_platform, tplat)
     global_args: dict[str, str] = {}
+    declared_globals: set[str] = set()
     stages: list[Stage] = []
     for ins in instrs:
         if isinstance(ins, From):
@@ -134,6 +146,7 @@ def plan_build(
             if not isinstance(ins, Arg):
                 raise ins.error("only ARG may come before the first FROM")
             for name, default in ins.pairs:
+                declared_globals.add(name)
                 if name in bargs:
                     global_args[name] = bargs[name]
                 elif default is not None:
@@ -157,7 +170,9 @@ def plan_build(
         tidx = found[0]
     needed: set[int] = set()
     _visit(tidx, stages, needed, [])
-    return BuildPlan(df, stages, sorted(needed), global_args, bargs, auto, tidx)
+    return BuildPlan(
+        df, stages, sorted(needed), global_args, bargs, auto, tidx, frozenset(declared_globals)
+    )
 
 
 def _visit(i: int, stages: list[Stage], seen: set[int], path: list[int]) -> None:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from portside.build.dockerfile.expand import unquote
 from portside.build.dockerfile.parser import Dockerfile, Heredoc, Node, split_raw_words
 from portside.errors import DockerfileSyntaxError
 
@@ -72,6 +73,42 @@ class Run(Instruction):
     network: str = "default"
     mounts: tuple[Mount, ...] = ()
     security: str = "sandbox"
+
+
+@dataclass(frozen=True)
+class RunCommand:
+    """What a RUN executes. With `script` set, the builder writes it to a file (mode 0755)
+    in the container and runs that file with `args` after it."""
+
+    argv: list[str]
+    script: str | None = None
+    args: list[str] = field(default_factory=list)
+
+
+def run_command(run: Run, shell: list[str]) -> RunCommand:
+    """RUN's argv, heredocs included, as buildkit runs them.
+
+    `RUN <<EOF` alone runs the body: as a file if it starts with `#!`, else through the
+    shell. A command line with heredocs goes to the shell whole, bodies appended after it
+    with their terminators, so the shell feeds them to the commands as here-documents.
+    """
+    if not run.heredocs or not run.command.shell:
+        return RunCommand(argv=run.command.resolve(shell))
+    line = run.command.args[0]
+    words = split_raw_words(line)
+    if len(run.heredocs) == 1 and words and _heredoc_word(words[0]):
+        body = run.heredocs[0].content
+        if body.startswith("#!"):
+            return RunCommand(argv=[], script=body, args=[unquote(w) for w in words[1:]])
+        return RunCommand(argv=[*shell, body])
+    script = line + "\n" + "".join(f"{h.content}{h.name}\n" for h in run.heredocs)
+    return RunCommand(argv=[*shell, script])
+
+
+def _heredoc_word(word: str) -> bool:
+    from portside.build.dockerfile.parser import parse_heredoc_word
+
+    return parse_heredoc_word(word) is not None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -378,6 +415,9 @@ def _copy(node: Node, filename: str, escape: str, err: Any) -> Copy:
             kept.append("<<" + hd[0] if hd and hd[0] in heredoc_names else s)
         sources = kept
     chmod = flags.one("chmod")
+    chown = flags.one("chown")
+    if chown is not None and "$" not in chown and not re.fullmatch(r"[^:\s]+(:[^:\s]+)?", chown):
+        raise err(f"--chown: expected USER[:GROUP], got {chown!r}")
     symbolic = r"[ugoa]*[-+=][rwxXst]*(,[ugoa]*[-+=][rwxXst]*)*"
     if (
         chmod is not None
@@ -395,7 +435,7 @@ def _copy(node: Node, filename: str, escape: str, err: Any) -> Copy:
         sources=tuple(sources),
         dest=words[-1],
         heredocs=node.heredocs,
-        chown=flags.one("chown"),
+        chown=chown,
         chmod=chmod,
         link=flags.on("link"),
         parents=flags.on("parents"),
