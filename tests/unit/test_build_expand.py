@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portside.build.dockerfile.expand import ExpansionError, expand_word, expand_words, unquote
+from portside.build.dockerfile.expand import (
+    ExpansionError,
+    expand_heredoc,
+    expand_word,
+    expand_words,
+    unquote,
+)
 from portside.errors import DockerfileSyntaxError
 
 ENV = {"A": "alpha", "E": "", "SP": "a  b", "X_1": "x1"}
@@ -153,3 +159,8 @@ def test_expander_matches_reference_model(data: st.DataObject, env_vals: dict[st
 def test_words_without_specials_round_trip(text: str) -> None:
     assert expand_word(text, ENV) == text
     assert expand_words(text, ENV) == text.split()
+
+
+def test_heredoc_body_expands_variables_but_keeps_quotes_and_escapes() -> None:
+    body = 'echo "hello ${A}" \'$E\' \\$A ${UNSET:-"d"}\n'
+    assert expand_heredoc(body, ENV) == 'echo "hello alpha" \'\' \\$A "d"\n'

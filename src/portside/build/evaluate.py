@@ -18,7 +18,7 @@ from collections import ChainMap
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from portside.build.dockerfile.expand import expand_word, expand_words
+from portside.build.dockerfile.expand import expand_heredoc, expand_word, expand_words
 from portside.build.dockerfile.instructions import (
     Add,
     Arg,
@@ -122,6 +122,12 @@ class StageEvaluator:
     def word(self, ins: Instruction, raw: str, scope: Mapping[str, str] | None = None) -> str:
         try:
             return expand_word(raw, self.scope() if scope is None else scope, self.escape)
+        except DockerfileSyntaxError as e:
+            raise ins.error(str(e)) from None
+
+    def _heredoc(self, ins: Instruction, text: str, scope: Mapping[str, str]) -> str:
+        try:
+            return expand_heredoc(text, scope, self.escape)
         except DockerfileSyntaxError as e:
             raise ins.error(str(e)) from None
 
@@ -263,7 +269,7 @@ class StageEvaluator:
 
         sources = tuple(s if s.startswith("<<") else self.word(ins, s, scope) for s in ins.sources)
         heredocs = tuple(
-            dataclasses.replace(h, content=self.word(ins, h.content, scope))
+            dataclasses.replace(h, content=self._heredoc(ins, h.content, scope))
             if h.expand and ins.keyword in ("COPY", "ADD")
             else h
             for h in ins.heredocs

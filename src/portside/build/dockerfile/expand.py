@@ -58,11 +58,12 @@ class _Words:
 
 
 class _Lex:
-    def __init__(self, text: str, env: Mapping[str, str], escape: str) -> None:
+    def __init__(self, text: str, env: Mapping[str, str], escape: str, raw: bool = False) -> None:
         self.text = text
         self.pos = 0
         self.env = env
         self.escape = escape
+        self.raw = raw  # heredoc bodies: quotes and escapes stay as written
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
@@ -80,6 +81,12 @@ class _Lex:
             if stop and ch == stop:
                 self.pos += 1
                 return True
+            if self.raw and ch != "$":
+                self.pos += 1
+                out.raw(ch)
+                if ch == self.escape and self.pos < len(self.text):
+                    out.raw(self.next())
+                continue
             if ch == "'":
                 self.pos += 1
                 out.mark()
@@ -179,6 +186,14 @@ def expand_words(text: str, env: Mapping[str, str], escape: str = "\\") -> list[
     out = _Words()
     _Lex(text, env, escape).run(out, split=True)
     return out.finish()
+
+
+def expand_heredoc(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
+    """A COPY/ADD heredoc body: substitutions only; quotes and escapes are kept (an
+    escaped `$` stays escaped), as buildkit does."""
+    out = _Words()
+    _Lex(text, env, escape, raw=True).run(out, split=False)
+    return "".join(out.cur)
 
 
 def unquote(text: str, escape: str = "\\") -> str:
