@@ -1,19 +1,24 @@
 """Image builds from Dockerfiles/Containerfiles.
 
-What is here so far is everything a builder needs that is not running containers:
+What is here so far is everything a builder needs that does not run containers:
 
-    df   = dockerfile.parser.parse(text, filename)           # nodes with line numbers
+    path = context.find_dockerfile(dir, dash_f)               # Containerfile, Dockerfile
+    df   = dockerfile.parser.parse(text, filename)            # nodes with line numbers
     plan = stages.plan_build(df, build_args=..., target=..., target_platform=...)
-    ctx  = context.BuildContext.from_directory(dir, dockerfile_name)   # or from_tar(stdin)
-    for stage in plan.needed:                                # only what --target needs
-        ev = evaluate.StageEvaluator(plan, stage, base_config)  # scratch: scratch_config()
-        for ins in [*ev.triggers, *stage.instructions]:      # base image ONBUILD first
-            ins = ev.apply(ins)        # metadata applied to ev.config; COPY/ADD expanded
-            # RUN: run ins.command.resolve(ev.shell()) with env ev.run_environment()
-            # COPY/ADD: ctx.plan_copy(ins.sources, ins.dest, workdir=ev.config WorkingDir,
-            #           parents=ins.parents, excludes=ins.excludes); cache key part:
-            #           ctx.content_hash(ins.sources, ins.excludes)
+    plan.unused_build_args()                                  # for docker's warning
+    ctx  = context.BuildContext.from_directory(dir, path.name)   # or from_tar(stdin, tmp)
+    for stage in plan.needed:                                 # only what --target needs
+        base = evaluate.scratch_config() if stage.base == "scratch" else <image config>
+        # (stage.base_stage is not None: the config of that stage's result)
+        ev = evaluate.StageEvaluator(plan, stage, base)
+        for ins in [*ev.triggers, *stage.instructions]:       # base image ONBUILD first
+            ins = ev.apply(ins)       # metadata applied to ev.config; COPY/ADD expanded
+            # RUN: instructions.run_command(ins, ev.shell()) with env ev.run_environment()
+            # COPY/ADD: ctx.plan_copy(ins.sources, ins.dest,
+            #               workdir=ev.config.get("WorkingDir") or "/",
+            #               parents=ins.parents, excludes=ins.excludes)
+            #           cache key part: ctx.content_hash(ins.sources, ins.excludes)
 
 Errors are DockerfileSyntaxError / BuildError (portside.errors), one line each,
-`FILE:LINE: KEYWORD: message` when an instruction is at fault.
+`FILE:LINE: KEYWORD: message` when an instruction is at fault (Instruction.error()).
 """
