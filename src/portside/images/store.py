@@ -22,7 +22,7 @@ from typing import Any
 from portside.content import ContentStore
 from portside.errors import InUse, InvalidArgument, InvalidReference, NotFound
 from portside.oci.digest import Digest
-from portside.oci.reference import Reference, parse_reference
+from portside.oci.reference import parse_reference
 
 __all__ = [
     "ImageRecord",
@@ -503,7 +503,3 @@ def _load_json(raw: bytes, what: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise InvalidArgument(f"{what} is not a JSON object")
     return doc
-
-
-def parse_name(text: str) -> Reference:
-    return parse_reference(text)

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 from portside.images.transport import BlobInfo
 from portside.oci import mediatypes as mt
-from portside.oci.reference import Reference
 from portside.registry.client import RegistryClient
 
 __all__ = ["RegistryDestination", "RegistrySource"]
@@ -93,7 +92,3 @@ class RegistryDestination:
 
     def close(self) -> None:
         pass
-
-
-def endpoint_reference(ref: Reference) -> str:
-    return ref.tag_or_digest or "latest"
