@@ -310,7 +310,14 @@ def known_caps() -> list[str]:
         last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
     except (OSError, ValueError):
         last = 40
-    return ["CAP_" + n for n in CAP_NAMES[: last + 1]]
+    bounding = (1 << (last + 1)) - 1
+    try:  # a session without some capabilities cannot grant them (e.g. CAP_SYS_RESOURCE)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapBnd:"):
+                bounding = int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return ["CAP_" + n for i, n in enumerate(CAP_NAMES[: last + 1]) if bounding & (1 << i)]
 
 
 def _caps(opts: CreateOptions) -> list[str]:
