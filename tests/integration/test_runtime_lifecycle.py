@@ -611,3 +611,31 @@ def test_join_pid_uts_ipc_namespaces_of_another_container(
         assert "sleep 1000" in out[1:], out
     finally:
         ok(rt("delete", "-f", "first"))
+
+
+def test_only_stdio_and_preserved_fds_reach_the_process(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    b = bundle(tmp_path, rootfs_template, ["ls", "/proc/self/fd"])
+    script = (
+        "import os, subprocess, sys\n"
+        "a = os.open('/dev/null', os.O_RDONLY); os.set_inheritable(a, True)\n"
+        "b = os.open('/dev/null', os.O_RDONLY); os.set_inheritable(b, True)\n"
+        "assert (a, b) == (3, 4), (a, b)\n"
+        "out = subprocess.run(sys.argv[1:], capture_output=True, close_fds=False)\n"
+        "sys.stdout.write(out.stdout.decode() + '|' + out.stderr.decode())\n"
+    )
+
+    def fds(*extra: str) -> list[str]:
+        r = subprocess.run(
+            [sys.executable, "-c", script, *rt.argv, "run", *extra, "-b", str(b), "fd"],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )
+        out, _, err = r.stdout.decode().partition("|")
+        assert r.returncode == 0, err
+        return sorted(out.split())
+
+    # ls itself opens one more fd to read the directory
+    assert fds() == ["0", "1", "2", "3"]
+    assert fds("--preserve-fds", "1") == ["0", "1", "2", "3", "4"]

@@ -336,6 +336,8 @@ def finish(cfg: Config, proc: Process, ch: sync.Channel, opts: Options, fifo: in
                 state["annotations"] = cfg.annotations
             run_hooks("startContainer", start_hooks, state)
     _reset_signals()
+    # nothing of the runtime's or its caller's leaks in: only stdio and --preserve-fds
+    os.closerange(3 + opts.preserve_fds, 1 << 20)
     try:
         os.execve(path, proc.args, dict(e.split("=", 1) for e in env if "=" in e))
     except OSError as e:
