@@ -16,11 +16,13 @@ import posixpath
 import re
 import shutil
 import stat
-import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tarfile
 
 from portside.errors import BuildError, DockerfileSyntaxError, FileAccessError
 
@@ -183,6 +185,8 @@ class BuildContext:
         cls, stream: IO[bytes], dest: str | Path, dockerfile: str | None = None
     ) -> BuildContext:
         """Unpack a context tar (e.g. from stdin) into `dest`, refusing entries that escape."""
+        import tarfile  # only here: a directory context, the usual case, never needs it
+
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
         try:
