@@ -46,7 +46,7 @@ bytecode: venv
 	@$(PY) -m compileall -q src >/dev/null
 
 demo: setup bytecode
-	$(PY) -m portside.demo
+	bash scripts/demo.sh
 
 LINT_DIRS := $(wildcard src tests benchmarks)
 
