@@ -639,3 +639,19 @@ def test_only_stdio_and_preserved_fds_reach_the_process(
     # ls itself opens one more fd to read the directory
     assert fds() == ["0", "1", "2", "3"]
     assert fds("--preserve-fds", "1") == ["0", "1", "2", "3", "4"]
+
+
+def test_hook_timeout_and_poststop_on_delete(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    hooks = {"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]}
+    b = bundle(tmp_path, rootfs_template, ["true"], hooks=hooks)
+    r = rt("run", "-b", str(b), "slow")
+    assert r.returncode == 1 and b"prestart hook #0: timeout after 1s" in r.stderr
+    assert ok(rt("list", "-q")) == ""
+    out = tmp_path / "poststop.json"
+    hooks = {"poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}"]}]}
+    b = bundle(tmp_path, rootfs_template, ["sleep", "1000"], hooks=hooks)
+    ok(rt("create", "-b", str(b), "ps-hook"))
+    ok(rt("delete", "-f", "ps-hook"))
+    assert json.loads(out.read_text())["id"] == "ps-hook"
