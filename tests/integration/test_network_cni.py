@@ -285,7 +285,7 @@ def test_plugin_failure_midway_is_rolled_back(host: Host) -> None:
     conf = json.loads(host.net.store.ensure_default().to_json())
     conf["name"] = "failing"
     conf["plugins"][0]["bridge"] = "failing0"
-    conf["plugins"][2] = {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.nosuchknob": "1"}}
+    conf["plugins"].append({"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.nosuchknob": "1"}})
     (host.net.store.directory / "failing.conflist").write_text(json.dumps(conf))
     c = host.container("f")
     with pytest.raises(CniPluginError) as err:
@@ -387,3 +387,24 @@ def test_static_ip_mac_and_a_second_network(host: Host) -> None:
     assert len(host.veths()) == 2
     host.net.teardown("multi")
     assert host.veths() == [] and host.leases() == [] and host.container_rules() == []
+
+
+def test_a_dropping_forward_chain_gets_the_firewall_plugin(host: Host) -> None:
+    """Where FORWARD drops (docker, ufw), our networks carry the firewall plugin, which opens
+    it per container: a container reaches one on another network through the host side."""
+    host.run("iptables", "-P", "FORWARD", "DROP")
+    net1 = host.net.store.create("left", subnet="10.61.0.0/24")
+    host.net.store.create("right", subnet="10.62.0.0/24")
+    assert [p["type"] for p in net1.plugins] == ["bridge", "portmap", "firewall"]
+    a, b = host.container("a"), host.container("b")
+    host.net.setup("a", a, [NetworkRequest("left")])
+    rb = host.net.setup("b", b, [NetworkRequest("right")])
+    assert ping(host, a, rb.networks[0].addresses[0]).returncode == 0
+    assert "-A CNI-FORWARD -s 10.61.0." in host.iptables()
+    host.net.teardown("a")
+    host.net.teardown("b")
+    assert host.container_rules() == [] and host.leases() == []
+
+
+def test_an_accepting_forward_chain_spares_the_firewall_plugin(host: Host) -> None:
+    assert [p["type"] for p in host.net.store.ensure_default().plugins] == ["bridge", "portmap"]

@@ -102,11 +102,16 @@ class Networking:
         host_netns: str | None = None,
         ipam_dir: str | os.PathLike[str] | None = None,
         dns_upstreams: Sequence[str] | None = None,
+        firewall: bool | None = None,
     ) -> None:
         self.root = Path(root)
         self.runroot = Path(runroot)
         self.host_netns = host_netns
-        self.store = NetworkStore(self.root / "networks", tuple(config_dirs))
+        self.store = NetworkStore(
+            self.root / "networks",
+            tuple(config_dirs),
+            firewall=firewall if firewall is not None else self.forward_needs_firewall,
+        )
         self.cni = Invoker(
             CniOptions(
                 cache_dir=self.runroot / "cni",
@@ -118,6 +123,17 @@ class Networking:
         self.dns_dir = self.runroot / "dns"
         # where responders send names they do not know (default: the host's resolv.conf)
         self.dns_upstreams = list(dns_upstreams) if dns_upstreams is not None else None
+
+    def forward_needs_firewall(self) -> bool:
+        """True unless the host side's FORWARD policy accepts and it has no rules (asked
+        once, when a network config is written; unknown counts as needed)."""
+        p = netns.run_in(
+            self.host_netns, ["iptables", "-S", "FORWARD"], capture_output=True, text=True
+        )
+        if p.returncode != 0:
+            return True
+        rules = [ln for ln in p.stdout.splitlines() if ln.strip()]
+        return rules != ["-P FORWARD ACCEPT"]
 
     @property
     def ipam_dir(self) -> Path:

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,8 +182,10 @@ def build_conflist(
     labels: dict[str, str] | None = None,
     dns: bool = False,
     ip_range: str | None = None,
+    firewall: bool = True,
 ) -> NetworkConfig:
-    """The conflist of a bridge network: bridge + host-local, portmap, firewall."""
+    """The conflist of a bridge network: bridge + host-local, portmap, and firewall when the
+    host's FORWARD chain would otherwise drop the containers' traffic (see NetworkStore)."""
     validate_name(name)
     try:
         net = ipaddress.ip_network(subnet, strict=False)
@@ -221,8 +224,9 @@ def build_conflist(
             "ipam": ipam,
         },
         {"type": "portmap", "capabilities": {"portMappings": True}},
-        {"type": "firewall", "backend": "iptables"},
     ]
+    if firewall:
+        plugins.append({"type": "firewall", "backend": "iptables"})
     # no `tuning`: with no sysctl or mtu to set it only costs an exec per ADD and DEL;
     # networks that need it add it to their conflist.
     raw: dict[str, Any] = {
@@ -234,18 +238,33 @@ def build_conflist(
     return parse_conflist(json.dumps(raw), f"network {name}")
 
 
-def default_network() -> NetworkConfig:
+def default_network(firewall: bool = True) -> NetworkConfig:
     """`portside`: bridge portside0 on 10.88.0.0/16, no name resolution (as podman's)."""
-    return build_conflist(DEFAULT_NETWORK, DEFAULT_BRIDGE, DEFAULT_SUBNET)
+    return build_conflist(DEFAULT_NETWORK, DEFAULT_BRIDGE, DEFAULT_SUBNET, firewall=firewall)
 
 
 class NetworkStore:
     """Networks by name: ours in `directory` (writable), more in `extra_dirs` (read-only,
     e.g. /etc/cni/net.d); the first dir holding a name wins, ours first."""
 
-    def __init__(self, directory: str | os.PathLike[str], extra_dirs: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        extra_dirs: tuple[str, ...] = (),
+        firewall: bool | Callable[[], bool] = True,
+    ):
+        """`firewall`: whether the networks we write get the firewall plugin, or a function
+        deciding it when one is written. That plugin only opens the FORWARD chain for each
+        container, which matters where its policy drops (docker, ufw), and it is the dearest
+        of the chain (an exec and about ten iptables runs on every ADD and DEL)."""
         self.directory = Path(directory)
         self.extra_dirs = tuple(Path(d) for d in extra_dirs)
+        self._firewall = firewall
+
+    def wants_firewall(self) -> bool:
+        if callable(self._firewall):
+            self._firewall = bool(self._firewall())
+        return self._firewall
 
     def _files(self) -> list[Path]:
         out: list[Path] = []
@@ -298,7 +317,7 @@ class NetworkStore:
         path = self.path_of(DEFAULT_NETWORK)
         if path.exists():
             return load_conflist(path)
-        conf = default_network()
+        conf = default_network(firewall=self.wants_firewall())
         self._write(path, conf, exclusive=False)
         conf.path = path
         return conf
@@ -361,7 +380,15 @@ class NetworkStore:
         while f"portside{n}" in bridges:
             n += 1
         conf = build_conflist(
-            name, f"portside{n}", subnet, gateway, internal, labels, dns, ip_range
+            name,
+            f"portside{n}",
+            subnet,
+            gateway,
+            internal,
+            labels,
+            dns,
+            ip_range,
+            firewall=self.wants_firewall(),
         )
         path = self.path_of(name)
         self._write(path, conf, exclusive=True)
