@@ -45,7 +45,20 @@ src/pkg/private
 """
 
 
-def _make_context(root: Path) -> None:
+CASES = {
+    "mixed": (CONTAINERFILE, IGNORE),
+    "allowlist": (
+        "FROM scratch\nCOPY . /all/\n",
+        "*\n!src\nsrc/**/*.pyc\n!docs/sub/*.txt\n[ab].txt\n!Containerfile\n",
+    ),
+    "wildcards": (
+        "FROM scratch\nCOPY . /all/\nCOPY docs/*/deep.md /deep/\n",
+        "**/private\nd?cs/drop.md\nsrc/*/\n!src/pkg/exe.sh\n/notes.md\n",
+    ),
+}
+
+
+def _make_context(root: Path, containerfile: str, ignore: str) -> None:
     files = {
         "a.txt": "a",
         "b.txt": "bb",
@@ -69,8 +82,8 @@ def _make_context(root: Path) -> None:
     os.chmod(root / "src/pkg/exe.sh", 0o750)
     os.chmod(root / "src/pkg", 0o700)
     os.symlink("a.txt", root / "link")
-    (root / "Containerfile").write_text(CONTAINERFILE)
-    (root / ".dockerignore").write_text(IGNORE)
+    (root / "Containerfile").write_text(containerfile)
+    (root / ".dockerignore").write_text(ignore)
 
 
 def _tree(top: Path) -> dict[str, tuple[str, int | None, str | None]]:
@@ -89,8 +102,8 @@ def _tree(top: Path) -> dict[str, tuple[str, int | None, str | None]]:
     return out
 
 
-def _expected(ctx_root: Path) -> dict[str, tuple[str, int | None, str | None]]:
-    plan = plan_build(CONTAINERFILE, filename="Containerfile")
+def _expected(ctx_root: Path, text: str) -> dict[str, tuple[str, int | None, str | None]]:
+    plan = plan_build(text, filename="Containerfile")
     ev = evaluate_metadata(plan, skip=())
     ctx = BuildContext.from_directory(ctx_root, "Containerfile")
     out: dict[str, tuple[str, int | None, str | None]] = {}
@@ -113,7 +126,7 @@ def _expected(ctx_root: Path) -> dict[str, tuple[str, int | None, str | None]]:
             while parent != "/":
                 out.setdefault(parent, ("dir", 0o755, None))
                 parent = os.path.dirname(parent)
-    assert ev[0].config["WorkingDir"] == "/work"
+    assert ev[0].config.get("WorkingDir", "/") == workdir
     return out
 
 
@@ -141,10 +154,12 @@ def buildah_root(tmp_path: Path) -> Iterator[list[str]]:
 
 
 @pytest.mark.timeout(120)
-def test_copy_tree_equals_buildah(buildah_root: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_copy_tree_equals_buildah(buildah_root: list[str], tmp_path: Path, case: str) -> None:
+    text, ignore = CASES[case]
     ctx_root = tmp_path / "ctx"
     ctx_root.mkdir()
-    _make_context(ctx_root)
+    _make_context(ctx_root, text, ignore)
     b = buildah_root
     res = subprocess.run(
         [*b, "bud", "-q", "--layers=false", "-t", "localhost/ctx-test", str(ctx_root)],
@@ -163,7 +178,7 @@ def test_copy_tree_equals_buildah(buildah_root: list[str], tmp_path: Path) -> No
         theirs = _tree(Path(mnt))
     finally:
         subprocess.run([*b, "umount", cid], capture_output=True, check=False)
-    ours = _expected(ctx_root)
+    ours = _expected(ctx_root, text)
     missing = sorted(set(theirs) - set(ours))
     extra = sorted(set(ours) - set(theirs))
     assert not missing and not extra, f"buildah only: {missing}; portside only: {extra}"
