@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from portside.build.context import BuildContext, CopyItem, IgnoreMatcher
+from portside.build.context import (
+    BuildContext,
+    CopyItem,
+    IgnoreMatcher,
+    add_source_kind,
+    tar_compression,
+)
 from portside.errors import BuildError, DockerfileSyntaxError
 
 # (patterns, path, excluded?) following docker's .dockerignore rules
@@ -286,3 +292,56 @@ def test_plan_copy_parents_and_excludes(tmp_path: Path) -> None:
         ("src", "/s"),
         ("src/main.py", "/s/main.py"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("src", "kind"),
+    [
+        ("https://example.com/a.tar.gz", "url"),
+        ("http://x/y", "url"),
+        ("https://github.com/moby/buildkit.git#v0.12", "git"),
+        ("git@github.com:a/b.git", "git"),
+        ("git://host/repo", "git"),
+        ("local.tar", "local"),
+        ("dir/*.txt", "local"),
+    ],
+)
+def test_add_source_kind(src: str, kind: str) -> None:
+    assert add_source_kind(src) == kind
+
+
+def test_tar_compression_by_content(tmp_path: Path) -> None:
+    d = tmp_path / "files"
+    d.mkdir()
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    plain = _tar([("file", "x", b"data")]).getvalue()
+    (d / "plain.bin").write_bytes(plain)
+    (d / "a.tgz").write_bytes(gzip.compress(plain))
+    (d / "a.tbz").write_bytes(bz2.compress(plain))
+    (d / "a.txz").write_bytes(lzma.compress(plain))
+    (d / "a.tzst").write_bytes(zstandard.ZstdCompressor().compress(plain))
+    (d / "notar.gz").write_bytes(gzip.compress(b"just text" * 100))
+    (d / "text.tar").write_text("not a tar at all, despite the name\n" * 20)
+    (d / "broken.gz").write_bytes(b"\x1f\x8b\x08garbage")
+    v7 = bytearray(plain[:512])
+    v7[257:265] = b"\0" * 8  # no ustar magic: an old v7 header, checksum fixed below
+    v7[148:156] = b" " * 8
+    v7[148:156] = (b"%06o\0 " % sum(v7))[:8]
+    (d / "v7.tar").write_bytes(bytes(v7) + b"\0" * 1024)
+    got = {p.name: tar_compression(p) for p in sorted(d.iterdir())}
+    assert got == {
+        "a.tbz": "bzip2",
+        "a.tgz": "gzip",
+        "a.txz": "xz",
+        "a.tzst": "zstd",
+        "broken.gz": None,
+        "notar.gz": None,
+        "plain.bin": "none",
+        "text.tar": None,
+        "v7.tar": "none",
+    }

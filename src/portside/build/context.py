@@ -421,6 +421,48 @@ def _pivot(sources: list[str], src: str) -> str:
     return src
 
 
+def add_source_kind(src: str) -> str:
+    """ADD's three kinds of source: "git" (a repository), "url" (a file to download),
+    or "local" (a context path; tar archives among them are unpacked)."""
+    if src.startswith(("git://", "git@")) or re.match(r"^https?://[^#]+\.git(#.*)?$", src):
+        return "git"
+    if src.startswith(("http://", "https://")):
+        return "url"
+    return "local"
+
+
+def tar_compression(path: str | Path) -> str | None:
+    """For a file ADD would unpack: "none", "gzip", "bzip2", "xz" or "zstd"; None when
+    it is not a tar archive (then ADD copies it as it is). Decided by content, not name."""
+    from portside.images.archive_detect import detect_compression, open_decompressed
+
+    try:
+        with open(path, "rb") as raw:
+            compression = detect_compression(raw.read(8))
+            raw.seek(0)
+            try:
+                reader = open_decompressed(raw, compression)
+                block = reader.read(512)
+            except Exception:  # a corrupt stream is not an archive: copied as is
+                return None
+    except OSError as e:
+        raise FileAccessError.from_os(e, str(path)) from None
+    return (compression or "none") if _is_tar_header(block) else None
+
+
+def _is_tar_header(block: bytes) -> bool:
+    """A first tar header (ustar or old v7): a name and a matching header checksum."""
+    if len(block) < 512 or block[0] == 0:
+        return False
+    field = block[148:156].split(b"\0", 1)[0].strip()
+    try:
+        stored = int(field or b"x", 8)
+    except ValueError:
+        return False
+    computed = sum(block[:148]) + 8 * 32 + sum(block[156:512])
+    return stored == computed
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISREG(mode):
         return "file"
