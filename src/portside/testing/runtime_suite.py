@@ -381,6 +381,12 @@ SCENARIOS: list[Scenario] = [
         check=_expect("bar baz:/tmp"),
     ),
     Scenario(
+        "missing-cwd-is-made",
+        ["pwd"],
+        mutate=_set("process.cwd", "/made/by/runtime"),
+        check=_expect("/made/by/runtime"),
+    ),
+    Scenario(
         "default-caps",
         ["cat", "/proc/self/status"],
         check=_caps_check("0000000020000420", "0000000020000420"),

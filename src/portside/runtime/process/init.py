@@ -193,6 +193,10 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
         from portside.runtime.hooks import run_hooks
 
         run_hooks("createContainer", hooks.get("createContainer", []), msg["state"])
+    # as runc: a missing working directory is made (before the root goes read-only)
+    cwd = rootfs.secure_join(cfg.rootfs, proc.cwd)
+    if not os.path.isdir(cwd):
+        os.makedirs(cwd, 0o755, exist_ok=True)
     fifo = opts.fifo_fd
     if hooks.get("startContainer") or (cfg.seccomp or {}).get("listenerPath"):
         opts.host_pid = _host_pid()
