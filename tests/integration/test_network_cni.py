@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from portside.errors import CniPluginError, ConfigError
+from portside.errors import AlreadyExists, CniPluginError, ConfigError, NotFound
 from portside.network import dns, netns
 from portside.network.api import Networking, NetworkRequest
 from portside.network.cleanup import cleanup
@@ -408,3 +408,65 @@ def test_a_dropping_forward_chain_gets_the_firewall_plugin(host: Host) -> None:
 
 def test_an_accepting_forward_chain_spares_the_firewall_plugin(host: Host) -> None:
     assert [p["type"] for p in host.net.store.ensure_default().plugins] == ["bridge", "portmap"]
+
+
+def test_connect_disconnect_and_no_second_add(host: Host) -> None:
+    c = host.container("cd")
+    host.net.setup("cd", c, [NetworkRequest("portside")], name="cdname")
+    with pytest.raises(AlreadyExists, match="already on network portside"):
+        host.net.setup("cd", c, [NetworkRequest("portside")])
+    assert len(host.veths()) == 1
+    host.net.store.create("extra", subnet="10.63.0.0/24")
+    st = host.net.connect("cd", c, NetworkRequest("extra", aliases=["cda"]), name="cdname")
+    assert st.ifname == "eth1" and st.ips[0].startswith("10.63.0.")
+    assert "eth1" in host.in_container(c, "ip", "-o", "link").stdout
+    reg = dns.read_registry(host.runroot / "dns", "extra")
+    assert reg.lookup("cda") == st.addresses
+    assert dns.responder_pid(host.runroot / "dns", "extra") is not None
+    with pytest.raises(AlreadyExists):
+        host.net.connect("cd", c, NetworkRequest("extra"))
+    host.net.disconnect("cd", "extra")
+    assert "eth1" not in host.in_container(c, "ip", "-o", "link").stdout
+    assert dns.responder_pid(host.runroot / "dns", "extra") is None
+    with pytest.raises(NotFound, match="not on network extra"):
+        host.net.disconnect("cd", "extra")
+    assert [e.network for e in host.net.attachments("cd")] == ["portside"]
+    host.net.teardown("cd")
+    assert host.veths() == [] and host.leases() == []
+
+
+def test_parallel_setups_get_distinct_addresses_and_one_responder(
+    host: Host, state_roots: tuple[Path, Path]
+) -> None:
+    import sys
+
+    root, runroot = state_roots
+    host.net.store.create("par", subnet="10.64.0.0/24")
+    paths = [host.container(f"p{i}") for i in range(4)]
+    code = """
+import sys
+from portside.network.api import Networking, NetworkRequest
+root, runroot, hostns, cid, ns = sys.argv[1:]
+n = Networking(root, runroot, host_netns=hostns, dns_upstreams=[])
+print(n.setup(cid, ns, [NetworkRequest("par")], name=cid).networks[0].addresses[0])
+"""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(root), str(runroot), str(host.path), f"p{i}", str(p)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, p in enumerate(paths)
+    ]
+    outs = [p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [o[1] for o in outs]
+    addrs = {o[0].strip() for o in outs}
+    assert len(addrs) == 4 and all(a.startswith("10.64.0.") for a in addrs)
+    assert host.run("ss", "-uln").stdout.count("10.64.0.1:53") == 1
+    r = host.in_container(paths[0], BUSYBOX, "nslookup", "p3", "10.64.0.1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for i in range(4):
+        host.net.teardown(f"p{i}")
+    assert host.veths() == [] and host.leases() == []
+    assert dns.responder_pid(host.runroot / "dns", "par") is None

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from portside.errors import InvalidArgument, NetworkError
+from portside.errors import AlreadyExists, InvalidArgument, NetworkError, NotFound
 from portside.network import dns, netns
 from portside.network.cni import result as cache
 from portside.network.cni.config import DEFAULT_PLUGIN_DIRS, NetworkConfig, NetworkStore
@@ -174,6 +174,14 @@ class Networking:
                 except ValueError:
                     raise InvalidArgument(f"invalid --ip {r.ip!r}") from None
         path = os.fspath(netns_path)
+        current = self.attachments(container_id)
+        for i, (req, conf) in enumerate(zip(requests, confs, strict=True)):
+            short = container_id[:12]
+            if any(e.network == conf.name for e in current):
+                raise AlreadyExists(f"container {short} is already on network {conf.name}")
+            ifname = req.ifname or f"eth{i}"
+            if any(e.ifname == ifname for e in current):
+                raise AlreadyExists(f"container {short} already has an interface {ifname}")
         done: list[tuple[NetworkConfig, Attachment]] = []
         statuses: list[NetworkStatus] = []
         try:
@@ -249,6 +257,39 @@ class Networking:
                     self._unregister(entry.network, container_id)
         if first is not None:
             raise first
+
+    def connect(
+        self,
+        container_id: str,
+        netns_path: str | os.PathLike[str],
+        request: NetworkRequest,
+        name: str = "",
+    ) -> NetworkStatus:
+        """`network connect`: one more network on a running container, on the first free
+        ethN (ports stay with the network the container started on)."""
+        current = self.attachments(container_id)
+        if any(e.network == request.name for e in current):
+            raise AlreadyExists(
+                f"container {container_id[:12]} is already on network {request.name}"
+            )
+        used = {e.ifname for e in current}
+        n = 0
+        while f"eth{n}" in used:
+            n += 1
+        req = NetworkRequest(
+            request.name, request.ip, request.mac, request.aliases, request.ifname or f"eth{n}"
+        )
+        return self.setup(container_id, netns_path, [req], name=name).networks[0]
+
+    def disconnect(self, container_id: str, network: str) -> None:
+        """`network disconnect`: DEL one network, from the cache."""
+        entries = [e for e in self.attachments(container_id) if e.network == network]
+        if not entries:
+            raise NotFound(f"container {container_id[:12]} is not on network {network}")
+        for e in entries:
+            self.cni.delete(None, Attachment(container_id, e.netns, e.ifname), network=network)
+        if (self.dns_dir / network).is_dir():
+            self._unregister(network, container_id)
 
     def status(self, container_id: str) -> list[NetworkStatus]:
         """The container's attachments as ADD reported them (for inspect)."""

@@ -236,12 +236,27 @@ def start_responder(
     port: int = 53,
 ) -> int:
     """Start the network's DNS responder (once) bound to `bind_ip` (its gateway); detached,
-    its own session, so it outlives the CLI as the containers do. Returns its pid."""
-    existing = responder_pid(directory, network)
-    if existing is not None:
-        return existing
+    its own session, so it outlives the CLI as the containers do. Returns its pid.
+    Serialised per network by a lock, so two containers starting together get one."""
+    d = Path(directory) / network
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / "responder.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        existing = responder_pid(directory, network)
+        if existing is not None:
+            return existing
+        return _spawn_responder(directory, network, bind_ip, host_netns, upstreams, port)
+
+
+def _spawn_responder(
+    directory: Path,
+    network: str,
+    bind_ip: str,
+    host_netns: str | None,
+    upstreams: Iterable[str] | None,
+    port: int,
+) -> int:
     reg = _registry_file(directory, network)
-    reg.parent.mkdir(parents=True, exist_ok=True)
     if not reg.exists():
         with _locked(directory, network):
             pass
