@@ -8,6 +8,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from portside.build.context import (
     BuildContext,
@@ -68,6 +70,8 @@ def test_ignore_bad_patterns() -> None:
         IgnoreMatcher(["!"])
     with pytest.raises(DockerfileSyntaxError, match="bad pattern"):
         IgnoreMatcher(["[abc"])
+    with pytest.raises(DockerfileSyntaxError, match="bad pattern"):
+        IgnoreMatcher(["[z-a]"])
 
 
 def make_ctx(tmp_path: Path, ignore: str | None = None, name: str = ".dockerignore") -> Path:
@@ -345,3 +349,14 @@ def test_tar_compression_by_content(tmp_path: Path) -> None:
         "text.tar": None,
         "v7.tar": "none",
     }
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="ab/*?[]^!-\\.z ", max_size=8), max_size=4), st.text("ab/.z"))
+def test_any_ignore_pattern_compiles_or_is_one_error(patterns: list[str], path: str) -> None:
+    try:
+        matcher = IgnoreMatcher(patterns)
+    except DockerfileSyntaxError as e:
+        assert str(e).startswith(".dockerignore: ")
+        return
+    assert matcher.excluded(path or "x") in (True, False)

@@ -94,7 +94,10 @@ def _translate(pattern: str, source: str) -> re.Pattern[str]:
             out.append(re.escape(ch))
         i += 1
     out.append("$")
-    return re.compile("".join(out), re.DOTALL)
+    try:
+        return re.compile("".join(out), re.DOTALL)
+    except re.error as e:
+        raise DockerfileSyntaxError(f"{source}: bad pattern {pattern!r}: {e}") from None
 
 
 def clean_pattern(text: str) -> str:
