@@ -155,5 +155,5 @@ def test_mount_failure_names_source_and_destination(
 
     monkeypatch.setattr(fake, "mount", refuse)
     cfg = config(tmp_path, [{"destination": "/m", "type": "mqueue", "source": "mqueue"}])
-    with pytest.raises(Exception, match="error mounting 'mqueue' to rootfs at '/m'"):
+    with pytest.raises(Exception, match='error mounting "mqueue" to rootfs at "/m"'):
         rootfs.mount_all(cfg)

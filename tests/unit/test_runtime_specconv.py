@@ -57,10 +57,6 @@ BAD: dict[str, tuple[Any, str]] = {
     ),
     "no-args": (lambda s: s["process"].update(args=[]), "args must not be empty"),
     "relative-cwd": (lambda s: s["process"].update(cwd="tmp"), "cwd property must be"),
-    "bad-cap": (
-        lambda s: s["process"]["capabilities"]["bounding"].append("CAP_NOPE"),
-        "unknown capability 'CAP_NOPE'",
-    ),
     "bad-rlimit": (
         lambda s: s["process"]["rlimits"].append({"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}),
         "rlimit 'RLIMIT_NOPE' is not known",
@@ -117,3 +113,11 @@ def test_load_spec_invalid_json_and_missing(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps([1]))
     with pytest.raises(InvalidDocument, match="JSON object"):
         specconv.load_spec(str(tmp_path))
+
+
+def test_unknown_capability_is_a_warning_as_in_runc(spec: dict[str, Any], tmp_path: Path) -> None:
+    spec["process"]["capabilities"]["bounding"].append("CAP_NOPE")
+    cfg = convert(spec, tmp_path)
+    assert cfg.warnings == ["ignoring unknown or unavailable capabilities: [CAP_NOPE]"]
+    assert cfg.process.caps is not None
+    assert cfg.process.caps["bounding"] == (1 << 5) | (1 << 10) | (1 << 29)

@@ -207,7 +207,7 @@ def mount_all(cfg: Config, before_cgroupfs: Callable[[], None] | None = None) ->
             mount_entry(cfg, m)
         except OSError as e:
             raise RuntimeFailure(
-                f"error mounting {m.source!r} to rootfs at {m.destination!r}: "
+                f'error mounting "{m.source}" to rootfs at "{m.destination}": '
                 f"{(e.strerror or str(e)).lower()}"
             ) from None
 

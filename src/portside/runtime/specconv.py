@@ -246,6 +246,7 @@ class Config:
         self.time_offsets: dict[str, dict[str, int]] = {}
         self.mount_label = ""
         self.spec: dict[str, Any] = {}
+        self.warnings: list[str] = []  # logged by the runtime, as runc warns
 
     def has_new(self, ns: str) -> bool:
         return any(t == ns and p is None for t, p in self.namespaces)
@@ -323,25 +324,33 @@ def parse_mount_options(options: list[str]) -> tuple[int, list[int], str]:
     return flags, propagation, ",".join(data)
 
 
-def _caps(process: dict[str, Any]) -> dict[str, int] | None:
+def _caps(process: dict[str, Any], warnings: list[str]) -> dict[str, int] | None:
     caps = process.get("capabilities")
     if caps is None:
         return None
     if not isinstance(caps, dict):
         raise _bad("process.capabilities must be an object")
     out: dict[str, int] = {}
+    unknown: list[str] = []
     for kind in CAP_SETS:
         mask = 0
         for name in _str_list(caps.get(kind), f"process.capabilities.{kind}"):
             bit = CAPABILITIES.get(name)
             if bit is None:
-                raise _bad(f"unknown capability {name!r}")
+                if name not in unknown:
+                    unknown.append(name)
+                continue
             mask |= 1 << bit
         out[kind] = mask
+    if unknown:
+        # runc's behaviour: a capability this kernel or runtime does not know is skipped
+        warnings.append(f"ignoring unknown or unavailable capabilities: [{' '.join(unknown)}]")
     return out
 
 
-def convert_process(process: Any, *, where: str = "process") -> Process:
+def convert_process(
+    process: Any, *, where: str = "process", warnings: list[str] | None = None
+) -> Process:
     if not isinstance(process, dict):
         raise _bad(f"{where} must be an object")
     p = Process()
@@ -365,7 +374,7 @@ def convert_process(process: Any, *, where: str = "process") -> Process:
     ]
     if user.get("umask") is not None:
         p.umask = _int(user["umask"], f"{where}.user.umask")
-    p.caps = _caps(process)
+    p.caps = _caps(process, warnings if warnings is not None else [])
     p.no_new_privileges = bool(process.get("noNewPrivileges", False))
     for rl in process.get("rlimits") or []:
         if not isinstance(rl, dict):
@@ -431,7 +440,7 @@ def convert(spec: dict[str, Any], bundle: str) -> Config:
     cfg.readonly_root = bool(root.get("readonly", False))
     if "process" not in spec or spec["process"] is None:
         raise _bad("process must be specified")
-    cfg.process = convert_process(spec["process"])
+    cfg.process = convert_process(spec["process"], warnings=cfg.warnings)
     cfg.hostname = spec.get("hostname")
     cfg.domainname = spec.get("domainname")
     annotations = spec.get("annotations") or {}
@@ -492,7 +501,7 @@ def convert(spec: dict[str, Any], bundle: str) -> Config:
                 source = os.path.join(cfg.bundle, source)
             if not os.path.exists(source):
                 raise _bad(
-                    f"error mounting {source!r} to rootfs at {dest!r}: "
+                    f'error mounting "{source}" to rootfs at "{dest}": '
                     f"stat {source}: no such file or directory"
                 )
         elif not type_:

@@ -287,8 +287,13 @@ def finish(cfg: Config, proc: Process, ch: sync.Channel, opts: Options, fifo: in
         for kind, soft, hard in proc.rlimits:
             try:
                 resource.setrlimit(kind, (_rlim(soft), _rlim(hard)))
-            except (OSError, ValueError) as e:
-                raise PortsideError(f"error setting rlimit type {kind}: {e}") from None
+            except ValueError as e:
+                # Python's wording for EPERM ("not allowed to raise maximum limit")
+                reason = "operation not permitted" if "not allowed" in str(e) else str(e)
+                raise PortsideError(f"error setting rlimit type {kind}: {reason}") from None
+            except OSError as e:
+                reason = (e.strerror or str(e)).lower()
+                raise PortsideError(f"error setting rlimit type {kind}: {reason}") from None
     env = list(proc.env)
     os.chdir("/")
     _try_chdir(proc.cwd)

@@ -147,6 +147,11 @@ def create(
     from portside.runtime import specconv
 
     cfg = specconv.convert(specconv.load_spec(bundle), bundle)
+    if cfg.warnings:
+        from portside.runtime import log
+
+        for w in cfg.warnings:
+            log.warning(w)
     prepare_seccomp(cfg)
     if cfg.process.terminal and console_socket is None and detached:
         raise RuntimeFailure(
