@@ -235,3 +235,14 @@ def test_unused_build_args() -> None:
     args = {"G": "1", "A": "2", "B": "3", "C": "4", "HTTP_PROXY": "p"}
     assert plan_build(text, build_args=args).unused_build_args() == ["A", "C"]
     assert plan_build(text, build_args=args, target="a").unused_build_args() == ["B", "C"]
+
+
+def test_run_mount_options_are_expanded() -> None:
+    text = "FROM scratch\nARG C=/root/.cache\nRUN --mount=type=cache,target=$C/pip,id=${C} true\n"
+    plan = plan_build(text)
+    ev = StageEvaluator(plan, plan.stages[0], {})
+    out = [ev.apply(i) for i in plan.stages[0].instructions]
+    run = out[1]
+    assert isinstance(run, Run)
+    assert run.mounts[0].get("target") == "/root/.cache/pip"
+    assert run.mounts[0].get("id") == "/root/.cache"

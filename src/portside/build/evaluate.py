@@ -258,7 +258,16 @@ class StageEvaluator:
         if isinstance(ins, Copy):
             return self._copy(ins)
         if isinstance(ins, Run):
-            return ins
+            if not ins.mounts:
+                return ins
+            scope = self.scope()
+            mounts = tuple(
+                dataclasses.replace(
+                    m, options=tuple((k, self.word(ins, v, scope)) for k, v in m.options)
+                )
+                for m in ins.mounts
+            )
+            return dataclasses.replace(ins, mounts=mounts)
         raise ins.error("not supported by the evaluator")
 
     def _copy(self, ins: Copy) -> Copy:
