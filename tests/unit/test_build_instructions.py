@@ -353,3 +353,9 @@ def test_chown_format() -> None:
     bad("COPY --chown=a:b:c x /y", "COPY: --chown: expected USER\\[:GROUP\\]")
     ok = one("COPY --chown=${U}:${G} x /y")
     assert isinstance(ok, Copy) and ok.chown == "${U}:${G}"
+
+
+def test_mount_values_with_variables_wait_for_expansion() -> None:
+    r = one("RUN --mount=type=cache,target=/c,uid=$UID,mode=${MODE} true")
+    assert isinstance(r, Run) and r.mounts[0].get("uid") == "$UID"
+    bad("RUN --mount=type=cache,target=/c,colour=$X true", "unknown option 'colour'")

@@ -348,6 +348,8 @@ def parse_mount(spec: str, err: Any) -> Mount:
         if key not in allowed:
             raise err(f"--mount: unknown option {key!r} for type={mtype}")
         seen[key] = value
+        if "$" in value:
+            continue  # checked by the builder once expanded
         if key in ("ro", "rw", "required") and value.lower() not in ("true", "false"):
             raise err(f"--mount: {key} expects true or false, got {value!r}")
         if key in ("uid", "gid") and not value.isdigit():
