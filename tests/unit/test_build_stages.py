@@ -246,3 +246,16 @@ def test_run_mount_options_are_expanded() -> None:
     assert isinstance(run, Run)
     assert run.mounts[0].get("target") == "/root/.cache/pip"
     assert run.mounts[0].get("id") == "/root/.cache"
+
+
+def test_run_mount_values_checked_after_expansion() -> None:
+    text = "FROM scratch\nARG U=root\nRUN --mount=type=cache,target=/c,uid=$U true\n"
+    with pytest.raises(DockerfileSyntaxError, match=r"^Dockerfile:3: RUN: --mount: uid must be"):
+        _apply_all(text)
+
+
+def _apply_all(text: str) -> None:
+    plan = plan_build(text)
+    ev = StageEvaluator(plan, plan.stages[0], {})
+    for ins in plan.stages[0].instructions:
+        ev.apply(ins)

@@ -39,6 +39,7 @@ from portside.build.dockerfile.instructions import (
     User,
     Volume,
     Workdir,
+    check_mount,
     parse_instruction,
 )
 from portside.build.dockerfile.parser import Dockerfile, _node_from_line
@@ -267,6 +268,8 @@ class StageEvaluator:
                 )
                 for m in ins.mounts
             )
+            for m in mounts:
+                check_mount(m, ins.error)
             return dataclasses.replace(ins, mounts=mounts)
         raise ins.error("not supported by the evaluator")
 

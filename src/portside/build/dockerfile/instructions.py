@@ -342,14 +342,21 @@ def parse_mount(spec: str, err: Any) -> Mount:
         opts.append((key, value))
     if mtype not in _MOUNT_KEYS:
         raise err(f"--mount: unknown type {mtype!r} (bind, cache, tmpfs, secret, ssh)")
-    allowed = {_ALIASES.get(k, k) for k in _MOUNT_KEYS[mtype]}
+    mount = Mount(type=mtype, options=tuple(opts))
+    check_mount(mount, err, expanded=False)
+    return mount
+
+
+def check_mount(mount: Mount, err: Any, expanded: bool = True) -> None:
+    """Option names per type and value syntax; before expansion, values holding `$` wait."""
+    allowed = {_ALIASES.get(k, k) for k in _MOUNT_KEYS[mount.type]}
     seen: dict[str, str] = {}
-    for key, value in opts:
+    for key, value in mount.options:
         if key not in allowed:
-            raise err(f"--mount: unknown option {key!r} for type={mtype}")
+            raise err(f"--mount: unknown option {key!r} for type={mount.type}")
         seen[key] = value
-        if "$" in value:
-            continue  # checked by the builder once expanded
+        if "$" in value and not expanded:
+            continue
         if key in ("ro", "rw", "required") and value.lower() not in ("true", "false"):
             raise err(f"--mount: {key} expects true or false, got {value!r}")
         if key in ("uid", "gid") and not value.isdigit():
@@ -360,11 +367,10 @@ def parse_mount(spec: str, err: Any) -> Mount:
             raise err(f"--mount: sharing must be shared, private or locked, got {value!r}")
         if key == "size" and not re.fullmatch(r"\d+[kKmMgGbB]?", value):
             raise err(f"--mount: bad tmpfs size {value!r}")
-    if mtype in ("bind", "cache", "tmpfs") and "target" not in seen:
-        raise err(f"--mount: type={mtype} requires target")
-    if mtype == "secret" and "id" not in seen and "target" not in seen:
+    if mount.type in ("bind", "cache", "tmpfs") and not seen.get("target"):
+        raise err(f"--mount: type={mount.type} requires target")
+    if mount.type == "secret" and "id" not in seen and "target" not in seen:
         raise err("--mount: type=secret requires id or target")
-    return Mount(type=mtype, options=tuple(opts))
 
 
 def _pairs(node: Node, err: Any, escape: str) -> tuple[tuple[str, str], ...]:
