@@ -470,3 +470,32 @@ print(n.setup(cid, ns, [NetworkRequest("par")], name=cid).networks[0].addresses[
         host.net.teardown(f"p{i}")
     assert host.veths() == [] and host.leases() == []
     assert dns.responder_pid(host.runroot / "dns", "par") is None
+
+
+def test_cleanup_after_the_worst_crash_veth_pinned_elsewhere_and_firewall_rules(
+    host: Host, tmp_path: Path
+) -> None:
+    """No cache entry, and the namespace still held by someone else (so its veth lives on):
+    the sweep finds the veth on our bridge, the lease, and the firewall plugin's rules."""
+    from portside.linux import libc
+
+    host.run("iptables", "-P", "FORWARD", "DROP")
+    host.net.store.create("fw", subnet="10.68.0.0/24")
+    c = host.container("gone")
+    host.net.setup("gone", c, [NetworkRequest("fw")])
+    assert any(r.startswith("-A CNI-FORWARD -s 10.68.0.") for r in host.container_rules())
+    other = tmp_path / "otherpin"
+    other.touch()
+    libc.mount(str(c), str(other), None, libc.MS_BIND)
+    try:
+        for f in (host.runroot / "cni" / "results").glob("*gone*"):
+            f.unlink()
+        report = cleanup(host.net, live_ids=set())
+        assert report.netns == ["gone"]
+        assert len(report.veths) == 1 and host.veths() == []
+        assert len(report.leases) == 1 and host.leases() == []
+        assert host.container_rules() == []
+        assert report.names == ["fw/gone"] and report.errors == []
+        assert dns.responder_pid(host.runroot / "dns", "fw") is None
+    finally:
+        libc.umount2(str(other), libc.MNT_DETACH)
