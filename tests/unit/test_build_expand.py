@@ -68,7 +68,11 @@ def test_expand_word_table(word: str, out: str) -> None:
         ("${UNSET:-x", "missing '}'"),
         ("${}", "bad substitution"),
         ("${A:=x}", "unsupported modifier"),
-        ("${A#x}", "unsupported modifier"),
+        ("${A^^}", "unsupported modifier"),
+        ("${A#x", "missing '}'"),
+        ("${A/x", "missing '}'"),
+        ("${A/x/y", "missing '}'"),
+        ("${A/[z-a]/y}", "bad pattern"),
         ("${UNSET:?need it}", "UNSET: need it"),
         ("${E:?}", "E: is not set"),
         ("'open", "matching '"),
@@ -164,3 +168,31 @@ def test_words_without_specials_round_trip(text: str) -> None:
 def test_heredoc_body_expands_variables_but_keeps_quotes_and_escapes() -> None:
     body = 'echo "hello ${A}" \'$E\' \\$A ${UNSET:-"d"}\n'
     assert expand_heredoc(body, ENV) == 'echo "hello alpha" \'\' \\$A "d"\n'
+
+
+PAT_ENV = {"P": "/usr/local/bin/tool.tar.gz", "S": "aXbXc"}
+
+
+@pytest.mark.parametrize(
+    ("word", "out"),
+    [
+        ("${P#*/}", "usr/local/bin/tool.tar.gz"),
+        ("${P##*/}", "tool.tar.gz"),
+        ("${P%.*}", "/usr/local/bin/tool.tar"),
+        ("${P%%.*}", "/usr/local/bin/tool"),
+        ("${P#nomatch}", "/usr/local/bin/tool.tar.gz"),
+        ("${S/X/-}", "a-bXc"),
+        ("${S//X/-}", "a-b-c"),
+        ("${S//X}", "abc"),
+        ("${S//[ab]/_}", "_X_Xc"),
+        ("${S//[!ab]/_}", "a_b__"),
+        ("${S/*/all}", "all"),
+        ("${S//?/.}", "....."),
+        ("${S/X*/}", "a"),
+        ("${S//}", "aXbXc"),
+        ("${UNSET#x}", ""),
+        ("${S/$S/whole}", "whole"),
+    ],
+)
+def test_pattern_operators(word: str, out: str) -> None:
+    assert expand_word(word, PAT_ENV) == out

@@ -4,11 +4,14 @@ The builder (not a shell) performs these in ADD COPY ENV EXPOSE FROM LABEL
 STOPSIGNAL USER VOLUME WORKDIR (and in ARG defaults and COPY/ADD flag values);
 RUN, CMD and ENTRYPOINT are left to the container's shell. Supported:
 `$VAR`, `${VAR}`, `${VAR:-w}`, `${VAR-w}`, `${VAR:+w}`, `${VAR+w}`,
-`${VAR:?msg}`, `${VAR?msg}`, single and double quotes, and the escape token.
+`${VAR:?msg}`, `${VAR?msg}`, the pattern forms `${VAR#p}` `${VAR##p}` `${VAR%p}`
+`${VAR%%p}` `${VAR/p/r}` `${VAR//p/r}` (newer Dockerfile syntax), single and double
+quotes, and the escape token.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from portside.errors import DockerfileSyntaxError
@@ -73,14 +76,15 @@ class _Lex:
         self.pos += 1
         return ch
 
-    def run(self, out: _Words, split: bool, stop: str = "") -> bool:
-        """Process until `stop` (consumed; returns True) or the end (returns False)."""
+    def run(self, out: _Words, split: bool, stop: str = "") -> str:
+        """Process until one of the `stop` characters (consumed and returned) or the end
+        (returns "")."""
         add = out.unquoted if split else out.raw
         while self.pos < len(self.text):
             ch = self.peek()
-            if stop and ch == stop:
+            if stop and ch in stop:
                 self.pos += 1
-                return True
+                return ch
             if self.raw and ch != "$":
                 self.pos += 1
                 out.raw(ch)
@@ -108,7 +112,7 @@ class _Lex:
             else:
                 self.pos += 1
                 add(ch)
-        return False
+        return ""
 
     def _double(self, out: _Words) -> None:
         while True:
@@ -153,6 +157,8 @@ class _Lex:
             raise ExpansionError(f"missing '}}' in {self.text!r}")
         if ch == "}":
             return self.env.get(name, "")
+        if ch in ("#", "%", "/"):
+            return self._pattern_op(name, ch)
         colon = ch == ":"
         if colon:
             ch = self.next()
@@ -172,6 +178,87 @@ class _Lex:
         if not present:
             raise ExpansionError(f"{name}: {word or 'is not set'}")
         return value
+
+    def _pattern_op(self, name: str, op: str) -> str:
+        """${V#p} ${V##p} ${V%p} ${V%%p} ${V/p/r} ${V//p/r}: shell patterns on the value."""
+        longest = self.peek() == op
+        if longest:
+            self.pos += 1
+        value = self.env.get(name, "")
+        sub = _Words()
+        if op == "/":
+            ended = self.run(sub, split=False, stop="/}")
+            pattern = "".join(sub.cur)
+            rep = _Words()
+            if ended == "/":
+                ended = self.run(rep, split=False, stop="}")
+            if ended != "}":
+                raise ExpansionError(f"missing '}}' in {self.text!r}")
+            return _replace(value, _glob(pattern), "".join(rep.cur), longest)
+        if not self.run(sub, split=False, stop="}"):
+            raise ExpansionError(f"missing '}}' in {self.text!r}")
+        rx = _glob("".join(sub.cur))
+        cuts = range(len(value), -1, -1) if longest else range(len(value) + 1)
+        for n in cuts:
+            if op == "#" and rx.fullmatch(value[:n]):
+                return value[n:]
+            if op == "%" and rx.fullmatch(value[len(value) - n :]):
+                return value[: len(value) - n]
+        return value
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """A shell pattern (`*`, `?`, `[...]`) as a regex; anything else is literal."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[" and "]" in pattern[i + 2 :]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1 : end]
+            neg = body[:1] in ("!", "^")
+            body = body[1:] if neg else body
+            out.append("[" + ("^" if neg else "") + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    try:
+        return re.compile("".join(out), re.DOTALL)
+    except re.error as e:
+        raise ExpansionError(f"bad pattern {pattern!r}: {e}") from None
+
+
+def _replace(value: str, rx: re.Pattern[str], rep: str, every: bool) -> str:
+    """Leftmost-longest replacement, once or (for //) everywhere, as the shell does."""
+    out = []
+    i = 0
+    done = False
+    while i <= len(value):
+        hit = None
+        if not done:
+            for end in range(len(value), i - 1, -1):
+                if rx.fullmatch(value, i, end):
+                    hit = end
+                    break
+        if hit is None or (hit == i and not rx.pattern):
+            if i < len(value):
+                out.append(value[i])
+            i += 1
+            continue
+        out.append(rep)
+        if hit == i:
+            if i < len(value):
+                out.append(value[i])
+            i += 1
+        else:
+            i = hit
+        done = not every
+    return "".join(out)
 
 
 def expand_word(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
