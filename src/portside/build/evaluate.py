@@ -42,7 +42,7 @@ from portside.build.dockerfile.instructions import (
     check_mount,
     parse_instruction,
 )
-from portside.build.dockerfile.parser import Dockerfile, _node_from_line
+from portside.build.dockerfile.parser import Dockerfile, node_from_line
 from portside.build.stages import PROXY_ARGS, BuildPlan, Stage
 from portside.errors import BuildError, DockerfileSyntaxError
 
@@ -98,7 +98,7 @@ class StageEvaluator:
 
     def _trigger(self, text: str) -> Instruction:
         df = Dockerfile(filename=f"ONBUILD of {self.stage.base}", nodes=[], escape=self.escape)
-        node = _node_from_line(text, self.stage.from_.line, self.stage.from_.line, [], df)
+        node = node_from_line(text, self.stage.from_.line, self.stage.from_.line, [], df)
         return parse_instruction(node, df.filename, self.escape)
 
     # -- variables -------------------------------------------------------------------------

@@ -621,10 +621,10 @@ def parse_instruction(node: Node, filename: str = "Dockerfile", escape: str = "\
             raise err("chaining ONBUILD via ONBUILD ONBUILD isn't allowed")
         if inner_kw in ("FROM", "MAINTAINER"):
             raise err(f"{inner_kw} isn't allowed as an ONBUILD trigger")
-        from portside.build.dockerfile.parser import _node_from_line
+        from portside.build.dockerfile.parser import node_from_line
 
         inner_df = Dockerfile(filename=filename, nodes=[], escape=escape)
-        inner = _node_from_line(node.args, node.line, node.end_line, [], inner_df)
+        inner = node_from_line(node.args, node.line, node.end_line, [], inner_df)
         trigger = parse_instruction(inner, filename, escape)
         return Onbuild(expression=node.args.strip(), trigger=trigger, **base)
     raise err("unknown instruction")

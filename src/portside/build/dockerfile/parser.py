@@ -203,12 +203,12 @@ def parse(text: str, filename: str = "Dockerfile") -> Dockerfile:
             line += part
         if not line.strip():
             continue
-        df.nodes.append(_node_from_line(line, start, i, lines, df))
+        df.nodes.append(node_from_line(line, start, i, lines, df))
         i = df.nodes[-1].end_line
     return df
 
 
-def _node_from_line(line: str, start: int, end: int, lines: list[str], df: Dockerfile) -> Node:
+def node_from_line(line: str, start: int, end: int, lines: list[str], df: Dockerfile) -> Node:
     stripped = line.strip(" \t")
     parts = re.split(r"[ \t]+", stripped, maxsplit=1)
     keyword = parts[0].upper()
