@@ -499,3 +499,15 @@ def test_cleanup_after_the_worst_crash_veth_pinned_elsewhere_and_firewall_rules(
         assert dns.responder_pid(host.runroot / "dns", "fw") is None
     finally:
         libc.umount2(str(other), libc.MNT_DETACH)
+
+
+def test_teardown_after_the_namespace_is_gone(host: Host) -> None:
+    """Namespace removed first (or lost with a reboot of the run root): DEL still frees the
+    lease and the rules, with CNI_NETNS left out as the spec allows."""
+    c = host.container("early")
+    host.net.setup("early", c, [NetworkRequest("portside")], ports=resolve([parse_publish("5:5")]))
+    host.net.remove_netns(c)
+    assert host.veths() == []  # the kernel took the pair with the namespace
+    host.net.teardown("early")
+    assert host.leases() == [] and host.container_rules() == []
+    assert host.net.attachments("early") == []

@@ -284,10 +284,12 @@ class Networking:
         neither the config nor a live process); idempotent; raises the first failure after
         trying them all."""
         first: NetworkError | None = None
+        orphaned = False
         for entry in reversed(self.attachments(container_id)):
             att = Attachment(
                 container_id, os.fspath(netns_path) if netns_path else entry.netns, entry.ifname
             )
+            orphaned = orphaned or not att.netns or not netns.is_pinned(att.netns)
             try:
                 self.cni.delete(None, att, network=entry.network)
             except NetworkError as err:
@@ -295,6 +297,12 @@ class Networking:
             if (self.dns_dir / entry.network).is_dir():
                 with contextlib.suppress(OSError):
                     self._unregister(entry.network, container_id)
+        if orphaned:
+            # without the namespace the bridge plugin cannot tell which masquerade rules
+            # were this container's, and leaves them: they carry its id, so find them
+            from portside.network import rules
+
+            rules.sweep(self.host_netns, lambda cid: cid == container_id)
         if first is not None:
             raise first
 

@@ -13,20 +13,16 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
-import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from portside.errors import NetworkError
-from portside.network import dns, netns
+from portside.network import dns, netns, rules
 from portside.network.api import Networking
 from portside.network.cni import result as cache
 from portside.network.cni.invoke import Attachment
 
-_ID_COMMENT = re.compile(r'id: \\?"([^"\\]+)\\?"')
-_BASE_CHAINS = {"CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"}
-_BASE_CHAINS |= {"CNI-FORWARD", "CNI-ADMIN"}
 _LEASE_NAME = re.compile(r"^[0-9a-fA-F.:]+$")
 
 
@@ -72,64 +68,15 @@ def _our_subnets(net: Networking) -> list[ipaddress.IPv4Network | ipaddress.IPv6
     return nets
 
 
-def _rule_ip(args: list[str]) -> str | None:
-    for flag in ("-d", "-s"):
-        if flag in args:
-            i = args.index(flag)
-            if i + 1 < len(args):
-                return args[i + 1].split("/", 1)[0]
-    return None
-
-
 def sweep_iptables(
     net: Networking, live_ids: set[str], live_ips: set[str], report: CleanupReport
 ) -> None:
-    """Delete rules naming a dead container (by the id comment the plugins add) and the
-    firewall plugin's rules for addresses nobody leases; then the per-container chains."""
-    subnets = _our_subnets(net)
-    for table in ("nat", "filter"):
-        p = netns.run_in(
-            net.host_netns, ["iptables-save", "-t", table], capture_output=True, text=True
-        )
-        if p.returncode != 0:
-            continue
-        dead_chains: set[str] = set()
-        for line in p.stdout.splitlines():
-            if not line.startswith("-A "):
-                continue
-            args = shlex.split(line)
-            chain, rest = args[1], args[2:]
-            m = _ID_COMMENT.search(line)
-            dead = bool(m and m.group(1) not in live_ids)
-            if not dead and chain == "CNI-FORWARD" and "-j" in rest and "CNI-ADMIN" not in rest:
-                ip = _rule_ip(rest)
-                with contextlib.suppress(ValueError):
-                    addr = ipaddress.ip_address(ip or "")
-                    dead = any(addr in s for s in subnets) and str(addr) not in live_ips
-            if not dead:
-                continue
-            if "-j" in rest:
-                target = rest[rest.index("-j") + 1]
-                if target.startswith("CNI-") and target not in _BASE_CHAINS:
-                    dead_chains.add(target)
-            r = netns.run_in(
-                net.host_netns,
-                ["iptables", "-t", table, "-D", chain, *rest],
-                capture_output=True,
-                text=True,
-            )
-            if r.returncode == 0:
-                report.rules.append(f"{table}: {line}")
-            else:
-                report.errors.append(f"iptables -t {table} -D {chain}: {r.stderr.strip()}")
-        for chain in sorted(dead_chains):
-            for op in ("-F", "-X"):
-                netns.run_in(
-                    net.host_netns,
-                    ["iptables", "-t", table, op, chain],
-                    capture_output=True,
-                )
-            report.rules.append(f"{table}: chain {chain}")
+    """Rules naming a dead container, and firewall rules for addresses nobody leases."""
+    removed, errors = rules.sweep(
+        net.host_netns, lambda cid: cid not in live_ids, _our_subnets(net), live_ips
+    )
+    report.rules += removed
+    report.errors += errors
 
 
 def _bridge_veths(net: Networking, bridges: Iterable[str]) -> list[str]:
