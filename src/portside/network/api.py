@@ -234,8 +234,7 @@ class Networking:
                 if req.mac:
                     rc["mac"] = req.mac
                 ifname = req.ifname or f"eth{i}"
-                args = {"IgnoreUnknown": "1", "K8S_POD_NAME": name} if name else {}
-                att = Attachment(container_id, path, ifname, args, rc)
+                att = Attachment(container_id, path, ifname, {}, rc)
                 res = self.cni.add(conf, att)
                 done.append((conf, att))
                 statuses.append(_status(conf.name, ifname, res))
