@@ -18,7 +18,7 @@ from portside.build.stages import plan_build
 from tests.conftest import need_tool
 from tests.interop.test_build_buildah_metadata import _unmount_under
 
-pytestmark = [pytest.mark.interop]
+pytestmark = [pytest.mark.interop, pytest.mark.root]
 
 CONTAINERFILE = """\
 FROM scratch

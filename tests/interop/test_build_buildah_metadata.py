@@ -20,7 +20,7 @@ from portside.build.evaluate import evaluate_metadata
 from portside.build.stages import plan_build
 from tests.conftest import need_tool
 
-pytestmark = [pytest.mark.interop]
+pytestmark = [pytest.mark.interop, pytest.mark.root]
 
 FIELDS = (
     "Env",
