@@ -15,6 +15,7 @@ from tests.integration.test_engine_support import (
     cgroup_dirs,
     engine_template,
     env,
+    runtime_arg,
 )
 
 __all__ = ["engine_template", "env"]
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.timeout(180)]
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_exit_codes_stdin_and_clean_removal(env: Env, runtime: str) -> None:
-    rt = ("--runtime", runtime)
+    rt = ("--runtime", runtime_arg(runtime))
     assert env.cli("run", "--rm", *rt, IMAGE, "sh", "-c", "exit 3", check=False).returncode == 3
     out = env.cli("run", "-i", "--rm", *rt, IMAGE, "cat", input="hi\n")
     assert out.stdout == "hi\n"
@@ -53,7 +54,7 @@ def test_unknown_image_is_one_line_and_125(env: Env) -> None:
 def test_detached_lifecycle(env: Env, runtime: str) -> None:
     ticker = "trap '' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"
     cid = env.cli(
-        "run", "-d", "--runtime", runtime, "--name", "life", IMAGE, "sh", "-c", ticker
+        "run", "-d", "--runtime", runtime_arg(runtime), "--name", "life", IMAGE, "sh", "-c", ticker
     ).stdout.strip()
     assert len(cid) == 64
     env.wait_for("two ticks", lambda: "tick 1" in env.cli("logs", "life").stdout)

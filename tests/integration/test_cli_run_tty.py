@@ -11,6 +11,7 @@ from tests.integration.test_engine_support import (
     Env,
     engine_template,
     env,
+    runtime_arg,
 )
 
 __all__ = ["engine_template", "env"]
@@ -23,7 +24,7 @@ def test_interactive_shell_resize_detach_and_attach(env: Env, runtime: str) -> N
     pexpect = pytest.importorskip("pexpect")
     child = pexpect.spawn(
         PORTSIDE,
-        ["run", "-it", "--runtime", runtime, "--name", "shell", IMAGE, "sh"],
+        ["run", "-it", "--runtime", runtime_arg(runtime), "--name", "shell", IMAGE, "sh"],
         dimensions=(24, 80),
         timeout=30,
     )

@@ -775,7 +775,12 @@ class LocalEngine:
 def _exit_code_for(message: str) -> int:
     """docker's rule: 127 when the command is not there, 126 when it cannot be run."""
     low = message.lower()
-    if "permission denied" in low or "is a directory" in low or "exec format error" in low:
+    if (
+        "permission denied" in low
+        or "is a directory" in low
+        or "exec format error" in low
+        or "open executable" in low  # crun's words for a command it cannot open
+    ):
         return 126
     if (
         "executable file not found" in low
