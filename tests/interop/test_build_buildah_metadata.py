@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from portside.build.evaluate import evaluate_metadata
+from portside.build.dockerfile.instructions import Copy
+from portside.build.evaluate import (
+    NOP,
+    StageEvaluator,
+    created_by,
+    evaluate_metadata,
+    scratch_config,
+)
 from portside.build.stages import plan_build
 from tests.conftest import need_tool
 
@@ -248,3 +256,24 @@ def test_config_equals_buildah(buildah: list[str], tmp_path: Path, case: str) ->
         mine = ours.get(field) or None
         assert mine == (their_cfg.get(field) or None), f"{case}: {field}"
     assert (result.author or "") == (theirs.get("author") or ""), case
+    if len(plan.stages) == 1:
+        _compare_history(plan, theirs.get("history") or [])
+
+
+def _compare_history(plan: Any, history: list[dict[str, Any]]) -> None:
+    """created_by equals buildah's for metadata steps; COPY names kind:hash and dest."""
+    ev = StageEvaluator(plan, plan.stages[0], scratch_config())
+    ours: list[str | re.Pattern[str]] = []
+    for ins in plan.stages[0].instructions:
+        ev.apply(ins)
+        if isinstance(ins, Copy):
+            ours.append(re.compile(rf"^{re.escape(NOP)}COPY (file|dir|multi):[0-9a-f]{{64}} in "))
+        else:
+            ours.append(created_by(ins, stage_args=ev.args))
+    theirs = [h["created_by"] for h in history]
+    assert len(theirs) == len(ours)
+    for mine, their in zip(ours, theirs, strict=True):
+        if isinstance(mine, str):
+            assert mine == their
+        else:
+            assert mine.match(their), their

@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from portside.build.dockerfile.instructions import Copy, Run
-from portside.build.evaluate import DEFAULT_PATH, StageEvaluator, evaluate_metadata
+from portside.build.evaluate import (
+    DEFAULT_PATH,
+    StageEvaluator,
+    copy_source_ref,
+    created_by,
+    evaluate_metadata,
+)
 from portside.build.stages import plan_build, platform_args
 from portside.errors import BuildError, DockerfileSyntaxError
 from portside.oci.platform import parse_platform
@@ -259,3 +265,19 @@ def _apply_all(text: str) -> None:
     ev = StageEvaluator(plan, plan.stages[0], {})
     for ins in plan.stages[0].instructions:
         ev.apply(ins)
+
+
+def test_created_by_forms() -> None:
+    text = 'FROM scratch\nRUN echo  hi\nRUN ["/bin/true", "x"]\nCOPY a /b/\nARG Z=1 A\nlabel  k=v\n'
+    plan = plan_build(text)
+    ins = plan.stages[0].instructions
+    assert created_by(ins[0]) == "/bin/sh -c echo  hi"
+    assert created_by(ins[0], shell=["/bin/bash", "-c"]) == "/bin/bash -c echo  hi"
+    assert created_by(ins[1]) == "/bin/true x"
+    ref = copy_source_ref(["dir"], "sha256:" + "ab" * 32)
+    assert ref == "dir:" + "ab" * 32
+    assert copy_source_ref(["file", "file"], "sha256:00").startswith("multi:")
+    assert copy_source_ref(["symlink"], "sha256:00") == "file:00"
+    assert created_by(ins[2], source_ref=ref) == f"/bin/sh -c #(nop) COPY {ref} in /b/ "
+    assert created_by(ins[3], stage_args={"Z": "1", "B": "2"}) == "/bin/sh -c #(nop) ARG B Z"
+    assert created_by(ins[4]) == "/bin/sh -c #(nop) label  k=v"

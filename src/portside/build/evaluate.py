@@ -345,3 +345,37 @@ def evaluate_metadata(
             ev.apply(ins)
         done[st.index] = ev
     return done
+
+
+NOP = "/bin/sh -c #(nop) "
+
+
+def created_by(
+    ins: Instruction,
+    *,
+    source_ref: str | None = None,
+    dest: str | None = None,
+    shell: list[str] | None = None,
+    stage_args: Mapping[str, str] | None = None,
+) -> str:
+    """The history `created_by` text, in buildah's (and classic docker's) form: metadata
+    steps are `/bin/sh -c #(nop) ` and the instruction as written; COPY/ADD name what
+    they copied (`source_ref`, e.g. `file:<sha256 hex>`, see copy_source_ref) and where;
+    RUN is the command as run; ARG lists every stage ARG that has a value so far, sorted
+    (`stage_args`: StageEvaluator.args after applying it), as buildah writes it."""
+    if isinstance(ins, Copy):
+        return f"{NOP}{ins.keyword} {source_ref or 'unknown'} in {dest or ins.dest} "
+    if isinstance(ins, Run):
+        if ins.command.shell:
+            return " ".join([*(shell or DEFAULT_SHELL), ins.command.args[0]])
+        return " ".join(ins.command.args)
+    if isinstance(ins, Arg):
+        names = sorted(stage_args) if stage_args is not None else [n for n, _ in ins.pairs]
+        return NOP + "ARG " + " ".join(names)
+    return NOP + ins.original
+
+
+def copy_source_ref(kinds: list[str], digest: str) -> str:
+    """`file:`, `dir:` or `multi:` (several sources) and the content hash's hex."""
+    prefix = "multi" if len(kinds) != 1 else ("dir" if kinds[0] == "dir" else "file")
+    return f"{prefix}:{digest.removeprefix('sha256:')}"
