@@ -40,7 +40,19 @@ SAMPLE = [
         (lambda b: b, Compression.NONE),
         (lambda b: gzip.compress(b, 1), Compression.GZIP),
         (lambda b: zstandard.ZstdCompressor().compress(b), Compression.ZSTD),
+        # several members / frames, as pigz -i and zstd:chunked write them
+        (lambda b: gzip.compress(b[:700]) + gzip.compress(b[700:]), Compression.GZIP),
+        (
+            lambda b: (
+                b"".join(
+                    zstandard.ZstdCompressor().compress(b[i : i + 600]) for i in (0, 600, 1200)
+                )
+                + zstandard.ZstdCompressor().compress(b[1800:])
+            ),
+            Compression.ZSTD,
+        ),
     ],
+    ids=["none", "gzip", "zstd", "gzip-members", "zstd-frames"],
 )
 def test_compressions_detected_and_diff_id_is_of_the_tar(
     tmp_path: Path, compress: object, kind: Compression

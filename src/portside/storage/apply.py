@@ -177,7 +177,9 @@ def open_decompressed(raw: IO[bytes], threaded: bool = True) -> tuple[IO[bytes],
     if kind is Compression.ZSTD:
         import zstandard
 
-        reader = zstandard.ZstdDecompressor().stream_reader(src, read_size=1 << 20)
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            src, read_size=1 << 20, read_across_frames=True
+        )
         return io.BufferedReader(reader, 1 << 20), kind
     return src, kind
 
