@@ -121,7 +121,7 @@ ENV BASE=1
 CMD ["base-cmd"]
 LABEL stage=base
 ONBUILD LABEL triggered=yes
-ONBUILD ENV FROM_TRIGGER=1
+ONBUILD ENV FROM_TRIGGER=${BASE}-t
 
 FROM base AS child
 ENTRYPOINT ["/entry"]

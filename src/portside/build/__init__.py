@@ -18,6 +18,9 @@ What is here so far is everything a builder needs that does not run containers:
             #               workdir=ev.config.get("WorkingDir") or "/",
             #               parents=ins.parents, excludes=ins.excludes)
             #           cache key part: ctx.content_hash(ins.sources, ins.excludes)
+            #           ADD: context.add_source_kind(src), context.tar_compression(path)
+            #           COPY --from: BuildContext(<that stage's rootfs>).plan_copy(...)
+            # history: evaluate.created_by(ins, stage_args=ev.args, source_ref=...)
 
 Errors are DockerfileSyntaxError / BuildError (portside.errors), one line each,
 `FILE:LINE: KEYWORD: message` when an instruction is at fault (Instruction.error()).
