@@ -206,7 +206,7 @@ class BuildContext:
 
     def normalize(self, src: str) -> str:
         """A COPY source as a context-relative path; `..` may not leave the context."""
-        p = posixpath.normpath("/" + src.replace("\\", "/") if src else "/")
+        p = posixpath.normpath("/" + src if src else "/")
         if src and re.match(r"^(\.\./|\.\.$)", posixpath.normpath(src)):
             raise BuildError(f"{src}: outside the build context")
         rel = p.lstrip("/")
