@@ -37,6 +37,8 @@ TABLE = [
     (["/abs"], "abs", True),
     (["a/../b"], "b", True),
     (["./c"], "c", True),
+    (["."], "anything", False),
+    (["./"], "a/b", False),
     (["temp?"], "temp1", True),
     (["temp?"], "temp12", False),
     (["[a-c].txt"], "b.txt", True),

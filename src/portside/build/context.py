@@ -125,6 +125,8 @@ class IgnoreMatcher:
                 if not line:
                     raise DockerfileSyntaxError(f"{source}: illegal exclusion pattern: '!'")
             text = clean_pattern(line)
+            if text == ".":
+                continue  # docs: "for historical reasons, the pattern . is ignored"
             self.patterns.append(Pattern(text, exclusion, _translate(text, source)))
 
     @property
