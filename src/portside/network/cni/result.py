@@ -9,6 +9,7 @@ network's config being edited or removed meanwhile.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 from dataclasses import dataclass
@@ -94,10 +95,14 @@ def remove(cache_dir: Path, network: str, container_id: str, ifname: str) -> Non
 def entries(cache_dir: Path, container_id: str | None = None) -> list[CacheEntry]:
     """Every readable entry (of one container, if given), oldest first."""
     d = Path(cache_dir) / "results"
+    pattern = f"*-{glob.escape(container_id)}-*.json" if container_id else "*.json"
+    found: list[tuple[int, Path]] = []
+    for p in d.glob(pattern):  # a missing dir globs to nothing
+        with contextlib.suppress(FileNotFoundError):  # removed meanwhile by another DEL
+            found.append((p.stat().st_mtime_ns, p))
     out: list[CacheEntry] = []
-    with contextlib.suppress(FileNotFoundError):
-        for p in sorted(d.glob("*.json"), key=lambda p: p.stat().st_mtime):
-            e = _parse(p)
-            if e is not None and (container_id is None or e.container_id == container_id):
-                out.append(e)
+    for _, p in sorted(found):
+        e = _parse(p)
+        if e is not None and (container_id is None or e.container_id == container_id):
+            out.append(e)
     return out
