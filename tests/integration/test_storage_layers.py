@@ -198,6 +198,10 @@ def test_twenty_containers_share_the_image_layers(
             assert (merged / "bin" / "busybox").stat().st_size > 0
         grown = _du(store.home) - before
         uppers = sum(_du(store.upper_dir(f"c{i}")) for i in range(20))
+        df = store.df()
+        assert (df.layers, df.snapshots) == (len(layers), 20)
+        # shared layers counted once (plus layers/ and one layers/<hex>/ dir each)
+        assert df.layer_bytes <= image_size + (len(layers) + 1) * 4096
         # the growth is the upper dirs (plus the empty work/merged dirs), not copies
         assert grown < uppers + 20 * 3 * 8192
         assert grown < image_size

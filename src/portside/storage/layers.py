@@ -58,7 +58,16 @@ from portside.storage.mounts import Mount, mount_all, unmount_all
 from portside.storage.overlay import OverlayDriver, short_link_name
 from portside.storage.vfs import VfsDriver
 
-__all__ = ["BlobSource", "Layer", "LayerStore", "LayerWriter", "Snapshot", "Usage"]
+__all__ = [
+    "BlobSource",
+    "Layer",
+    "LayerStore",
+    "LayerWriter",
+    "Snapshot",
+    "StoreUsage",
+    "Usage",
+    "chain_of",
+]
 
 # a layer blob: an open binary stream, a path, or a callable that opens one
 BlobSource = BinaryIO | IO[bytes] | str | os.PathLike[str] | Callable[[], IO[bytes]]
@@ -116,10 +125,29 @@ class Usage:
     inodes: int
 
 
+@dataclass(frozen=True)
+class StoreUsage:
+    driver: str
+    layers: int
+    layer_bytes: int  # each file counted once, as du does
+    snapshots: int
+    snapshot_bytes: int
+
+
 def _chain(parent: Digest | None, diff_id: Digest) -> Digest:
     if parent is None:
         return diff_id
     return Digest.from_bytes(f"{parent} {diff_id}".encode())
+
+
+def chain_of(diff_ids: Sequence[str]) -> Digest:
+    """The chain ID of a stack of diffIDs (bottom first): the key of its top layer."""
+    top: Digest | None = None
+    for d in diff_ids:
+        top = _chain(top, Digest.parse(d))
+    if top is None:
+        raise InvalidArgument("an image needs at least one layer")
+    return top
 
 
 @contextlib.contextmanager
@@ -635,6 +663,19 @@ class LayerStore:
             raise
         layer = self.unpack(result.diff_id, dest, parent=snap.parent)
         return result, layer
+
+    def df(self) -> StoreUsage:
+        """What `portside system df` shows: layers counted once however many
+        images and containers share them, and the containers' own changes."""
+        layers = _disk_usage(self.home / "layers")
+        snaps = _disk_usage(self.home / "snapshots")
+        return StoreUsage(
+            driver=self.driver_name,
+            layers=len(self.layers()),
+            layer_bytes=layers.size,
+            snapshots=len(self.snapshots()),
+            snapshot_bytes=snaps.size,
+        )
 
     def usage(self, key: str | None = None) -> Usage:
         """Disk use of one snapshot's own changes, or of the whole store."""
