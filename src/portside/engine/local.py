@@ -397,7 +397,7 @@ class LocalEngine:
         }
         if doc.get("health"):
             cfg["healthcheck"] = doc["health"]
-        if opts.get("remove") and not defer:
+        if not defer:  # an attached client cleans up itself (no process spawned per run)
             import sys
 
             exe = Path(sys.executable).parent / "portside"
@@ -410,7 +410,7 @@ class LocalEngine:
                     str(self.runroot),
                     "container",
                     "cleanup",
-                    "--rm",
+                    *(["--rm"] if opts.get("remove") else []),
                     cid,
                 ]
         return cfg
@@ -613,8 +613,11 @@ class LocalEngine:
                 self.remove(doc["id"], volumes=True)
             return
         with locked(self.lock_dir, doc["id"]):
-            state = self.state_of(doc)
-            if not state.running and cs.is_mounted(doc["rootfs"]):
+            fresh = self.db.get(doc["id"])  # a start may have come in between
+            if fresh is None:
+                return
+            state = self.state_of(fresh)
+            if not state.running and cs.is_mounted(fresh["rootfs"]):
                 with contextlib.suppress(PortsideError):
                     self.layers.unmount(doc["snapshot"])
 

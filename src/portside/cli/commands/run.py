@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from portside.cli.commands.create import CMD_SETTINGS, create_flags, get_engine, make_options
+
+if TYPE_CHECKING:
+    from portside.engine.local import LocalEngine
+
+_PROXIED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+
+def _proxy_signals(engine: LocalEngine, cid: str) -> None:
+    """docker's --sig-proxy: a signal to `run` goes to the container (which decides)."""
+    from portside.errors import PortsideError
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(PortsideError):
+            engine.kill(cid, signum)
+
+    for sig in _PROXIED:
+        signal.signal(sig, forward)
 
 
 @click.command(context_settings=CMD_SETTINGS)
@@ -37,6 +62,8 @@ def run(image: str, command: tuple[str, ...], detach: bool, **kw: Any) -> None:
         click.echo(cid)
         return
     code = 125
+    if not opts.tty:
+        _proxy_signals(engine, cid)
     try:
         handle = engine.start(cid, attach=True, stdin=opts.interactive)
         with handle.attach() as conn:
@@ -55,7 +82,9 @@ def run(image: str, command: tuple[str, ...], detach: bool, **kw: Any) -> None:
         else:
             code = handle.wait().exit_code
     finally:
-        if opts.remove:
-            with contextlib.suppress(PortsideError):
+        with contextlib.suppress(PortsideError):
+            if opts.remove:
                 engine.remove(cid, force=True, volumes=True)
+            else:
+                engine.cleanup(cid)
     sys.exit(code)

@@ -35,7 +35,9 @@ def start(containers: tuple[str, ...], attach: bool, interactive: bool) -> None:
         if how == "detached":
             return
         code = (exit_doc or {}).get("exit_code")
-        sys.exit(int(code) if code is not None else handle.wait().exit_code)
+        status = int(code) if code is not None else handle.wait().exit_code
+        engine.cleanup(doc["id"])
+        sys.exit(status)
     for ref in containers:
         engine.start(ref)
         click.echo(ref)
