@@ -205,7 +205,6 @@ class _Pipeline:
         self._pos = 0
         self._offset = 0
         self._eof = False
-        self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="layer-inflate", daemon=True)
         self._thread.start()
 
@@ -223,7 +222,6 @@ class _Pipeline:
     def _run(self) -> None:
         try:
             stream, self.kind = open_decompressed(self._raw, threaded=False)
-            self._ready.set()
             try:
                 while True:
                     chunk = stream.read(1 << 20)
@@ -244,7 +242,6 @@ class _Pipeline:
         except Exception as e:  # a corrupt gzip/zstd stream, a failing source
             self._error = StorageError(f"layer stream cannot be read: {e}")
         finally:
-            self._ready.set()
             self._put(b"")
 
     def _next_chunk(self) -> bool:
