@@ -44,6 +44,7 @@ from portside.engine.runtime_client import (
 )
 from portside.engine.state import StateDB
 from portside.errors import (
+    AlreadyExists,
     CommandNotFound,
     CommandNotInvokable,
     InUse,
@@ -311,7 +312,14 @@ class LocalEngine:
             "mounts": [],
             "exposed_ports": sorted((image_cfg.get("ExposedPorts") or {}).keys()),
         }
-        self.db.add(cid, name, now, doc)
+        for attempt in range(20):
+            try:
+                self.db.add(cid, name, now, doc)
+                break
+            except AlreadyExists:
+                if opts.name is not None or attempt == 19:
+                    raise
+                name = doc["name"] = self._name()  # a racing create drew the same name
         try:
             with locked(self.lock_dir, cid):
                 chain = self._unpack(rec)
@@ -336,6 +344,7 @@ class LocalEngine:
                     userdata=self.ctr_dir(cid),
                     extra_mounts=mounts,
                     init_binary=init,
+                    cache_dir=self.runroot / "cache",
                 )
                 specgen.write_etc_files(self.ctr_dir(cid), spec["hostname"], opts.network)
                 self._write_bundle(cid, spec)

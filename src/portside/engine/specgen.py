@@ -461,6 +461,7 @@ def generate(
     userdata: Path,
     extra_mounts: list[dict[str, Any]],
     init_binary: str | None = None,
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The whole config.json; `extra_mounts` are the volumes, binds and tmpfs already resolved."""
     argv = command_of(image_cfg, opts)
@@ -604,9 +605,7 @@ def generate(
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
     if seccomp == "default":
-        from portside.runtime.seccomp import default_linux_seccomp
-
-        linux["seccomp"] = default_linux_seccomp(caps)
+        linux["seccomp"] = default_seccomp(caps, cache_dir)
     elif seccomp != "unconfined":
         import json
 
@@ -627,6 +626,43 @@ def generate(
         "linux": linux,
         "annotations": annotations,
     }
+
+
+def default_seccomp(caps: list[str], cache_dir: Path | None) -> dict[str, Any]:
+    """The default profile for these capabilities, converted once and kept in `cache_dir`
+    (keyed by the capabilities and the profile file), since converting it costs more
+    than the rest of a container's config."""
+    import hashlib
+    import json
+
+    from portside.runtime.seccomp import default_linux_seccomp
+
+    if cache_dir is None:
+        return default_linux_seccomp(caps)
+    data = Path(__file__).resolve().parent.parent / "data" / "seccomp" / "default.json"
+    try:
+        st = data.stat()
+    except OSError:
+        return default_linux_seccomp(caps)
+    key = hashlib.sha256(
+        f"{os.uname().machine}:{st.st_size}:{st.st_mtime_ns}:{','.join(sorted(caps))}".encode()
+    ).hexdigest()[:24]
+    path = cache_dir / f"seccomp-{key}.json"
+    try:
+        doc = json.loads(path.read_text())
+        if isinstance(doc, dict):
+            return doc
+    except (OSError, ValueError):
+        pass
+    doc = default_linux_seccomp(caps)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return doc
 
 
 def write_etc_files(userdata: Path, hostname: str, network: str) -> None:
