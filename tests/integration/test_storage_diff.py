@@ -112,3 +112,46 @@ def test_diff_is_reproducible_and_clean(
     assert a.pax_headers["SCHILY.xattr.user.portside.diff"] == "yes"
     b = next(m for m in members if m.name == "new/b")
     assert b.islnk() and b.linkname == "new/a"
+
+
+@pytest.mark.root
+@pytest.mark.overlay
+@pytest.mark.interop
+def test_umoci_reads_our_diff_layer_to_the_same_tree(
+    tmp_path: Path, fixture_layouts: dict[str, Path]
+) -> None:
+    """Our whiteouts, opaque markers, hardlinks and xattrs as a peer reads them:
+    the image plus the committed layer, unpacked by umoci, is the container."""
+    from tests.conftest import need_tool
+    from tests.fixtures.images import Layout, host_arch, read_json_blob, tagged_descriptor
+
+    need_tool("umoci")
+    src = fixture_layouts["multilayer-gzip"]
+    layers = image_layers(src)
+    store = LayerStore(tmp_path / "state", "overlay")
+    top = store.unpack_chain(layers)[-1]
+    store.prepare("c", top.chain_id)
+    try:
+        make_changes(store.mount("c"))
+        want = snapshot(store.mount("c"), _ignore_xattr)
+        blob = io.BytesIO()
+        result = store.diff("c", blob, "gzip")
+    finally:
+        store.remove_snapshot("c")
+    copy = tmp_path / "layout"
+    shutil.copytree(src, copy)
+    layout = Layout(copy)
+    manifest = read_json_blob(copy, tagged_descriptor(copy)["digest"])
+    old = [(desc, diff) for desc, (diff, _) in zip(manifest["layers"], layers, strict=True)]
+    new = (layout.blob(blob.getvalue(), result.media_type), result.diff_id)
+    assert new[0]["digest"] == result.digest
+    layout.tag(layout.image([*old, new], arch=host_arch()), "committed")
+    bundle = tmp_path / "bundle"
+    import subprocess
+
+    subprocess.run(
+        ["umoci", "unpack", "--image", f"{copy}:committed", str(bundle)],
+        check=True,
+        capture_output=True,
+    )
+    assert diff_snapshots(want, snapshot(bundle / "rootfs", _ignore_xattr)) == []
