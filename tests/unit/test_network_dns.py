@@ -98,6 +98,7 @@ def test_responder_answers_registered_names_and_follows_changes(tmp_path: Path) 
                 data = s.recv(512)
                 return struct.unpack("!H", data[2:4])[0] & 0xF, data
 
+            s.sendto(b"\xff" * 40, ("127.0.0.1", port))  # garbage is ignored, not fatal
             rcode, data = ask("web")
             assert rcode == 0 and data.endswith(socket.inet_aton("10.0.0.2"))
             assert ask("nosuch")[0] == 3  # NXDOMAIN with no upstream

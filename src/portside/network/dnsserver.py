@@ -10,6 +10,7 @@ to the host's upstream servers. Stdlib only; no threads before the bind.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -120,20 +121,27 @@ def forward(data: bytes, upstreams: list[str], timeout: float = 2.0) -> bytes | 
 
 def serve(sock: socket.socket, names: Names, upstreams: list[str]) -> None:
     while True:
-        data, peer = sock.recvfrom(4096)
-        q = parse_query(data)
-        if q is None:
-            continue
-        qid, flags, qname, qtype, _qclass, question = q
-        ips = names.lookup(qname)
-        if ips is not None:
-            sock.sendto(build_answer(qid, flags, question, qtype, ips), peer)
-        elif upstreams:
-            threading.Thread(
-                target=_relay, args=(sock, data, peer, upstreams, q), daemon=True
-            ).start()
-        else:
-            sock.sendto(build_error(qid, flags, question, 3), peer)  # NXDOMAIN
+        try:
+            data, peer = sock.recvfrom(4096)
+            _answer(sock, names, upstreams, data, peer)
+        except OSError:
+            continue  # one bad exchange (a peer gone, ICMP errors) must not stop the network
+
+
+def _answer(
+    sock: socket.socket, names: Names, upstreams: list[str], data: bytes, peer: Any
+) -> None:
+    q = parse_query(data)
+    if q is None:
+        return
+    qid, flags, qname, qtype, _qclass, question = q
+    ips = names.lookup(qname)
+    if ips is not None:
+        sock.sendto(build_answer(qid, flags, question, qtype, ips), peer)
+    elif upstreams:
+        threading.Thread(target=_relay, args=(sock, data, peer, upstreams, q), daemon=True).start()
+    else:
+        sock.sendto(build_error(qid, flags, question, 3), peer)  # NXDOMAIN
 
 
 def _relay(
@@ -144,7 +152,8 @@ def _relay(
     q: tuple[int, int, str, int, int, bytes],
 ) -> None:
     reply = forward(data, upstreams)
-    sock.sendto(reply or build_error(q[0], q[1], q[5], 2), peer)  # SERVFAIL
+    with contextlib.suppress(OSError):
+        sock.sendto(reply or build_error(q[0], q[1], q[5], 2), peer)  # SERVFAIL
 
 
 def main(argv: list[str] | None = None) -> int:
