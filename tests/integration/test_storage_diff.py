@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pytest
 
 from portside.storage.diff import ChangeKind
 from portside.storage.layers import LayerStore
-from tests.fixtures.hostile import diff_snapshots, snapshot
+from tests.conftest import need_tool
+from tests.fixtures.hostile import Entry, diff_snapshots, snapshot
+from tests.fixtures.registry import Registry
 from tests.integration.test_storage_layers import _ignore_xattr, image_layers
 
 
@@ -114,18 +117,13 @@ def test_diff_is_reproducible_and_clean(
     assert b.islnk() and b.linkname == "new/a"
 
 
-@pytest.mark.root
-@pytest.mark.overlay
-@pytest.mark.interop
-def test_umoci_reads_our_diff_layer_to_the_same_tree(
+def _committed_layout(
     tmp_path: Path, fixture_layouts: dict[str, Path]
-) -> None:
-    """Our whiteouts, opaque markers, hardlinks and xattrs as a peer reads them:
-    the image plus the committed layer, unpacked by umoci, is the container."""
-    from tests.conftest import need_tool
+) -> tuple[dict[str, Entry], Path]:
+    """The container's tree after make_changes, and an OCI layout (tag
+    `committed`) of the image plus the container's diff layer."""
     from tests.fixtures.images import Layout, host_arch, read_json_blob, tagged_descriptor
 
-    need_tool("umoci")
     src = fixture_layouts["multilayer-gzip"]
     layers = image_layers(src)
     store = LayerStore(tmp_path / "state", "overlay")
@@ -146,12 +144,58 @@ def test_umoci_reads_our_diff_layer_to_the_same_tree(
     new = (layout.blob(blob.getvalue(), result.media_type), result.diff_id)
     assert new[0]["digest"] == result.digest
     layout.tag(layout.image([*old, new], arch=host_arch()), "committed")
-    bundle = tmp_path / "bundle"
-    import subprocess
+    return want, copy
 
+
+@pytest.mark.root
+@pytest.mark.overlay
+@pytest.mark.interop
+def test_umoci_reads_our_diff_layer_to_the_same_tree(
+    tmp_path: Path, fixture_layouts: dict[str, Path]
+) -> None:
+    """Our whiteouts, opaque markers, hardlinks and xattrs as a peer reads them:
+    the image plus the committed layer, unpacked by umoci, is the container."""
+    need_tool("umoci")
+    want, layout = _committed_layout(tmp_path, fixture_layouts)
+    bundle = tmp_path / "bundle"
     subprocess.run(
-        ["umoci", "unpack", "--image", f"{copy}:committed", str(bundle)],
+        ["umoci", "unpack", "--image", f"{layout}:committed", str(bundle)],
         check=True,
         capture_output=True,
     )
     assert diff_snapshots(want, snapshot(bundle / "rootfs", _ignore_xattr)) == []
+
+
+@pytest.mark.root
+@pytest.mark.overlay
+@pytest.mark.interop
+def test_committed_image_pushed_and_pulled_into_a_fresh_store_gives_the_tree(
+    tmp_path: Path, fixture_layouts: dict[str, Path], registry: Registry
+) -> None:
+    """Through a real registry (skopeo both ways, until portside's own push and
+    pull are wired to the store) into a fresh vfs store."""
+    from tests.fixtures.images import push_with_skopeo
+
+    need_tool("skopeo")
+    want, layout = _committed_layout(tmp_path, fixture_layouts)
+    ref = f"{registry.host}/portside-test/storage-commit:committed"
+    push_with_skopeo(layout, ref, tag="committed")
+    pulled = tmp_path / "pulled"
+    subprocess.run(
+        ["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{pulled}:x"],
+        check=True,
+        capture_output=True,
+    )
+    fresh = LayerStore(tmp_path / "fresh", "vfs")
+    from tests.fixtures.images import read_json_blob, tagged_descriptor
+
+    manifest = read_json_blob(pulled, tagged_descriptor(pulled, "x")["digest"])
+    config = read_json_blob(pulled, manifest["config"]["digest"])
+    blobs = [pulled / "blobs" / "sha256" / d["digest"].split(":")[1] for d in manifest["layers"]]
+    top = fresh.unpack_chain(list(zip(config["rootfs"]["diff_ids"], blobs, strict=True)))[-1]
+    fresh.prepare("again", top.chain_id)
+    try:
+        got = snapshot(fresh.mount("again"), _ignore_xattr)
+    finally:
+        fresh.remove_snapshot("again")
+    assert diff_snapshots(want, got) == []
