@@ -73,6 +73,9 @@ def test_packet_parse_and_answer() -> None:
     assert aflags & 0x8000 and aflags & 0x000F == 0 and an == 2
     assert ans.endswith(socket.inet_aton("10.0.0.9"))
     assert dnsserver.build_answer(qid, flags, question, 28, ["10.0.0.2"])[6:8] == b"\0\0"
+    v6 = dnsserver.build_answer(qid, flags, question, 28, ["10.0.0.2", "fd00::2"])
+    assert v6[6:8] == b"\0\1" and v6.endswith(socket.inet_pton(socket.AF_INET6, "fd00::2"))
+    assert dnsserver.build_answer(qid, flags, question, 1, ["fd00::2"])[6:8] == b"\0\0"
     assert dnsserver.parse_query(b"\0" * 5) is None
     assert dnsserver.parse_query(_query("x")[:-2]) is None
 

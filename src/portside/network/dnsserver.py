@@ -85,16 +85,16 @@ def parse_query(data: bytes) -> tuple[int, int, str, int, int, bytes] | None:
 
 
 def build_answer(qid: int, flags: int, question: bytes, qtype: int, ips: list[str]) -> bytes:
-    """A NOERROR answer: A records for the IPv4 `ips` (none for other types: the name
-    exists, so resolvers must not fall through to NXDOMAIN)."""
+    """A NOERROR answer: A records for the IPv4 `ips`, AAAA for the IPv6 ones (none for
+    other types: the name exists, so resolvers must not fall through to NXDOMAIN)."""
     answers = []
-    if qtype == QTYPE_A:
-        for ip in ips:
-            try:
-                packed = socket.inet_aton(ip)
-            except OSError:
-                continue
-            answers.append(b"\xc0\x0c" + struct.pack("!HHIH", QTYPE_A, 1, TTL, 4) + packed)
+    family = {QTYPE_A: socket.AF_INET, QTYPE_AAAA: socket.AF_INET6}.get(qtype)
+    for ip in ips if family else []:
+        try:
+            packed = socket.inet_pton(family, ip)  # type: ignore[arg-type]
+        except OSError:
+            continue  # the other family
+        answers.append(b"\xc0\x0c" + struct.pack("!HHIH", qtype, 1, TTL, len(packed)) + packed)
     rd = flags & 0x0100
     header = struct.pack("!HHHHHH", qid, 0x8480 | rd, 1, len(answers), 0, 0)
     return header + question + b"".join(answers)
