@@ -88,3 +88,23 @@ def test_replacing_a_lower_symlink_replaces_the_link_not_its_target(tmp_path: Pa
     assert (root / "x").read_bytes() == b"a file now\n"
     assert not (root / "x").is_symlink()
     assert (outside / "canary.txt").read_bytes() == CANARY
+
+
+def test_overlay_layer_cannot_reach_through_a_lower_layers_symlink(tmp_path: Path) -> None:
+    """Overlay layers are separate dirs, but implicit parents and hardlinks to
+    lower files look into the lowers: never through a symlink found there."""
+    from tests.fixtures.hostile import _tar, f, hard, sym
+
+    outside = tmp_path / "outside"
+    prepare_outside(outside)
+    lower = tmp_path / "lower"
+    unpack_layer(io.BytesIO(_tar([sym("evil", str(outside))])), lower)
+    opts = ApplyOptions(lowers=[lower], threads=2)
+    with pytest.raises(UnsafeLayer, match="'h'"):  # the canary is not copied in
+        unpack_layer(io.BytesIO(_tar([hard("h", "evil/canary.txt")])), tmp_path / "u1", opts)
+    assert not (tmp_path / "u1").exists()
+    # an implicit "evil/" parent is a plain new dir in this layer, not the link
+    unpack_layer(io.BytesIO(_tar([f("evil/inside.txt", b"mine\n")])), tmp_path / "u2", opts)
+    assert (tmp_path / "u2" / "evil").is_dir() and not (tmp_path / "u2" / "evil").is_symlink()
+    assert sorted(os.listdir(outside)) == ["canary.txt"]
+    assert (outside / "canary.txt").read_bytes() == CANARY
