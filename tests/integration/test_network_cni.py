@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from portside.errors import AlreadyExists, CniPluginError, ConfigError, NotFound
+from portside.errors import AlreadyExists, CniPluginError, ConfigError, InUse, NotFound
 from portside.network import dns, netns
 from portside.network.api import Networking, NetworkRequest
 from portside.network.cleanup import cleanup
@@ -511,3 +511,20 @@ def test_teardown_after_the_namespace_is_gone(host: Host) -> None:
     host.net.teardown("early")
     assert host.leases() == [] and host.container_rules() == []
     assert host.net.attachments("early") == []
+
+
+def test_removing_a_network_takes_its_bridge_and_state(host: Host) -> None:
+    host.net.store.create("temp", subnet="10.69.0.0/24")
+    c = host.container("t")
+    host.net.setup("t", c, [NetworkRequest("temp")], name="t")
+    with pytest.raises(InUse, match="in use by container t"):
+        host.net.remove_network("temp")
+    host.net.teardown("t")
+    assert "portside1" in host.run("ip", "-o", "link").stdout  # the plugins leave the bridge
+    assert (host.net.ipam_dir / "temp").is_dir() and (host.runroot / "dns" / "temp").is_dir()
+    host.net.remove_network("temp")
+    assert "portside1" not in host.run("ip", "-o", "link").stdout
+    assert not (host.net.ipam_dir / "temp").exists()
+    assert not (host.runroot / "dns" / "temp").exists()
+    with pytest.raises(NotFound):
+        host.net.store.get("temp")

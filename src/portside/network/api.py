@@ -338,6 +338,46 @@ class Networking:
         if (self.dns_dir / network).is_dir():
             self._unregister(network, container_id)
 
+    def remove_network(self, name: str) -> None:
+        """`network rm`: the conflist, then what the network left on the host side once its
+        last container went: the bridge (the plugins never delete it), the IPAM state dir
+        and the name registry."""
+        from portside.errors import InUse
+
+        used = self.in_use(name)
+        if used:
+            raise InUse(f"network {name} is in use by container {used[0][:12]}")
+        conf = self.store.get(name)
+        self.store.remove(name)
+        if conf.bridge and self._bridge_is_ours(conf) and not self._bridge_ports(conf.bridge):
+            netns.run_in(self.host_netns, ["ip", "link", "del", conf.bridge], capture_output=True)
+        import shutil
+
+        shutil.rmtree(self.ipam_dir / name, ignore_errors=True)
+        dns.stop_responder(self.dns_dir, name)
+        shutil.rmtree(self.dns_dir / name, ignore_errors=True)
+
+    def _bridge_is_ours(self, conf: NetworkConfig) -> bool:
+        """The bridge carries this network's gateway: another root's network of the same
+        bridge name (or anyone else's bridge) is left alone."""
+        gw = conf.gateway()
+        p = netns.run_in(
+            self.host_netns,
+            ["ip", "-o", "addr", "show", "dev", str(conf.bridge)],
+            capture_output=True,
+            text=True,
+        )
+        return bool(gw) and p.returncode == 0 and f" {gw}/" in p.stdout
+
+    def _bridge_ports(self, bridge: str) -> list[str]:
+        p = netns.run_in(
+            self.host_netns,
+            ["ip", "-o", "link", "show", "master", bridge],
+            capture_output=True,
+            text=True,
+        )
+        return [ln.split(":")[1].strip() for ln in p.stdout.splitlines() if ":" in ln]
+
     def status(self, container_id: str) -> list[NetworkStatus]:
         """The container's attachments as ADD reported them (for inspect)."""
         return [_status(e.network, e.ifname, e.result) for e in self.attachments(container_id)]

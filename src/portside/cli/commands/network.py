@@ -153,12 +153,7 @@ def rm(names: tuple[str, ...]) -> None:
     for n in names:
         if n == DEFAULT_NETWORK:
             raise InvalidArgument(f"network {n} is the default network and cannot be removed")
-        used = net.in_use(n)
-        if used:
-            from portside.errors import InUse
-
-            raise InUse(f"network {n} is in use by container {used[0][:12]}")
-        net.store.remove(n)
+        net.remove_network(n)
         click.echo(n)
 
 
@@ -174,5 +169,5 @@ def prune(force: bool) -> None:
             continue
         if c.path is None or c.path.parent != net.store.directory:
             continue
-        net.store.remove(c.name)
+        net.remove_network(c.name)
         click.echo(c.name)
