@@ -120,3 +120,20 @@ def test_store_reads_extra_dirs_and_skips_broken_files_in_lists(tmp_path: Path) 
         store.remove("ext")
     with pytest.raises(NotFound):
         load_conflist(tmp_path / "none.conflist")
+
+
+def test_concurrent_creates_get_distinct_subnets_and_bridges(tmp_path: Path) -> None:
+    import multiprocessing
+
+    d = tmp_path / "networks"
+    NetworkStore(d).ensure_default()
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=NetworkStore(d).create, args=(f"n{i}",)) for i in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0] * 6
+    confs = [c for c in NetworkStore(d).list() if c.name != "portside"]
+    assert len({c.subnets()[0]["subnet"] for c in confs}) == 6
+    assert len({c.bridge for c in confs}) == 6

@@ -9,6 +9,7 @@ networks too. Our own metadata (labels, internal, dns) sits under a top-level
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -346,8 +347,25 @@ class NetworkStore:
         dns: bool = True,
         ip_range: str | None = None,
     ) -> NetworkConfig:
-        """A new bridge network; without --subnet the first free 10.89.N.0/24 (as podman)."""
+        """A new bridge network; without --subnet the first free 10.89.N.0/24 (as podman).
+        Serialised by a lock, so two creates never pick the same subnet or bridge."""
         validate_name(name)
+        self.list()  # the default network first: its subnet and bridge are taken
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._create_locked(name, subnet, gateway, internal, labels, dns, ip_range)
+
+    def _create_locked(
+        self,
+        name: str,
+        subnet: str | None,
+        gateway: str | None,
+        internal: bool,
+        labels: dict[str, str] | None,
+        dns: bool,
+        ip_range: str | None,
+    ) -> NetworkConfig:
         existing = self.list()
         if any(c.name == name for c in existing):
             raise AlreadyExists(f"network {name} already exists")
