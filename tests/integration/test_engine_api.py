@@ -72,3 +72,14 @@ def test_a_container_whose_monitor_died_is_shown_exited(env: Env) -> None:
     runtime_state = env.runroot / "runtime" / "portside-runtime" / cid
     assert not runtime_state.exists()
     env.cli("rm", "orphan")
+
+
+def test_an_image_in_use_by_a_container_is_not_removed(env: Env) -> None:
+    with portside.Engine(root=env.root, runroot=env.runroot) as engine:
+        engine.containers.create(IMAGE, ["true"], name="holder")
+        with pytest.raises(InUse, match="holder"):
+            engine.images.remove(IMAGE)
+        engine.containers.remove("holder")
+        engine.images.remove(IMAGE)
+        with pytest.raises(NotFound):
+            engine.images.get(IMAGE)

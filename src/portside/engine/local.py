@@ -114,6 +114,7 @@ class LocalEngine:
             from portside.images.store import ImageStore
 
             self._images = ImageStore(self.root)
+            register_image_users(self.root)
         return self._images
 
     @property
@@ -810,3 +811,29 @@ def _classify(err: RuntimeFailure) -> PortsideError:
     if code == 126:
         return CommandNotInvokable(str(err))
     return err
+
+
+_REGISTERED: set[Path] = set()
+
+
+def register_image_users(root: str | os.PathLike[str] | None = None) -> None:
+    """Let `rmi` and image prune refuse an image a container still uses (docker's rule):
+    registers an in-use check with the image store that looks up the container records."""
+    from portside.images.store import register_in_use_check
+
+    db_path = _paths(root).database
+    if db_path in _REGISTERED:
+        return
+    _REGISTERED.add(db_path)
+
+    def check(rec: Any) -> str | None:
+        if not db_path.exists():
+            return None
+        db = StateDB(db_path)
+        try:
+            users = [d["name"] for d in db.all() if d.get("image_id") == rec.id]
+        finally:
+            db.close()
+        return f"container(s) {', '.join(users)}" if users else None
+
+    register_in_use_check(check)
