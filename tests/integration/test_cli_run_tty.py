@@ -42,6 +42,16 @@ def test_interactive_shell_resize_detach_and_attach(env: Env, runtime: str) -> N
         child.close(force=True)
     assert child.exitstatus == 0
     assert env.inspect("shell")["State"]["Running"] is True
+    ex = pexpect.spawn(PORTSIDE, ["exec", "-it", "shell", "sh"], dimensions=(20, 70), timeout=30)
+    try:
+        ex.expect(r"[#$] ")
+        ex.sendline("tty; stty size; exit 3")
+        ex.expect(r"/dev/pts/\d+")
+        ex.expect("20 70")
+        ex.expect(pexpect.EOF)
+    finally:
+        ex.close(force=True)
+    assert ex.exitstatus == 3
     again = pexpect.spawn(PORTSIDE, ["attach", "shell"], dimensions=(40, 120), timeout=30)
     try:
         # the shell redraws its prompt on the resize the attach sends first: let it settle
