@@ -198,7 +198,7 @@ def test_exec_variants(rt: Runtime, tmp_path: Path, rootfs_template: Path) -> No
         ok(rt("exec", "-d", "--pid-file", str(pidfile), "ex", "sleep", "1000"))
         assert int(pidfile.read_text()) in json.loads(ok(rt("ps", "-f", "json", "ex")))
         r = rt("exec", "ex", "/no/such/binary")
-        assert r.returncode == 1 and b"/no/such/binary" in r.stderr
+        assert r.returncode == 255 and b"/no/such/binary" in r.stderr
     finally:
         ok(rt("delete", "-f", "ex"))
 
@@ -655,3 +655,30 @@ def test_hook_timeout_and_poststop_on_delete(
     ok(rt("create", "-b", str(b), "ps-hook"))
     ok(rt("delete", "-f", "ps-hook"))
     assert json.loads(out.read_text())["id"] == "ps-hook"
+
+
+def test_pause_a_created_container_and_runc_exit_codes(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    b = bundle(tmp_path, rootfs_template, ["sleep", "1000"])
+    ok(rt("create", "-b", str(b), "pc"))
+    try:
+        ok(rt("pause", "pc"))
+        assert state(rt, "pc")["status"] == "paused"
+        r = rt("start", "pc")
+        assert r.returncode == 1 and b"paused" in r.stderr
+        ok(rt("resume", "pc"))
+        assert state(rt, "pc")["status"] == "created"
+        ok(rt("start", "pc"))
+        ok(rt("kill", "pc", "KILL"))
+        deadline = time.monotonic() + 10
+        while state(rt, "pc")["status"] != "stopped":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        r = rt("exec", "pc", "true")
+        assert (
+            r.returncode == 255 and b"exec failed: cannot exec in a stopped container" in r.stderr
+        )
+        assert rt("nosuchverb").returncode == 3
+    finally:
+        ok(rt("delete", "-f", "pc"))

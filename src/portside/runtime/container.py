@@ -190,15 +190,14 @@ class Container:
     def status(self) -> str:
         if not self.alive():
             return STOPPED
+        try:
+            cg = self.cgroup()
+            if cg is not None and cg.is_frozen():
+                return PAUSED  # as runc: a frozen container is paused, created or not
+        except Exception:
+            pass
         if os.path.exists(self.fifo):
             return CREATED
-        cg = self.cgroup()
-        if cg is not None:
-            try:
-                if cg.is_frozen():
-                    return PAUSED
-            except Exception:
-                pass
         return RUNNING
 
     def cgroup(self) -> Any:

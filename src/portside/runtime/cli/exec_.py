@@ -35,6 +35,19 @@ FLAGS: a.Spec = {
 
 
 def main(g: Globals, verb: str, argv: list[str]) -> int:
+    """runc's exit codes: the process's own status, 255 when exec itself fails."""
+    from portside.errors import PortsideError
+    from portside.runtime import log
+
+    try:
+        return _exec(g, verb, argv)
+    except PortsideError as e:
+        msg = str(e)
+        log.error(msg if msg.startswith("exec failed") else f"exec failed: {msg}")
+        return 255
+
+
+def _exec(g: Globals, verb: str, argv: list[str]) -> int:
     from portside.runtime.process import launcher
     from portside.runtime.specconv import convert_process
 

@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         verb = rest[0]
         module = VERBS.get(verb)
         if module is None:
-            raise PortsideError(f"No help topic for '{verb}'")
+            log.error(f"No help topic for '{verb}'")
+            return 3  # what runc (urfave/cli) exits with for an unknown command
         name = f"portside.runtime.cli.{module}"
         __import__(name)  # importlib would also load `warnings`
         mod = sys.modules[name]

@@ -17,7 +17,7 @@ def main(g: Globals, verb: str, argv: list[str]) -> int:
         raise RuntimeFailure("container has no cgroup to freeze")
     if verb == "pause":
         if status not in ("running", "created"):
-            raise RuntimeFailure("container not running or created: " + status)
+            raise RuntimeFailure(f"container not running or created: {status}")
         mgr.freeze()
     else:
         if status != "paused":

@@ -237,11 +237,14 @@ def start(c: Container) -> None:
     if status != "created":
         if status == "stopped":
             raise RuntimeFailure("cannot start a container that has stopped")
+        if status == "paused":
+            raise RuntimeFailure("cannot start a paused container: resume it first")
         raise RuntimeFailure("cannot start an already running container")
     try:
         fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise RuntimeFailure("cannot start an already running container") from None
+    delay = 0.0002
     try:
         while True:
             try:
@@ -251,7 +254,8 @@ def start(c: Container) -> None:
                 pass
             if not c.alive():
                 raise RuntimeFailure("cannot start a container that has stopped")
-            time.sleep(0.0002)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)  # the init answers at once unless it is starved
     finally:
         os.close(fd)
     try:  # noqa: SIM105 - contextlib costs start-up time
