@@ -837,3 +837,9 @@ def register_image_users(root: str | os.PathLike[str] | None = None) -> None:
         return f"container(s) {', '.join(users)}" if users else None
 
     register_in_use_check(check)
+
+
+if TYPE_CHECKING:  # the engine keeps to its protocol (checked by mypy)
+    from portside.engine.api import ContainerEngine
+
+    _conforms: type[ContainerEngine] = LocalEngine
