@@ -124,3 +124,11 @@ def test_cp_rename_pause_and_prune(env: Env, tmp_path: Path) -> None:
     pruned = env.cli("container", "prune", "-f").stdout.split()
     assert len(pruned) == 2
     assert env.cli("ps", "-aq").stdout == ""
+    # a paused container: kill is refused, rm -f thaws and removes it
+    env.cli("run", "-d", "--name", "frozen", IMAGE, "sleep", "60")
+    env.cli("pause", "frozen")
+    refused = env.cli("kill", "frozen", check=False)
+    assert refused.returncode == 125 and "paused" in refused.stderr
+    env.cli("rm", "-f", "frozen")
+    assert env.cli("ps", "-aq").stdout == ""
+    assert env.mounts_under(env.root) == []

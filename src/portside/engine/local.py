@@ -525,6 +525,10 @@ class LocalEngine:
         state = self.state_of(doc)
         if not state.running:
             raise InvalidArgument(f"container {doc['name']} is not running")
+        if state.paused:
+            raise InvalidArgument(
+                f"container {doc['name']} is paused: unpause it before stopping or killing it"
+            )
         sig = parse_signal(signal)
         self.runtime_for(doc["runtime"]).kill(doc["id"], sig)
 
@@ -587,6 +591,10 @@ class LocalEngine:
         seen = cs.Observed(self.run_dir(cid), cid)
         if seen.monitor_alive and seen.exit is None:
             from portside.monitor.client import MonitorHandle
+
+            if doc.get("paused"):  # a frozen init would not see the SIGKILL
+                with contextlib.suppress(PortsideError):
+                    self.runtime_for(doc["runtime"]).resume(cid)
 
             try:
                 handle = MonitorHandle.load(self.run_dir(cid) / "monitor.json")
