@@ -61,7 +61,7 @@ def test_mounts_env_user_workdir_hostname_and_volumes(env: Env, tmp_path: Path) 
     assert env.cli("volume", "ls", "-q").stdout == ""
 
 
-def test_security_and_resource_flags(env: Env) -> None:
+def test_security_and_resource_flags(env: Env, tmp_path: Path) -> None:
     def run(*args: str) -> str:
         return env.cli("run", "--rm", *args).stdout
 
@@ -81,6 +81,13 @@ def test_security_and_resource_flags(env: Env) -> None:
     assert "Seccomp:\t0" in run(
         "--security-opt", "seccomp=unconfined", IMAGE, "cat", "/proc/self/status"
     )
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text(
+        '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": '
+        '[{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}'
+    )
+    denied = run(f"--security-opt=seccomp={profile}", IMAGE, "sh", "-c", "mkdir /x || echo no")
+    assert denied == "no\n"
     limits = run(
         "--ulimit",
         "nofile=100:200",
