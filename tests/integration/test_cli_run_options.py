@@ -103,6 +103,11 @@ def test_security_and_resource_flags(env: Env, tmp_path: Path) -> None:
     )
     assert limits.split() == ["100", "200", "50", str(64 << 20)]
     assert run("--network", "none", IMAGE, "ls", "/sys/class/net") == "lo\n"
+    count = "ls /dev | wc -l; grep Seccomp: /proc/self/status"
+    default_devs, default_seccomp = run(IMAGE, "sh", "-c", count).split("\n", 1)
+    priv_devs, priv_seccomp = run("--privileged", IMAGE, "sh", "-c", count).split("\n", 1)
+    assert int(priv_devs) > int(default_devs)  # the host's devices
+    assert (default_seccomp.split(), priv_seccomp.split()) == (["Seccomp:", "2"], ["Seccomp:", "0"])
     assert run("--entrypoint", "echo", IMAGE, "a", "b") == "a b\n"
     bad = env.cli("run", "--rm", "--cap-add", "NOT_A_CAP", IMAGE, "true", check=False)
     assert bad.returncode == 125 and "NOT_A_CAP" in bad.stderr

@@ -604,6 +604,8 @@ def generate(
     if not opts.privileged:
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
+    else:
+        linux["devices"] = host_devices()
     if seccomp == "default":
         linux["seccomp"] = default_seccomp(caps, cache_dir)
     elif seccomp != "unconfined":
@@ -663,6 +665,44 @@ def default_seccomp(caps: list[str], cache_dir: Path | None) -> dict[str, Any]:
     except OSError:
         pass
     return doc
+
+
+_SKIP_DEV = ("/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/console", "/dev/ptmx", "/dev/tty")
+
+
+def host_devices() -> list[dict[str, Any]]:
+    """Every device node of the host's /dev, for --privileged (as docker and podman)."""
+    import stat
+
+    out: list[dict[str, Any]] = []
+    for dirpath, dirnames, filenames in os.walk("/dev"):
+        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in _SKIP_DEV]
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if path in _SKIP_DEV:
+                continue
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode):
+                kind = "c"
+            elif stat.S_ISBLK(st.st_mode):
+                kind = "b"
+            else:
+                continue
+            out.append(
+                {
+                    "path": path,
+                    "type": kind,
+                    "major": os.major(st.st_rdev),
+                    "minor": os.minor(st.st_rdev),
+                    "fileMode": stat.S_IMODE(st.st_mode),
+                    "uid": st.st_uid,
+                    "gid": st.st_gid,
+                }
+            )
+    return out
 
 
 def write_etc_files(userdata: Path, hostname: str, network: str) -> None:
