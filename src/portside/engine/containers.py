@@ -93,6 +93,8 @@ def derive_state(doc: dict[str, Any], seen: Observed | None) -> ContainerState:
                 status = "paused"
     elif status == STARTED:
         status = EXITED
+    elif status == REMOVING:
+        status = "removing"
     return ContainerState(
         status=status,
         running=status in ("running", "paused", "restarting"),
@@ -122,6 +124,8 @@ def status_line(state: ContainerState, now_iso_parser: Any = None) -> str:
     """`ps`'s STATUS column: Up 3 seconds (healthy), Exited (3) 2 seconds ago, Created."""
     if state.status == "created":
         return "Created"
+    if state.status == "removing":
+        return "Removal In Progress"
     if state.status == "restarting":
         return f"Restarting ({state.exit_code})"
     if state.running:

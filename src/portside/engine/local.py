@@ -435,6 +435,8 @@ class LocalEngine:
             doc = self.db.get(cid)
             if doc is None:
                 raise NotFound(f"no such container: {ref}")
+            if doc.get("status") == cs.REMOVING:
+                raise InvalidArgument(f"container {doc['name']} is being removed (rm -f it)")
             state = self.state_of(doc)
             if state.running:
                 raise InvalidArgument(f"container {doc['name']} is already running")
@@ -589,6 +591,8 @@ class LocalEngine:
     def _destroy(self, cid: str, doc: dict[str, Any], volumes: bool) -> None:
         """Kill what runs; remove monitor, runtime state, mounts, snapshot, dirs, record."""
         seen = cs.Observed(self.run_dir(cid), cid)
+        with contextlib.suppress(NotFound):  # readers see "removing", not a dead monitor
+            self.db.update(cid, status=cs.REMOVING)
         if seen.monitor_alive and seen.exit is None:
             from portside.monitor.client import MonitorHandle
 
@@ -662,15 +666,24 @@ class LocalEngine:
             if doc.get("status") != cs.STARTED:
                 continue
             seen = cs.Observed(self.run_dir(doc["id"]), doc["id"])
-            if seen.exit is None and not seen.monitor_alive:
-                with locked(self.lock_dir, doc["id"]):
+            if seen.exit is not None or seen.monitor_alive:
+                continue
+            with locked(self.lock_dir, doc["id"]):
+                # look again under the lock: an rm or a start may have come in between
+                fresh = self.db.get(doc["id"])
+                if fresh is None or fresh.get("status") != cs.STARTED:
+                    continue
+                seen = cs.Observed(self.run_dir(doc["id"]), doc["id"])
+                if seen.exit is not None or seen.monitor_alive:
+                    continue
+                with contextlib.suppress(PortsideError):
+                    rt = self.runtime_for(fresh["runtime"])
                     with contextlib.suppress(PortsideError):
-                        rt = self.runtime_for(doc["runtime"])
-                        with contextlib.suppress(PortsideError):
-                            rt.kill(doc["id"], 9)
-                        rt.delete(doc["id"])
-                    self._record_exit(doc, self.state_of(doc))
-                fixed.append(doc["id"])
+                        rt.kill(doc["id"], 9)
+                    rt.delete(doc["id"])
+                with contextlib.suppress(NotFound):
+                    self._record_exit(fresh, self.state_of(fresh))
+            fixed.append(doc["id"])
         return fixed
 
     # -- logs
