@@ -36,7 +36,7 @@ def watch_oom(
     try:
         baseline = manager.oom_kill_count()  # now, not at the first next()
     except (OSError, CgroupError):
-        if manager.exists():
+        if not _memory_gone(manager):
             raise
         return iter(())  # removed before we looked: nothing more can happen
     if manager.kind == "v1":
@@ -50,6 +50,13 @@ def _memory_dir(manager: CgroupManager) -> str:
     if not isinstance(path, str) or not os.path.isdir(path):
         raise CgroupError("cannot watch OOM events: the container has no memory cgroup")
     return path
+
+
+def _memory_gone(manager: CgroupManager) -> bool:
+    """True once the cgroup holding the memory controller has been removed."""
+    paths = getattr(manager, "paths", None)
+    path = paths.get("memory") if isinstance(paths, dict) else getattr(manager, "path", None)
+    return isinstance(path, str) and not os.path.isdir(path)
 
 
 def _stopped(stop: threading.Event | None) -> bool:
@@ -70,12 +77,9 @@ def _settle(manager: CgroupManager, last: int) -> int:
 def _watch_v1(
     manager: CgroupManager, stop: threading.Event | None, interval: float, last: int
 ) -> Iterator[int]:
-    try:
-        path = _memory_dir(manager)
-    except CgroupError:
-        if not manager.exists():
-            return  # removed before the watch began: nothing more can happen
-        raise
+    if _memory_gone(manager):
+        return  # the memory cgroup is gone already (destroy may still be removing the others)
+    path = _memory_dir(manager)
     efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
     try:
         try:
