@@ -507,7 +507,11 @@ def test_teardown_after_the_namespace_is_gone(host: Host) -> None:
     c = host.container("early")
     host.net.setup("early", c, [NetworkRequest("portside")], ports=resolve([parse_publish("5:5")]))
     host.net.remove_netns(c)
-    assert host.veths() == []  # the kernel took the pair with the namespace
+    # the kernel takes the pair with the namespace, from a work queue: give it its time
+    deadline = time.monotonic() + 20
+    while host.veths() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert host.veths() == []
     host.net.teardown("early")
     assert host.leases() == [] and host.container_rules() == []
     assert host.net.attachments("early") == []
