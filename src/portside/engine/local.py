@@ -367,7 +367,7 @@ class LocalEngine:
         bundle = self.bundle(cid)
         bundle.mkdir(parents=True, exist_ok=True)
         tmp = bundle / ".config.json.tmp"
-        tmp.write_text(json.dumps(spec, indent=1))
+        tmp.write_text(json.dumps(spec))  # compact: the C encoder, ~10x the indented one
         os.replace(tmp, bundle / "config.json")
 
     def _init_binary(self) -> str:
