@@ -85,3 +85,14 @@ def test_ps_filters_and_formats_logs_filters_and_inspect(env: Env) -> None:
     missing = env.cli("inspect", "--type", "container", IMAGE, check=False)
     assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1
     env.cli("rm", "-f", "web", "cold")
+
+
+def test_rmi_refuses_an_image_a_container_uses(env: Env) -> None:
+    env.cli("create", "--name", "holder", IMAGE, "true")
+    res = env.cli("rmi", IMAGE, check=False)
+    assert res.returncode == 125
+    assert "holder" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert IMAGE.split(":")[0].split("/")[-1] in env.cli("images").stdout
+    env.cli("rm", "holder")
+    env.cli("rmi", IMAGE)
+    assert IMAGE.split(":")[0].split("/")[-1] not in env.cli("images").stdout

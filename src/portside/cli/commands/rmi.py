@@ -14,6 +14,10 @@ from portside.errors import PortsideError
 @click.argument("images", nargs=-1)
 def rmi(images: tuple[str, ...], force: bool, all_images: bool) -> None:
     """Remove one or more images."""
+    # docker's rule: an image a container still uses is refused (unless --force)
+    from portside.engine.local import register_image_users
+
+    register_image_users()
     store = open_store()
     targets = list(images)
     if all_images:
