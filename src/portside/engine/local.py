@@ -122,7 +122,7 @@ class LocalEngine:
         if self._layers is None:
             from portside.storage.layers import LayerStore
 
-            self._layers = LayerStore(self.root, self.settings.get("storage_driver"), recover=False)
+            self._layers = LayerStore(self.root, self.settings.get("storage_driver"), recover=True)
         return self._layers
 
     @property
