@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -26,6 +27,18 @@ def state_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, 
     monkeypatch.setenv("PORTSIDE_RUNROOT", str(runroot))
     monkeypatch.setenv("PORTSIDE_CONFIG", str(tmp_path / "portside.toml"))
     return root, runroot
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_cgroup_parent() -> Iterator[None]:
+    """The engine puts containers under a `/portside` cgroup parent (as podman's
+    libpod_parent); remove that parent again where this session made it. rmdir only
+    succeeds on an empty cgroup, so a leak inside it still shows."""
+    before = set(Path("/sys/fs/cgroup").glob("*/portside"))
+    yield
+    for parent in sorted(set(Path("/sys/fs/cgroup").glob("*/portside")) - before):
+        with contextlib.suppress(OSError):
+            parent.rmdir()
 
 
 @pytest.fixture(scope="session")
