@@ -34,6 +34,8 @@ SUBCOMMANDS: dict[str, str] = {
     "save": "portside.cli.commands.save:save",
     "load": "portside.cli.commands.load:load",
     "import": "portside.cli.commands.import_cmd:import_image",
+    "mount": "portside.cli.commands.image_mount:image_mount",
+    "unmount": "portside.cli.commands.image_mount:image_unmount",
 }
 
 
