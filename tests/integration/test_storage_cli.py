@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.images import EXPECTED, check_tree
-from tests.integration.test_engine_support import Env, engine_template, env
+from tests.fixtures.registry import Registry
+from tests.integration.test_engine_support import IMAGE, Env, engine_template, env
 
 __all__ = ["engine_template", "env"]
 
@@ -50,3 +54,100 @@ def test_image_mount_gives_the_unpacked_tree(env: Env, fixture_layouts: dict[str
     assert env.mounts_under(env.root) == []
     bad = env.cli("image", "mount", "localhost/nosuch:1", check=False)
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def _tree(root: Path) -> dict[str, tuple[str, int, int, int, bytes]]:
+    """Every path under root: type, mode, owner, and contents (or link target)."""
+    out: dict[str, tuple[str, int, int, int, bytes]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = Path(dirpath, name)
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                kind, data = "l", os.readlink(full).encode()
+            elif stat.S_ISREG(st.st_mode):
+                kind, data = "f", full.read_bytes()
+            elif stat.S_ISDIR(st.st_mode):
+                kind, data = "d", b""
+            else:
+                kind, data = "o", str(st.st_rdev).encode()
+            out[str(full.relative_to(root))] = (
+                kind,
+                stat.S_IMODE(st.st_mode),
+                st.st_uid,
+                st.st_gid,
+                data,
+            )
+    return out
+
+
+SCRIPT = (
+    "echo new > /new; echo x >> /etc/passwd; rm /bin/true; "
+    "mkdir -p /data/sub; echo hi > /data/sub/f; chmod 600 /data/sub/f"
+)
+
+
+def test_diff_and_commit_round_trip_through_a_registry(
+    env: Env, registry: Registry, tmp_path: Path
+) -> None:
+    env.cli("run", "--name", "c", IMAGE, "sh", "-c", SCRIPT)
+    lines = env.cli("diff", "c").stdout.splitlines()
+    for want in ("A /new", "C /etc/passwd", "D /bin/true", "A /data", "A /data/sub/f"):
+        assert want in lines, lines
+    assert "C /etc/hostname" not in lines and "A /bin" not in lines
+    assert all(line[:2] in ("A ", "C ", "D ") for line in lines), lines
+
+    out = env.cli(
+        "commit",
+        "-m",
+        "my change",
+        "--author",
+        "tester",
+        "--change",
+        "ENV FOO=bar",
+        "--change",
+        'CMD ["cat", "/new"]',
+        "c",
+        "localhost/committed:1",
+    ).stdout.strip()
+    assert out.startswith("sha256:") and len(out) == 71
+    assert env.cli("run", "--rm", "localhost/committed:1").stdout == "new\n"
+    check = env.cli(
+        "run",
+        "--rm",
+        "localhost/committed:1",
+        "sh",
+        "-c",
+        'test ! -e /bin/true && tail -n1 /etc/passwd && echo "$FOO" && cat /data/sub/f',
+    )
+    assert check.stdout == "x\nbar\nhi\n"
+    doc = json.loads(env.cli("image", "inspect", "localhost/committed:1").stdout)[0]
+    assert doc["Id"] == out
+    assert doc["Author"] == "tester"
+    assert doc["History"][-1]["comment"] == "my change"
+    assert len(doc["RootFS"]["Layers"]) == 2
+    assert "FOO=bar" in doc["Config"]["Env"]
+
+    # a second commit of the unchanged container gives the same layer (reproducible diff)
+    again = env.cli("commit", "c", "localhost/committed:2").stdout.strip()
+    doc2 = json.loads(env.cli("image", "inspect", again).stdout)[0]
+    assert doc2["Layers"][-1] == doc["Layers"][-1]
+
+    # through the registry into a fresh store: the same tree as the container's
+    remote = f"{registry.host}/storage-cli/committed:1"
+    env.cli("push", "localhost/committed:1", remote)
+    root2, run2 = tmp_path / "root2", tmp_path / "run2"
+    fresh = ("--root", str(root2), "--runroot", str(run2))
+    env.cli(*fresh, "pull", remote)
+    pulled = Path(env.cli(*fresh, "image", "mount", remote).stdout.strip())
+    _, ctr_root = env.engine().rootfs("c")
+    want, got = _tree(Path(ctr_root)), _tree(pulled)
+    assert sorted(want) == sorted(got)
+    assert [k for k in want if want[k] != got[k]] == []
+    assert got["new"][4] == b"new\n" and "bin/true" not in got
+
+    env.cli(*fresh, "image", "unmount", remote)
+    for name in ("c",):
+        env.cli("rm", name)
+    assert env.mounts_under(env.root) == []
+    assert env.mounts_under(root2) == []

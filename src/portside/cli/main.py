@@ -54,6 +54,8 @@ COMMANDS: dict[str, str] = {
     "container": "portside.cli.commands.container:container",
     "volume": "portside.cli.commands.volume:volume",
     "port": "portside.cli.commands.port:port",
+    "diff": "portside.cli.commands.diff:diff",
+    "commit": "portside.cli.commands.commit:commit",
 }
 
 
