@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import need_tool
 from tests.fixtures.images import EXPECTED, check_tree
 from tests.fixtures.registry import Registry
 from tests.integration.test_engine_support import IMAGE, Env, engine_template, env
@@ -40,25 +42,9 @@ def _mountinfo() -> list[str]:
         return [line.split()[4] for line in f]
 
 
-def test_image_mount_gives_the_unpacked_tree(env: Env, fixture_layouts: dict[str, Path]) -> None:
-    _load_layout(env.root, fixture_layouts["multilayer-gzip"], MULTI)
-    path = Path(env.cli("image", "mount", MULTI).stdout.strip())
-    assert path.is_dir() and str(path).startswith(str(env.root))
-    assert str(path) in _mountinfo()
-    assert check_tree(path, EXPECTED, cross_layer_hardlinks_share_inode=False) == []
-    # the same path for a second caller; read-only
-    assert env.cli("image", "mount", MULTI).stdout.strip() == str(path)
-    with pytest.raises(OSError):
-        (path / "new-file").write_text("x")
-    env.cli("image", "unmount", MULTI)
-    assert env.mounts_under(env.root) == []
-    bad = env.cli("image", "mount", "localhost/nosuch:1", check=False)
-    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
-
-
-def _tree(root: Path) -> dict[str, tuple[str, int, int, int, bytes]]:
-    """Every path under root: type, mode, owner, and contents (or link target)."""
-    out: dict[str, tuple[str, int, int, int, bytes]] = {}
+def _tree(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every path under root: type, mode, owner, contents (or link target), xattrs."""
+    out: dict[str, tuple[object, ...]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             full = Path(dirpath, name)
@@ -77,8 +63,38 @@ def _tree(root: Path) -> dict[str, tuple[str, int, int, int, bytes]]:
                 st.st_uid,
                 st.st_gid,
                 data,
+                {
+                    k: os.getxattr(full, k, follow_symlinks=False)
+                    for k in os.listxattr(full, follow_symlinks=False)
+                    if not k.startswith("trusted.overlay.")
+                },
             )
     return out
+
+
+def test_image_mount_gives_the_unpacked_tree(
+    env: Env, fixture_layouts: dict[str, Path], tmp_path: Path
+) -> None:
+    _load_layout(env.root, fixture_layouts["multilayer-gzip"], MULTI)
+    path = Path(env.cli("image", "mount", MULTI).stdout.strip())
+    assert path.is_dir() and str(path).startswith(str(env.root))
+    assert str(path) in _mountinfo()
+    assert check_tree(path, EXPECTED, cross_layer_hardlinks_share_inode=False) == []
+    need_tool("umoci")
+    bundle = tmp_path / "bundle"
+    layout = f"{fixture_layouts['multilayer-gzip']}:latest"
+    subprocess.run(["umoci", "unpack", "--image", layout, str(bundle)], check=True, timeout=120)
+    umoci_tree = _tree(bundle / "rootfs")
+    assert len(umoci_tree) > 20
+    assert _tree(path) == umoci_tree
+    # the same path for a second caller; read-only
+    assert env.cli("image", "mount", MULTI).stdout.strip() == str(path)
+    with pytest.raises(OSError):
+        (path / "new-file").write_text("x")
+    env.cli("image", "unmount", MULTI)
+    assert env.mounts_under(env.root) == []
+    bad = env.cli("image", "mount", "localhost/nosuch:1", check=False)
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
 
 
 SCRIPT = (
