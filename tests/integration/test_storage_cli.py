@@ -167,3 +167,35 @@ def test_diff_and_commit_round_trip_through_a_registry(
         env.cli("rm", name)
     assert env.mounts_under(env.root) == []
     assert env.mounts_under(root2) == []
+
+
+def test_commit_of_a_running_container_pauses_it_and_leaves_it_running(env: Env) -> None:
+    env.cli("run", "-d", "--name", "live", IMAGE, "sh", "-c", "echo up > /running; sleep 300")
+    env.wait_for("the file", lambda: "A /running" in env.cli("diff", "live").stdout)
+    image_id = env.cli("commit", "-p", "live", "localhost/live:1").stdout.strip()
+    state = env.inspect("live")["State"]
+    assert (state["Running"], state["Paused"]) == (True, False)
+    out = env.cli("run", "--rm", "localhost/live:1", "cat", "/running").stdout
+    assert out == "up\n"
+    assert env.cli("commit", "--no-pause", "live").stdout.strip() != ""
+    # untagged: found by its ID
+    assert env.cli("image", "inspect", image_id).returncode == 0
+    env.cli("rm", "-f", "live")
+    assert env.mounts_under(env.root) == []
+
+
+def test_bad_input_is_one_line_and_stores_nothing(env: Env) -> None:
+    env.cli("run", "--name", "c", IMAGE, "sh", "-c", "echo x > /x")
+    before = env.cli("images", "-q").stdout
+    for args in (
+        ("commit", "nosuch"),
+        ("commit", "--change", "FROM scratch", "c"),
+        ("commit", "c", "Bad Ref!"),
+        ("diff", "nosuch"),
+        ("image", "unmount", "localhost/nosuch:1"),
+    ):
+        res = env.cli(*args, check=False)
+        assert res.returncode != 0, args
+        assert len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)
+    assert env.cli("images", "-q").stdout == before
+    assert not list((env.root / "tmp").glob(".portside-commit-*"))

@@ -112,8 +112,12 @@ def commit_container(
     changes: Sequence[str] = (),
     message: str | None = None,
     author: str | None = None,
+    pause: bool = True,
 ) -> ImageRecord:
-    """The container's changes as a new image over its own image (`portside commit`)."""
+    """The container's changes as a new image over its own image (`portside commit`).
+
+    A running container is paused while its changes are read (docker's default),
+    so the layer is one moment's tree, not files half-written."""
     from portside.images.copy import CopyOptions, copy
     from portside.images.importer import apply_changes
     from portside.images.store import normalize_name
@@ -129,7 +133,15 @@ def commit_container(
     work = Path(tempfile.mkdtemp(prefix=".portside-commit-", dir=tmpdir))
     try:
         blob = work / "layer.tar.gz"
-        result, _layer = engine.layers.commit(doc["snapshot"], blob, "gzip")
+        paused = False
+        if pause and engine.state_of(doc).status == "running":
+            engine.pause(doc["id"])
+            paused = True
+        try:
+            result, _layer = engine.layers.commit(doc["snapshot"], blob, "gzip")
+        finally:
+            if paused:
+                engine.unpause(doc["id"])
         created = _now()
         history: dict[str, Any] = {"created": created, "created_by": "portside commit"}
         if author:
