@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import _json
 import os
+from abc import ABC, abstractmethod  # abc is loaded at interpreter start: no cost
 
 from portside.monitor.files import rfc3339nano
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
 
-class LogWriter:
+class LogWriter(ABC):
     """Appends formatted entries to one file and rotates it at `max_size` bytes."""
 
     def __init__(self, path: str, max_size: int = 0, max_file: int = 1) -> None:
@@ -59,9 +60,9 @@ class LogWriter:
             pending += len(entry)
         self._write(b"".join(batch))
 
+    @abstractmethod
     def format(self, stream: str, data: bytes, ts: str) -> list[bytes]:
         """One entry per line (and one for a partial tail), each ending in a newline."""
-        raise NotImplementedError
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
