@@ -96,3 +96,31 @@ def test_rmi_refuses_an_image_a_container_uses(env: Env) -> None:
     env.cli("rm", "holder")
     env.cli("rmi", IMAGE)
     assert IMAGE.split(":")[0].split("/")[-1] not in env.cli("images").stdout
+
+
+def _df_rows(env: Env) -> dict[str, list[str]]:
+    lines = env.cli("system", "df").stdout.splitlines()
+    assert lines[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    rows: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        kind, rest = line[:16].strip(), line[16:].split()
+        rows[kind] = rest
+    return rows
+
+
+def test_system_df_counts_containers_volumes_and_shared_layers_once(env: Env) -> None:
+    before = _df_rows(env)
+    env.cli("volume", "create", "data")
+    env.cli("create", "--name", "one", "-v", "data:/data", IMAGE, "true")
+    one = _df_rows(env)
+    env.cli("create", "--name", "two", IMAGE, "true")
+    two = _df_rows(env)
+    assert two["Containers"][:2] == ["2", "0"]  # two containers, none running
+    assert two["Images"][1] == "1"  # the image is in use
+    assert two["Local Volumes"][:2] == ["1", "1"]  # one volume, used by one container
+    # the image's layers are unpacked once, however many containers share them
+    assert one["Unpacked layers"] == two["Unpacked layers"]
+    assert before["Containers"][0] == "0"
+    env.cli("rm", "one", "two")
+    env.cli("volume", "rm", "data")
+    assert _df_rows(env)["Containers"][0] == "0"

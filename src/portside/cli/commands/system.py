@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 from portside.cli.commands.image import human_size, open_store
@@ -43,7 +46,8 @@ def check(repair: bool, quick: bool) -> None:
 @system.command("df")
 @click.option("--verbose", "-v", is_flag=True, help="Per image sizes.")
 def df(verbose: bool) -> None:
-    """Space used by images (blobs shared between images counted once)."""
+    """Space used by images, unpacked layers, containers and volumes; what several
+    images or containers share is counted once."""
     import json
 
     store = open_store()
@@ -65,15 +69,34 @@ def df(verbose: bool) -> None:
             refcount[b] = refcount.get(b, 0) + 1
     used = {b for s in per_image.values() for b in s}
     total = sum(blob_sizes.get(b, 0) for b in used)
-    active = 0  # containers are the engine's; nothing holds images yet from here
     unused = sum(size for d, size in blob_sizes.items() if d not in used)
-    click.echo(f"{'TYPE':<14}{'TOTAL':>8}{'ACTIVE':>8}{'SIZE':>12}{'RECLAIMABLE':>14}")
-    click.echo(
-        f"{'Images':<14}{len(records):>8}{active:>8}{human_size(total):>12}{human_size(total):>14}"
+
+    from portside.cli.commands.create import get_engine
+
+    engine = get_engine()
+    containers = engine.list(all=True)
+    in_use = {c.image_id for c in containers}
+    active = sum(1 for rec in records if rec.id in in_use)
+    reclaimable = sum(
+        blob_sizes.get(b, 0)
+        for b in used
+        if not any(b in per_image[i] for i in in_use if i in per_image)
     )
-    click.echo(
-        f"{'Unreferenced':<14}{'':>8}{'':>8}{human_size(unused):>12}{human_size(unused):>14}"
-    )
+    running = sum(1 for c in containers if c.state.running)
+    storage = engine.layers.df()  # unpacked layers, each file counted once however shared
+    volumes = engine.volumes.list()
+    volume_users = {c for v in volumes for c in engine.volumes.users(v["Name"])}
+    volume_bytes = sum(_du(Path(v["Mountpoint"])) for v in volumes)
+
+    def row(kind: str, count: object, act: object, size: int, free: int) -> None:
+        click.echo(f"{kind:<16}{count!s:>8}{act!s:>8}{human_size(size):>12}{human_size(free):>14}")
+
+    click.echo(f"{'TYPE':<16}{'TOTAL':>8}{'ACTIVE':>8}{'SIZE':>12}{'RECLAIMABLE':>14}")
+    row("Images", len(records), active, total, reclaimable)
+    row("Unpacked layers", storage.layers, "", storage.layer_bytes, 0)
+    row("Containers", len(containers), running, storage.snapshot_bytes, 0)
+    row("Local Volumes", len(volumes), len(volume_users), volume_bytes, 0)
+    row("Unreferenced", "", "", unused, unused)
     if verbose:
         click.echo("")
         click.echo(f"{'IMAGE ID':<14}{'SIZE':>12}{'SHARED':>12}{'UNIQUE':>12}  NAMES")
@@ -85,3 +108,19 @@ def df(verbose: bool) -> None:
                 f"{rec.short_id:<14}{human_size(shared + unique):>12}{human_size(shared):>12}"
                 f"{human_size(unique):>12}  {', '.join(rec.names) or '<none>'}"
             )
+
+
+def _du(path: Path) -> int:
+    """Bytes in blocks under `path`, each inode once (as du)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in (*dirnames, *filenames):
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
