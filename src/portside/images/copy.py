@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -62,6 +62,10 @@ class CopyOptions:
     manifest_format: str | None = None  # "oci" or "docker": convert when needed
     compression: str | None = None  # "gzip", "zstd" or "none": recompress layers
     progress: Progress | None = None
+    # called (in a copy thread) once a blob is verified in the destination, copied or
+    # already there: (config digest, layer position or -1 for the config, blob); lets a
+    # pull unpack each layer while the others still download
+    on_blob: Callable[[str, int, Blob], None] | None = None
 
 
 @dataclass
@@ -122,6 +126,19 @@ class _Counting:
 
 
 def _copy_blob(
+    source: ImageSource,
+    dest: ImageDestination,
+    blob: Blob,
+    kind: str,
+    options: CopyOptions,
+    ready: Callable[[Blob], None] | None = None,
+) -> None:
+    _copy_blob_only(source, dest, blob, kind, options)
+    if ready is not None:
+        ready(blob)
+
+
+def _copy_blob_only(
     source: ImageSource, dest: ImageDestination, blob: Blob, kind: str, options: CopyOptions
 ) -> None:
     progress = options.progress
@@ -240,12 +257,20 @@ def _copy_image(
         int(config.get("size", -1)),
         str(config.get("mediaType", "")),
     )
+    hook = options.on_blob
+    config_id = config_blob.digest
+
+    def ready(position: int) -> Callable[[Blob], None] | None:
+        if hook is None:
+            return None
+        return lambda b: hook(config_id, position, b)
+
     futures: list[Future[Any]] = [
-        pool.submit(_copy_blob, source, dest, config_blob, "config", options)
+        pool.submit(_copy_blob, source, dest, config_blob, "config", options, ready(-1))
     ]
     layer_jobs: list[tuple[dict[str, Any], Future[Blob | None] | None]] = []
     target = None if options.compression == "none" else options.compression
-    for layer in doc.get("layers") or []:
+    for position, layer in enumerate(doc.get("layers") or []):
         if not isinstance(layer, dict) or "digest" not in layer:
             raise InvalidDocument(f"{what}: layer without a digest")
         if mt.is_nondistributable(str(layer.get("mediaType", ""))) and layer.get("urls"):
@@ -269,7 +294,9 @@ def _copy_image(
             layer_jobs.append((layer, job))
             futures.append(job)
         else:
-            futures.append(pool.submit(_copy_blob, source, dest, blob, "layer", options))
+            futures.append(
+                pool.submit(_copy_blob, source, dest, blob, "layer", options, ready(position))
+            )
     done, pending = wait(futures, return_when=FIRST_EXCEPTION)
     for f in done:
         err = f.exception()

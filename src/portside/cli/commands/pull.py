@@ -18,6 +18,12 @@ from portside.cli.commands.image import (
 @click.option("--all-platforms", is_flag=True, help="Pull every image of an index.")
 @click.option("--max-parallel", default=3, show_default=True, type=click.IntRange(1, 64))
 @click.option("--quiet", "-q", is_flag=True, help="Print only the image ID.")
+@click.option(
+    "--unpack/--no-unpack",
+    default=True,
+    show_default=True,
+    help="Unpack the layers into the layer store while downloading (what `run` uses).",
+)
 @creds_option
 @tls_verify_option
 @click.argument("image")
@@ -27,6 +33,7 @@ def pull(
     all_platforms: bool,
     max_parallel: int,
     quiet: bool,
+    unpack: bool,
     creds: str | None,
     tls_verify: bool | None,
 ) -> None:
@@ -43,6 +50,11 @@ def pull(
     store = open_store()
     resolver = make_resolver(tls_verify, creds, max_connections=max_parallel + 2)
     progress = make_progress(quiet)
+    layers = None
+    if unpack:
+        from portside.cli.commands.create import get_engine
+
+        layers = get_engine().layers  # the engine's own store and driver: `run` finds them
     try:
         options = CopyOptions(
             platform=platform,
@@ -50,7 +62,7 @@ def pull(
             max_parallel=max_parallel,
             progress=progress,
         )
-        record, _ = pull_image(store, image, resolver, options)
+        record, _ = pull_image(store, image, resolver, options, layers)
     finally:
         if progress is not None:
             progress.close()
