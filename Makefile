@@ -35,9 +35,14 @@ apt:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt scripts/portside-runtime.in
 	@test -x $(PY) || $(SYSTEM_PY) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@# the runtime starts on every container: replace pip's wrapper by one without site
+	@sed -e 's|@PYTHON@|$(CURDIR)/$(PY)|' -e 's|@SRC@|$(CURDIR)/src|' \
+		scripts/portside-runtime.in > $(VENV)/bin/portside-runtime.tmp
+	@chmod 755 $(VENV)/bin/portside-runtime.tmp
+	@mv $(VENV)/bin/portside-runtime.tmp $(VENV)/bin/portside-runtime
 	@touch $@
 
 # The runtime and the monitor start on every container: their start-up must not

@@ -10,11 +10,11 @@ freezer, so it is right even after a crash.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 
 from portside.errors import AlreadyExists, InvalidArgument, NotFound, RuntimeFailure
+from portside.runtime import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class Container:
         validate_id(cid)
         try:
             with open(os.path.join(root, cid, STATE_FILE), "rb") as f:
-                data = json.loads(f.read())
+                data = fastjson.loads(f.read())
         except FileNotFoundError:
             raise NotFound("container does not exist") from None
         except ValueError as e:
@@ -166,7 +166,7 @@ class Container:
     def save(self) -> None:
         tmp = os.path.join(self.dir, f".{STATE_FILE}.tmp")
         with open(tmp, "w") as f:
-            f.write(json.dumps(self.data))  # dumps uses the C encoder; dump(f) does not
+            f.write(fastjson.dumps(self.data))  # dumps uses the C encoder; dump(f) does not
         os.rename(tmp, os.path.join(self.dir, STATE_FILE))
 
     def remove_dir(self) -> None:

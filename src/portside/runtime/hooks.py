@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from portside.errors import RuntimeFailure
+from portside.runtime import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
 if TYPE_CHECKING:
@@ -17,7 +16,7 @@ def run_hooks(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any]) -> 
         return
     import subprocess  # only containers with hooks pay for it
 
-    payload = json.dumps(state).encode()
+    payload = fastjson.dumps(state).encode()
     for i, hook in enumerate(hooks):
         args = hook.get("args") or [hook["path"]]
         env = hook.get("env")

@@ -6,9 +6,10 @@ with --log FILE the line goes to the file and the bare message to stderr.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
+
+from portside.runtime import fastjson
 
 _settings = {"file": "", "format": "text", "debug": False}
 
@@ -21,13 +22,13 @@ def configure(file: str = "", fmt: str = "text", debug: bool = False) -> None:
 
 def _quote(msg: str) -> str:
     """Go's %q for the ASCII printable case (json.dumps escapes the same way)."""
-    return json.dumps(msg, ensure_ascii=False)
+    return fastjson.dumps(msg, ensure_ascii=False)
 
 
 def _line(level: str, msg: str) -> str:
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if _settings["format"] == "json":
-        return json.dumps({"level": level, "msg": msg, "time": now})
+        return fastjson.dumps({"level": level, "msg": msg, "time": now})
     return f'time="{now}" level={level} msg={_quote(msg)}'
 
 

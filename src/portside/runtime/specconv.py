@@ -7,11 +7,11 @@ behind, and one line names the field at fault.
 
 from __future__ import annotations
 
-import json
 import os
 
 from portside.errors import InvalidDocument
 from portside.linux import libc
+from portside.runtime import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
 if TYPE_CHECKING:
@@ -274,7 +274,7 @@ def load_spec(bundle: str) -> dict[str, Any]:
     except OSError as e:
         raise _bad(f"open {path}: {e.strerror.lower() if e.strerror else e}") from None
     try:
-        spec = json.loads(raw)
+        spec = fastjson.loads(raw)
     except ValueError as e:
         raise _bad(f"invalid JSON in {path}: {e}") from None
     if not isinstance(spec, dict):
@@ -284,7 +284,7 @@ def load_spec(bundle: str) -> dict[str, Any]:
 
 def _int(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(f"{what} must be an integer, got {json.dumps(value)}")
+        raise _bad(f"{what} must be an integer, got {fastjson.dumps(value)}")
     return value
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
+from portside.runtime import fastjson
 from portside.runtime.cli.main import Globals
 from portside.runtime.container import Container, root_from_env
 
@@ -22,5 +22,5 @@ def load(g: Globals, cid: str) -> Container:
 
 
 def print_json(obj: Any, indent: int | None = 2) -> None:
-    sys.stdout.write(json.dumps(obj, indent=indent) + ("\n" if indent is None else ""))
+    sys.stdout.write(fastjson.dumps(obj, indent=indent) + ("\n" if indent is None else ""))
     sys.stdout.flush()

@@ -16,12 +16,13 @@ FLAGS: a.Spec = {
 
 
 def _wants_terminal(bundle: str) -> bool:
-    import json
     import os
+
+    from portside.runtime import fastjson
 
     try:
         with open(os.path.join(bundle, "config.json"), "rb") as f:
-            return bool((json.loads(f.read()).get("process") or {}).get("terminal"))
+            return bool((fastjson.loads(f.read()).get("process") or {}).get("terminal"))
     except (OSError, ValueError, AttributeError):
         return False  # create reports the problem
 

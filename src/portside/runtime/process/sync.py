@@ -6,8 +6,9 @@ its ends, which the parent reads as EOF instead of hanging.
 
 from __future__ import annotations
 
-import json
 import os
+
+from portside.runtime import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class Channel:
 
     def send(self, kind: str, **fields: Any) -> None:
         fields["t"] = kind
-        data = json.dumps(fields).encode() + b"\n"
+        data = fastjson.dumps(fields).encode() + b"\n"
         while data:
             data = data[os.write(self.wfd, data) :]
 
@@ -59,7 +60,7 @@ class Channel:
                 return {"t": EOF}
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
-        msg = json.loads(line)
+        msg = fastjson.loads(line)
         assert isinstance(msg, dict)
         return msg
 
