@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from portside.errors import AlreadyExists, InvalidArgument, NotFound
+from portside.storage.sqlite_wal import keep_wal_on_close
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -41,6 +42,7 @@ class StateDB:
         self._db.execute("PRAGMA busy_timeout=60000")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        keep_wal_on_close(self._db, str(path))  # no checkpoint + fsync per CLI call
         have = self._db.execute(
             "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='volumes'"
         ).fetchone()[0]

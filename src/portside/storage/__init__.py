@@ -7,11 +7,35 @@ Entry points for the engine and the CLI:
                                   .changes/.diff/.commit, .usage, .acquire/.release/.prune
     Mount, mount_all, unmount_all the mount specs drivers hand out
     apply_layer, unpack_layer     one layer tar onto a directory, confined to it
+
+The names load on first use (PEP 562): importing one submodule, e.g. the engine's
+state database helper, must not pay for the whole stack.
 """
 
-from portside.storage.apply import ApplyOptions, ApplyResult, apply_layer, unpack_layer
-from portside.storage.layers import Layer, LayerStore, LayerWriter, Snapshot, Usage
-from portside.storage.mounts import Mount, mount_all, unmount_all
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from portside.storage.apply import ApplyOptions, ApplyResult, apply_layer, unpack_layer
+    from portside.storage.layers import Layer, LayerStore, LayerWriter, Snapshot, Usage
+    from portside.storage.mounts import Mount, mount_all, unmount_all
+
+_WHERE = {
+    "ApplyOptions": "apply",
+    "ApplyResult": "apply",
+    "apply_layer": "apply",
+    "unpack_layer": "apply",
+    "Layer": "layers",
+    "LayerStore": "layers",
+    "LayerWriter": "layers",
+    "Snapshot": "layers",
+    "Usage": "layers",
+    "Mount": "mounts",
+    "mount_all": "mounts",
+    "unmount_all": "mounts",
+}
 
 __all__ = [
     "ApplyOptions",
@@ -27,3 +51,12 @@ __all__ = [
     "unmount_all",
     "unpack_layer",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'portside.storage' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"portside.storage.{module}"), name)
+    globals()[name] = value
+    return value

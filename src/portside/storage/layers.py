@@ -56,6 +56,7 @@ from portside.storage.diff import (
 from portside.storage.drivers import Driver, choose_driver
 from portside.storage.mounts import Mount, mount_all, unmount_all
 from portside.storage.overlay import OverlayDriver, short_link_name
+from portside.storage.sqlite_wal import keep_wal_on_close
 from portside.storage.vfs import VfsDriver
 
 __all__ = [
@@ -196,6 +197,7 @@ class LayerStore:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")
             con.execute("PRAGMA busy_timeout=60000")
+            keep_wal_on_close(con, str(self._db_path))  # no checkpoint + fsync per CLI call
             self._local.con = con
         return con
 
