@@ -27,3 +27,81 @@ def load(saved: dict[str, Any]) -> Any:
     from portside.runtime import cgroups
 
     return cgroups.from_state(saved)
+
+
+# The first cgroup migration of a process waits for an RCU grace period (the kernel
+# switches its global cgroup_threadgroup_rwsem to writer mode), 10-20 ms here; any
+# migration in the next grace period or so is fast. So `create`, `run` and `exec`
+# start a thread that keeps moving the runtime into the cgroup it is already in (a
+# no-op) while they load and fork, and the container's own join finds the kernel
+# ready. It stops once the container has joined its cgroup.
+_running: list[list[bool]] = []
+
+
+def warm_up() -> None:
+    """Start the no-op migrations in the background (best effort, never an error)."""
+    import _thread
+
+    flag = [True]
+    _running.append(flag)
+    _thread.start_new_thread(_warm_loop, (flag,))
+
+
+def cool_down() -> None:
+    for flag in _running:
+        flag[0] = False
+    _running.clear()
+
+
+def _warm_loop(flag: list[bool]) -> None:
+    import os
+    import time
+
+    try:
+        target = _own_procs_file()
+        while target and flag[0]:
+            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")  # 0: the writing process, into the cgroup it is in
+            finally:
+                os.close(fd)
+            time.sleep(0.002)
+    except OSError:
+        pass
+
+
+def _own_procs_file() -> str | None:
+    """cgroup.procs of the runtime's own cgroup in some mounted hierarchy that shows it."""
+    with open("/proc/self/cgroup") as f:
+        own = {}
+        for line in f.read().splitlines():
+            _, ctrls, where = line.split(":", 2)
+            own[ctrls] = where
+    with open("/proc/self/mountinfo") as f:
+        mounts = f.read().splitlines()
+    for line in mounts:
+        if "\\" in line:
+            continue  # an escaped path: not worth decoding for an optimisation
+        pre, _, post = line.partition(" - ")
+        fields, tail = pre.split(), post.split()
+        if len(fields) < 5 or len(tail) < 3:
+            continue
+        root, mountpoint = fields[3], fields[4]
+        path: str | None
+        if tail[0] == "cgroup2":
+            path = own.get("")
+        elif tail[0] == "cgroup":
+            opts = set(tail[2].split(","))
+            path = next((p for c, p in own.items() if c and set(c.split(",")) <= opts), None)
+        else:
+            continue
+        if path is None:
+            continue
+        if root == "/":
+            rel = path
+        elif path == root or path.startswith(root + "/"):
+            rel = path[len(root) :]
+        else:
+            continue
+        return mountpoint.rstrip("/") + (rel if rel != "/" else "") + "/cgroup.procs"
+    return None

@@ -18,6 +18,9 @@ FLAGS: a.Spec = {
 
 
 def main(g: Globals, verb: str, argv: list[str]) -> int:
+    from portside.runtime import cgroupctl
+
+    cgroupctl.warm_up()  # first, so the kernel is ready when the container joins its cgroup
     from portside.runtime.process import launcher
 
     opts, rest = a.parse(argv, FLAGS)

@@ -28,6 +28,9 @@ def _wants_terminal(bundle: str) -> bool:
 
 
 def main(g: Globals, verb: str, argv: list[str]) -> int:
+    from portside.runtime import cgroupctl
+
+    cgroupctl.warm_up()  # first, so the kernel is ready when the container joins its cgroup
     from portside.runtime.process import launcher
 
     opts, rest = a.parse(argv, FLAGS)

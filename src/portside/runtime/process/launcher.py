@@ -110,6 +110,8 @@ def _spawn(
         _kill_wait(stage)
         parent_ch.close()
         raise
+    finally:
+        cgroupctl.cool_down()  # joined (or failed): the no-op migrations are done
     os.waitpid(stage, 0)
     return pid, parent_ch
 
