@@ -26,6 +26,9 @@ def pull_unpack_case() -> Case:
     proot = WORK / "out-pull-podman-root"
     prun = WORK / "out-pull-podman-run"
     image = f"{REG}/debian:bookworm"
+    # podman's overlay driver bind-mounts its graphroot's overlay dir; a failed pull
+    # may leave that mount, which rm cannot remove
+    wipe = f"umount {proot}/overlay 2>/dev/null; rm -rf {root} {proot} {prun}"
     return Case(
         name="pull and unpack debian:bookworm into an empty store",
         portside=f"{PORTSIDE} --root {root} pull -q {image}",
@@ -33,8 +36,8 @@ def pull_unpack_case() -> Case:
             "podman": f"podman --root {proot} --runroot {prun} --storage-driver overlay "
             f"pull -q --tls-verify=false {image}",
         },
-        prepare=f"rm -rf {root} {proot} {prun}",
-        cleanup=f"rm -rf {root} {proot} {prun}",
+        prepare=wipe,
+        cleanup=wipe,
         needs=("peer-images", "podman"),
         runs=10,
         warmup=1,
