@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ SPECS = SHARED / "specs"
 
 
 @pytest.fixture(autouse=True)
-def state_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+def state_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, Path]]:
     """Every test gets its own state root and run root, never the defaults."""
     root = tmp_path / "root"
     runroot = tmp_path / "run"
@@ -26,7 +27,19 @@ def state_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, 
     monkeypatch.setenv("PORTSIDE_ROOT", str(root))
     monkeypatch.setenv("PORTSIDE_RUNROOT", str(runroot))
     monkeypatch.setenv("PORTSIDE_CONFIG", str(tmp_path / "portside.toml"))
-    return root, runroot
+    yield root, runroot
+    stop_monitor_zygotes(runroot)
+
+
+def stop_monitor_zygotes(runroot: Path) -> None:
+    """The engine leaves a warm monitor zygote in the run root (it exits when idle); stop
+    the ones this test started, by the PID they wrote, checking it is still theirs."""
+    for pid_file in runroot.glob("monitor-zygote-*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pid_file.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if str(runroot).encode() in cmdline:
+                os.kill(pid, signal.SIGTERM)
 
 
 @pytest.fixture(scope="session", autouse=True)
