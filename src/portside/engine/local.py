@@ -134,7 +134,9 @@ class LocalEngine:
         return self._volumes
 
     def close(self) -> None:
-        for part in (self._db, self._images, self._layers):
+        # the state DB last: the last connection to portside.db to close decides whether
+        # SQLite checkpoints (and fsyncs) it, and only ours is set to skip that
+        for part in (self._images, self._layers, self._db):
             if part is not None:
                 with contextlib.suppress(Exception):
                     part.close()

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import stat
-import tomllib
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -54,10 +53,16 @@ def _config_driver() -> str | None:
     path = os.environ.get("PORTSIDE_CONFIG", "/etc/portside/portside.toml")
     try:
         with open(path, "rb") as f:
-            doc = tomllib.load(f)
+            raw = f.read()
     except FileNotFoundError:
         return None
-    except (OSError, tomllib.TOMLDecodeError) as e:
+    except OSError as e:
+        raise ConfigError(f"{path}: {e}") from e
+    import tomllib  # only when there is a file: most calls have none, and it costs ~3 ms
+
+    try:
+        doc = tomllib.loads(raw.decode())
+    except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from e
     storage = doc.get("storage", {})
     value = storage.get("driver") if isinstance(storage, dict) else None
