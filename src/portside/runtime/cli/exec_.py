@@ -48,6 +48,9 @@ def main(g: Globals, verb: str, argv: list[str]) -> int:
 
 
 def _exec(g: Globals, verb: str, argv: list[str]) -> int:
+    from portside.runtime import cgroupctl
+
+    cgroupctl.warm_up()  # first, so the kernel is ready when the process joins the cgroup
     from portside.runtime.process import launcher
     from portside.runtime.specconv import convert_process
 
