@@ -327,7 +327,8 @@ class LocalEngine:
             with locked(self.lock_dir, cid):
                 chain = self._unpack(rec)
                 self.layers.prepare(doc["snapshot"], chain)
-                rootfs = self.layers.mount(doc["snapshot"])
+                # a --rm snapshot is thrown away: a volatile overlay skips the sync on umount
+                rootfs = self.layers.mount(doc["snapshot"], volatile=opts.remove)
                 mounts = []
                 for req in requests:
                     if req.kind == "volume":
@@ -446,7 +447,7 @@ class LocalEngine:
                 self._record_exit(doc, state)
             rootfs = doc["rootfs"]
             if not cs.is_mounted(rootfs):
-                self.layers.mount(doc["snapshot"])
+                self.layers.mount(doc["snapshot"], volatile=bool(doc["options"].get("remove")))
             self._clear_run_dir(cid)
             runtime = self.runtime_for(doc["runtime"])
             if runtime.has_state(cid):
