@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from portside.errors import (
     AlreadyExists,
@@ -45,19 +45,14 @@ from portside.errors import (
 )
 from portside.oci.digest import Digest
 from portside.storage.apply import ApplyOptions, ApplyResult, MissingLinkTarget, remove_tree
-from portside.storage.diff import (
-    Change,
-    DiffResult,
-    changes_overlay,
-    changes_trees,
-    write_diff_overlay,
-    write_diff_trees,
-)
 from portside.storage.drivers import Driver, choose_driver
 from portside.storage.mounts import Mount, mount_all, unmount_all
 from portside.storage.overlay import OverlayDriver, short_link_name
 from portside.storage.sqlite_wal import keep_wal_on_close
 from portside.storage.vfs import VfsDriver
+
+if TYPE_CHECKING:  # diffs load on use: `run` never needs them
+    from portside.storage.diff import Change, DiffResult
 
 __all__ = [
     "BlobSource",
@@ -655,6 +650,8 @@ class LayerStore:
 
     def changes(self, key: str) -> list[Change]:
         """What the snapshot changed against its parent (`portside diff`)."""
+        from portside.storage.diff import changes_overlay, changes_trees
+
         snap = self.snapshot(key)
         upper = self.driver.upper(snap.path)
         lowers = self._lower_dirs(snap.parent)
@@ -664,6 +661,8 @@ class LayerStore:
 
     def diff(self, key: str, out: IO[bytes], compression: str = "gzip") -> DiffResult:
         """The snapshot's changes as a layer blob written to `out`."""
+        from portside.storage.diff import write_diff_overlay, write_diff_trees
+
         snap = self.snapshot(key)
         upper = self.driver.upper(snap.path)
         if self.driver_name == "overlay":
