@@ -7,9 +7,11 @@ so portside and its peers see the same machine conditions, and reports ratios of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -229,6 +231,12 @@ def teardown(session: Session) -> None:
             subprocess.run(["podman", "rm", "-f", *ids], capture_output=True, env=env)
     for scratch in WORK.glob("out-*"):
         shutil.rmtree(scratch, ignore_errors=True)
+    # the engine cases leave a warm monitor zygote in our run root (it exits when idle)
+    for pid_file in PORTSIDE_RUNROOT.glob("monitor-zygote-*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pid_file.read_text())
+            if str(PORTSIDE_RUNROOT).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGTERM)
     if session.started_registry:
         log("stopping the registry this run started")
         subprocess.run(["bash", str(SHARED_BENCH / "registry.sh"), "stop"], capture_output=True)
