@@ -2,52 +2,37 @@
 
 from __future__ import annotations
 
-import importlib
-
 import click
 
 from portside.cli.commands.create import get_engine
+from portside.cli.lazy import LazyGroup
 
 _VERBS = {
-    "run": "run:run",
-    "create": "create:create",
-    "start": "start:start",
-    "stop": "stop:stop",
-    "kill": "kill:kill",
-    "restart": "restart:restart",
-    "rm": "rm:rm",
-    "ls": "ps:ps",
-    "ps": "ps:ps",
-    "list": "ps:ps",
-    "logs": "logs:logs",
-    "exec": "exec_cmd:exec_cmd",
-    "attach": "attach:attach",
-    "wait": "wait:wait",
-    "top": "top:top",
-    "stats": "stats:stats",
-    "pause": "pause:pause",
-    "unpause": "unpause:unpause",
-    "cp": "cp:cp",
-    "rename": "rename:rename",
-    "port": "port:port",
+    "run": "portside.cli.commands.run:run",
+    "create": "portside.cli.commands.create:create",
+    "start": "portside.cli.commands.start:start",
+    "stop": "portside.cli.commands.stop:stop",
+    "kill": "portside.cli.commands.kill:kill",
+    "restart": "portside.cli.commands.restart:restart",
+    "rm": "portside.cli.commands.rm:rm",
+    "ls": "portside.cli.commands.ps:ps",
+    "ps": "portside.cli.commands.ps:ps",
+    "list": "portside.cli.commands.ps:ps",
+    "logs": "portside.cli.commands.logs:logs",
+    "exec": "portside.cli.commands.exec_cmd:exec_cmd",
+    "attach": "portside.cli.commands.attach:attach",
+    "wait": "portside.cli.commands.wait:wait",
+    "top": "portside.cli.commands.top:top",
+    "stats": "portside.cli.commands.stats:stats",
+    "pause": "portside.cli.commands.pause:pause",
+    "unpause": "portside.cli.commands.unpause:unpause",
+    "cp": "portside.cli.commands.cp:cp",
+    "rename": "portside.cli.commands.rename:rename",
+    "port": "portside.cli.commands.port:port",
 }
 
 
-class _Group(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(_VERBS))
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = _VERBS.get(name)
-        if target is None:
-            return super().get_command(ctx, name)
-        module, _, attr = target.partition(":")
-        cmd = getattr(importlib.import_module(f"portside.cli.commands.{module}"), attr)
-        assert isinstance(cmd, click.Command)
-        return cmd
-
-
-@click.group(cls=_Group)
+@click.group(cls=LazyGroup, lazy_commands=_VERBS)
 def container() -> None:
     """Manage containers."""
 

@@ -7,13 +7,14 @@ the group lives in its own module; the verbs are imported lazily.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import json
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from portside.cli.lazy import LazyGroup
 
 if TYPE_CHECKING:
     from portside.images.copy import Blob
@@ -39,21 +40,7 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
-class _LazyImageGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(SUBCOMMANDS))
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = SUBCOMMANDS.get(cmd_name)
-        if target is None:
-            return super().get_command(ctx, cmd_name)
-        module_name, _, attr = target.partition(":")
-        command = getattr(importlib.import_module(module_name), attr)
-        assert isinstance(command, click.Command)
-        return command
-
-
-@click.group(cls=_LazyImageGroup)
+@click.group(cls=LazyGroup, lazy_commands=SUBCOMMANDS)
 def image() -> None:
     """Manage images."""
 
