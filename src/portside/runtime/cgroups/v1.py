@@ -12,7 +12,13 @@ from portside.runtime.cgroups import devices as dev
 from portside.runtime.cgroups import fscommon as fs
 from portside.runtime.cgroups import resources as res
 from portside.runtime.cgroups.manager import CgroupManager
-from portside.runtime.cgroups.paths import Mounts, own_cgroups, read_mounts, v1_path
+from portside.runtime.cgroups.paths import (
+    V1_CONTROLLERS,
+    Mounts,
+    own_cgroups,
+    read_mounts,
+    v1_path,
+)
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
 if TYPE_CHECKING:
@@ -20,23 +26,7 @@ if TYPE_CHECKING:
 
 # Controllers we create a directory in (named hierarchies such as name=systemd are
 # joined too, as runc does, so tools that look there find the container).
-JOINED = (
-    "cpuset",
-    "devices",
-    "memory",
-    "cpu",
-    "cpuacct",
-    "pids",
-    "blkio",
-    "hugetlb",
-    "net_cls",
-    "net_prio",
-    "perf_event",
-    "freezer",
-    "rdma",
-    "misc",
-    "systemd",
-)
+JOINED = (*V1_CONTROLLERS, "systemd")
 
 UNIFIED = "unified"  # key of the cgroup2 directory in a hybrid layout
 
