@@ -97,6 +97,19 @@ def test_image_mount_gives_the_unpacked_tree(
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_storage_driver_flag_picks_vfs(env: Env, fixture_layouts: dict[str, Path]) -> None:
+    _load_layout(env.root, fixture_layouts["multilayer-gzip"], MULTI)
+    vfs = ("--storage-driver", "vfs")
+    path = Path(env.cli(*vfs, "image", "mount", MULTI).stdout.strip())
+    assert path.is_relative_to(env.root / "storage" / "vfs")
+    assert check_tree(path, EXPECTED) == []  # vfs copies: hardlinks keep sharing inodes
+    env.cli(*vfs, "image", "unmount", MULTI)
+    assert env.mounts_under(env.root) == []
+    bad = env.cli("--storage-driver", "zfs", "image", "mount", MULTI, check=False)
+    assert bad.returncode == 125
+    assert "zfs" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
 SCRIPT = (
     "echo new > /new; echo x >> /etc/passwd; rm /bin/true; "
     "mkdir -p /data/sub; echo hi > /data/sub/f; chmod 600 /data/sub/f"

@@ -6,6 +6,7 @@ Subcommands are registered by import path and loaded only when invoked, so
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -84,9 +85,24 @@ COMMANDS: dict[str, str] = {
     default=None,
     help="Engine settings file (default /etc/portside/portside.toml).",
 )
+@click.option(
+    "--storage-driver",
+    envvar="PORTSIDE_STORAGE_DRIVER",
+    default=None,
+    help="overlay or vfs (default: overlay where the kernel has it, or portside.toml).",
+)
 @click.pass_context
-def cli(ctx: click.Context, root: str | None, runroot: str | None, config_path: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    root: str | None,
+    runroot: str | None,
+    config_path: str | None,
+    storage_driver: str | None,
+) -> None:
     """portside: run containers the way docker and podman do."""
+    if storage_driver:
+        # the layer store reads it wherever it is opened (engine, pull, image mount)
+        os.environ["PORTSIDE_STORAGE_DRIVER"] = storage_driver
     ctx.obj = {"root": root, "runroot": runroot, "config": config_path}
 
 
