@@ -237,6 +237,11 @@ def teardown(session: Session) -> None:
             pid = int(pid_file.read_text())
             if str(PORTSIDE_RUNROOT).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGTERM)
+    # the engine cases' containers lived under the /portside cgroup parent; rmdir only
+    # succeeds on an empty cgroup, so a real user's containers keep theirs
+    for parent in Path("/sys/fs/cgroup").glob("*/portside"):
+        with contextlib.suppress(OSError):
+            parent.rmdir()
     if session.started_registry:
         log("stopping the registry this run started")
         subprocess.run(["bash", str(SHARED_BENCH / "registry.sh"), "stop"], capture_output=True)
