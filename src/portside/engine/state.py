@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from portside import sqlitedb
 from portside.errors import AlreadyExists, InvalidArgument, NotFound
-from portside.storage.sqlite_wal import keep_wal_on_close
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -38,33 +38,17 @@ class StateDB:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout=60000")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        keep_wal_on_close(self._db, str(path))  # no checkpoint + fsync per CLI call
-        have = self._db.execute(
-            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='volumes'"
-        ).fetchone()[0]
-        if not have:
-            with self._tx() as db:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        db.execute(stmt)
+        self._db = sqlitedb.connect(path, timeout=60, threads=True)
+        with self._lock:
+            sqlitedb.ensure_schema(self._db, "volumes", _SCHEMA)
 
     def close(self) -> None:
         self._db.close()
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, sqlitedb.transaction(self._db) as db:
+            yield db
 
     # -- containers
 

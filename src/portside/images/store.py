@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from portside import sqlitedb
 from portside.content import ContentStore
 from portside.errors import InUse, InvalidArgument, InvalidReference, NotFound
 from portside.oci.digest import Digest
@@ -111,39 +112,19 @@ class ImageStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.content = content or ContentStore(self.root / "content")
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            self.root / "portside.db", timeout=30, isolation_level=None, check_same_thread=False
-        )
+        self._db = sqlitedb.connect(self.root / "portside.db", timeout=30, threads=True)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL: a killed process never corrupts or loses a commit; only a power
-        # cut may drop the last ones (blobs are fsynced, so `system check` stays clean)
-        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        # the file may hold other components' tables too: look for ours, not user_version
-        have = self._db.execute(
-            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='image_indexes'"
-        ).fetchone()[0]
-        if not have:
-            with self._tx() as db:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        db.execute(stmt)
+        with self._lock:
+            sqlitedb.ensure_schema(self._db, "image_indexes", _SCHEMA)
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, sqlitedb.transaction(self._db) as db:
+            yield db
 
     # -- writing ---------------------------------------------------------------------
     def add_image(self, manifest_digest: Digest | str, media_type: str) -> ImageRecord:

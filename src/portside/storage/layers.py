@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
+from portside import sqlitedb
 from portside.errors import (
     AlreadyExists,
     DigestMismatch,
@@ -48,7 +49,6 @@ from portside.storage.apply import ApplyOptions, ApplyResult, MissingLinkTarget,
 from portside.storage.drivers import Driver, choose_driver
 from portside.storage.mounts import Mount, mount_all, unmount_all
 from portside.storage.overlay import OverlayDriver, short_link_name
-from portside.storage.sqlite_wal import keep_wal_on_close
 from portside.storage.vfs import VfsDriver
 
 if TYPE_CHECKING:  # diffs load on use: `run` never needs them
@@ -195,24 +195,14 @@ class LayerStore:
     def _conn(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
-            con = sqlite3.connect(self._db_path, timeout=60, isolation_level=None)
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=NORMAL")
-            con.execute("PRAGMA busy_timeout=60000")
-            keep_wal_on_close(con, str(self._db_path))  # no checkpoint + fsync per CLI call
+            con = sqlitedb.connect(self._db_path, timeout=60)
             self._local.con = con
         return con
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        con = self._conn()
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with sqlitedb.transaction(self._conn()) as con:
             yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
 
     @contextlib.contextmanager
     def _lock(self, name: str, blocking: bool = True) -> Iterator[bool]:
