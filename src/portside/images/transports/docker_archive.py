@@ -15,14 +15,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from portside.errors import (
-    FileAccessError,
     InvalidArgument,
     InvalidDocument,
     InvalidReference,
@@ -32,7 +30,7 @@ from portside.errors import (
 from portside.images.archive_detect import decompress_chunks, decompressed_tar, detect_compression
 from portside.images.transport import BlobInfo
 from portside.images.transports.oci_layout import check_not_schema1, verified
-from portside.images.transports.tarstream import TarIndex, TarWriter
+from portside.images.transports.tarstream import PendingArchive, TarIndex
 from portside.oci import mediatypes as mt
 from portside.oci.digest import Digest, DigestVerifier
 from portside.oci.reference import parse_reference
@@ -276,31 +274,17 @@ def _tag_for(ref: str) -> str:
     return str(parsed)
 
 
-class DockerArchiveWriter:
+class DockerArchiveWriter(PendingArchive):
     """A docker-archive being written beside `path`; commit() renames it into place."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.path.abspath(os.fspath(path))
-        parent = os.path.dirname(self.path)
-        if os.path.isdir(self.path):
-            raise InvalidArgument(f"{self.path}: is a directory")
-        if not os.path.isdir(parent):
-            raise InvalidArgument(f"{parent}: no such directory for the archive")
-        try:
-            fd, self._tmp = tempfile.mkstemp(
-                prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=parent
-            )
-        except OSError as err:
-            raise FileAccessError(f"{self.path}: cannot create: {err.strerror}") from None
-        self._file = os.fdopen(fd, "w+b")
-        self._tar = TarWriter(self._file)
+        super().__init__(path)
         self._lock = threading.Lock()
         self._diff_ids: dict[str, str] = {}  # blob digest -> diffID of its uncompressed tar
         self._layers_written: set[str] = set()  # diffIDs
         self._configs: dict[str, bytes] = {}
         self._entries: list[dict[str, Any]] = []
         self._repositories: dict[str, dict[str, str]] = {}
-        self._done = False
 
     def destination(self, refs: list[str] | None = None) -> DockerArchiveDestination:
         return DockerArchiveDestination(self, refs)
@@ -379,21 +363,7 @@ class DockerArchiveWriter:
             raise InvalidArgument(f"{self.path}: no image was written")
         self._tar.add_bytes("manifest.json", json.dumps(self._entries).encode())
         self._tar.add_bytes("repositories", json.dumps(self._repositories).encode())
-        self._tar.finish()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.chmod(self._tmp, 0o644)
-        os.rename(self._tmp, self.path)
-        self._done = True
-
-    def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-        if not self._done:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._tmp)
-            self._done = True
+        self.publish()
 
 
 class DockerArchiveDestination:

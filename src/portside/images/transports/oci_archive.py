@@ -12,12 +12,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-from portside.errors import FileAccessError, InvalidArgument
+from portside.errors import InvalidArgument
 from portside.images.archive_detect import decompressed_tar
 from portside.images.transport import BlobInfo
 from portside.images.transports.oci_layout import (
@@ -32,7 +31,7 @@ from portside.images.transports.oci_layout import (
     parse_oci_spec,
     verified,
 )
-from portside.images.transports.tarstream import TarIndex, TarWriter
+from portside.images.transports.tarstream import PendingArchive, TarIndex
 from portside.oci import mediatypes as mt
 from portside.oci.digest import Digest
 
@@ -127,30 +126,16 @@ class OciArchiveSource(OciLayoutSource):
         self.archive.close()
 
 
-class OciArchiveWriter:
+class OciArchiveWriter(PendingArchive):
     """A tar being written next to `path`; commit() renames it into place."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.path.abspath(os.fspath(path))
-        parent = os.path.dirname(self.path)
-        if os.path.isdir(self.path):
-            raise InvalidArgument(f"{self.path}: is a directory")
-        if not os.path.isdir(parent):
-            raise InvalidArgument(f"{parent}: no such directory for the archive")
-        try:
-            fd, self._tmp = tempfile.mkstemp(
-                prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=parent
-            )
-        except OSError as err:
-            raise FileAccessError(f"{self.path}: cannot create: {err.strerror}") from None
-        self._file = os.fdopen(fd, "w+b")
-        self._tar = TarWriter(self._file)
+        super().__init__(path)
         self._tar.add_bytes(LAYOUT_FILE, LAYOUT_VERSION)
         self._tar.add_dir("blobs")
         self._blobs: dict[str, int] = {}
         self._manifests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._done = False
 
     def has_blob(self, blob: BlobInfo) -> bool:
         size = self._blobs.get(blob.digest)
@@ -185,21 +170,7 @@ class OciArchiveWriter:
             raise InvalidArgument(f"{self.path}: no image was written")
         index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": self._manifests}
         self._tar.add_bytes("index.json", json.dumps(index, separators=(",", ":")).encode())
-        self._tar.finish()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.chmod(self._tmp, 0o644)
-        os.rename(self._tmp, self.path)
-        self._done = True
-
-    def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-        if not self._done:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._tmp)
-            self._done = True
+        self.publish()
 
 
 class OciArchiveDestination:

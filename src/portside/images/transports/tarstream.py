@@ -9,14 +9,16 @@ truncating the member away again if the content fails verification.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import posixpath
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
-from portside.errors import InvalidDocument, NotFound
+from portside.errors import FileAccessError, InvalidArgument, InvalidDocument, NotFound
 
 __all__ = ["CHUNK", "SectionReader", "TarIndex", "TarWriter"]
 
@@ -256,3 +258,44 @@ class TarWriter:
     def finish(self) -> None:
         self._f.write(b"\0" * (2 * _BLOCK))
         self._f.flush()
+
+
+class PendingArchive:
+    """A tar archive written beside `path` under a temp name and renamed into place by
+    publish(), so a failed save never leaves a truncated archive where the user asked."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        parent = os.path.dirname(self.path)
+        if os.path.isdir(self.path):
+            raise InvalidArgument(f"{self.path}: is a directory")
+        if not os.path.isdir(parent):
+            raise InvalidArgument(f"{parent}: no such directory for the archive")
+        try:
+            fd, self._tmp = tempfile.mkstemp(
+                prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=parent
+            )
+        except OSError as err:
+            raise FileAccessError(f"{self.path}: cannot create: {err.strerror}") from None
+        self._file = os.fdopen(fd, "w+b")
+        self._tar = TarWriter(self._file)
+        self._done = False
+
+    def publish(self) -> None:
+        """End the tar, make it durable, and rename it over `path`."""
+        self._tar.finish()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.chmod(self._tmp, 0o644)
+        os.rename(self._tmp, self.path)
+        self._done = True
+
+    def close(self) -> None:
+        """Discard the archive unless it was published."""
+        if not self._file.closed:
+            self._file.close()
+        if not self._done:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
+            self._done = True
