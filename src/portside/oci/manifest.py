@@ -12,9 +12,10 @@ from typing import Any, Self
 from portside.errors import InvalidDocument, UnsupportedMediaType
 from portside.oci import mediatypes as mt
 from portside.oci._json import Document, jfield
-from portside.oci.descriptor import MEDIA_TYPE_RE, Descriptor
+from portside.oci.descriptor import Descriptor
 from portside.oci.digest import Digest
-from portside.oci.index import Index, check_schema_version, header_type, refuse_schema1
+from portside.oci.distributable import Distributable, header_type, refuse_schema1
+from portside.oci.index import Index
 
 __all__ = [
     "Manifest",
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 
-class Manifest(Document):
+class Manifest(Distributable):
     """One image (or artifact): a config blob and an ordered list of layers."""
 
     schema_version: int = jfield("schemaVersion", "int", always=True, default=2)
@@ -39,50 +40,24 @@ class Manifest(Document):
     subject: Descriptor | None = jfield("subject", "model", model=Descriptor, default=None)
     annotations: dict[str, str] | None = jfield("annotations", "strmap", default=None)
 
-    @classmethod
-    def _what(cls) -> str:
-        return "image manifest"
+    KIND = "a manifest"
+    OTHER_KIND = "an index"
+    DEFAULT_TYPE = mt.OCI_MANIFEST
+    DOCKER_TYPE = mt.DOCKER_MANIFEST
 
-    def _validate(self, where: str) -> None:
-        if self.schema_version != 2:
-            raise InvalidDocument(f"{where}: schemaVersion must be 2, got {self.schema_version}")
-        if self.media_type is not None and not mt.is_manifest(self.media_type):
-            if mt.is_index(self.media_type):
-                raise InvalidDocument(f"{where}: mediaType {self.media_type} is an index")
-            raise UnsupportedMediaType(f"{where}: unsupported mediaType {self.media_type!r}")
-        if self.artifact_type is not None and MEDIA_TYPE_RE.fullmatch(self.artifact_type) is None:
-            raise InvalidDocument(f"{where}: invalid artifactType {self.artifact_type!r}")
+    OWN_TYPES = mt.MANIFEST_TYPES
+    OTHER_TYPES = mt.INDEX_TYPES
 
     @classmethod
     def parse(cls, raw: bytes, media_type: str | None = None) -> Self:
         """Parse manifest bytes; `media_type` is the Content-Type it was served with, if any."""
-        what = cls._what()
-        d, source = cls._load(raw, what)
-        refuse_schema1(d, media_type, what)
-        check_schema_version(d, what)
-        header = header_type(media_type)
-        field_type = d.get("mediaType")
-        if header is not None and not mt.is_manifest(header):
-            raise InvalidDocument(f"{what}: served as {header}, which is not a manifest type")
-        if header is not None and isinstance(field_type, str) and mt.base(field_type) != header:
-            raise InvalidDocument(f"{what}: mediaType {field_type} differs from {header}")
-        if isinstance(field_type, str) and mt.is_index(field_type):
-            raise InvalidDocument(f"{what}: mediaType {field_type} is an index, not a manifest")
+        obj, source = cls._parse_checked(raw, media_type)
+        return obj._finish_parse(raw, media_type, source)
+
+    @classmethod
+    def _check_shape(cls, d: dict[str, Any], what: str) -> None:
         if "manifests" in d and "config" not in d:
             raise InvalidDocument(f"{what}: this is an image index, not a manifest")
-        obj = cls.from_dict(d)
-        obj.header_type = header
-        obj._attach(raw, source)
-        return obj
-
-    @property
-    def content_type(self) -> str:
-        """The media type to serve/describe this document as."""
-        return self.media_type or self.header_type or mt.OCI_MANIFEST
-
-    @property
-    def is_docker(self) -> bool:
-        return self.content_type == mt.DOCKER_MANIFEST
 
     @property
     def is_image(self) -> bool:
@@ -91,11 +66,6 @@ class Manifest(Document):
 
     def layer_digests(self) -> list[Digest]:
         return [layer.digest for layer in self.layers]
-
-    def descriptor(self, **kwargs: Any) -> Descriptor:
-        return Descriptor(
-            media_type=self.content_type, digest=self.digest, size=self.size, **kwargs
-        )
 
 
 def parse_manifest_or_index(raw: bytes, media_type_header: str | None = None) -> Manifest | Index:
