@@ -118,6 +118,14 @@ class DockerfileSyntaxError(BuildError, InvalidArgument):
     """A Dockerfile/Containerfile (or .dockerignore) does not follow the language's grammar."""
 
 
+class BuildStepFailed(BuildError):
+    """A RUN step exited non-zero; the build exits with the step's status, as podman build."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.exit_code = status if 0 < status < 256 else 1
+
+
 class NetworkError(PortsideError):
     """A network could not be set up or torn down (namespace, CNI plugin, firewall)."""
 

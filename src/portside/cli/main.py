@@ -57,6 +57,7 @@ COMMANDS: dict[str, str] = {
     "port": "portside.cli.commands.port:port",
     "diff": "portside.cli.commands.diff:diff",
     "commit": "portside.cli.commands.commit:commit",
+    "build": "portside.cli.commands.build:build",
 }
 
 

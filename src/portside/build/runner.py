@@ -1,0 +1,161 @@
+"""RUN: one command in a real container over a build workspace.
+
+The container's spec comes from the engine's own spec generator (the same
+defaults `portside run` gets: namespaces, capabilities, seccomp, masked paths),
+and it runs through the configured OCI runtime's `run` verb in the foreground,
+as buildah does, so there is no monitor or container record to clean up: the
+runtime removes its state and cgroup when the process exits, and a `delete
+--force` in `finally` covers a runtime that died first.
+
+Mount points the runtime had to create in the root (/proc, /dev, /etc/hosts
+in an image that lacks them) are removed again when still empty, so they do
+not end up in the step's layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from portside.errors import BuildError
+
+if TYPE_CHECKING:
+    from portside.engine.local import LocalEngine
+
+
+@dataclass
+class RunRequest:
+    argv: list[str]
+    config: dict[str, Any]
+    """The stage's image config so far (Env, User, WorkingDir, ...)."""
+    env: list[str] = field(default_factory=list)
+    """Extra environment (build ARGs), after the config's Env."""
+    network: str = "host"
+    runtime: str | None = None
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    script: str | None = None
+    """A heredoc body with #!: written into the root and run as the first argv word."""
+
+
+def _exists(root: Path, dest: str) -> bool:
+    from portside.runtime.rootfs import secure_join
+
+    return os.path.lexists(secure_join(str(root), dest))
+
+
+def _remove_if_empty(root: Path, dest: str) -> None:
+    """Remove a mount point the runtime created, and its created parents, if empty."""
+    from portside.runtime.rootfs import secure_join
+
+    path = secure_join(str(root), dest)
+    with contextlib.suppress(OSError):
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.rmdir(path)
+        elif os.path.isfile(path) and os.path.getsize(path) == 0:
+            os.unlink(path)
+
+
+def run_step(
+    engine: LocalEngine,
+    rootfs: Path,
+    req: RunRequest,
+    output: Callable[[bytes], None],
+) -> int:
+    """Run `req` in a container rooted at `rootfs`; relays its output; its exit code."""
+    from portside.engine import specgen
+    from portside.engine.api import CreateOptions
+
+    cid = "build-" + uuid.uuid4().hex
+    work = engine.runroot / "build" / cid[:18]
+    bundle = work / "bundle"
+    userdata = work / "userdata"
+    runtime = engine.runtime_for(req.runtime)
+    argv = list(req.argv)
+    script_path: str | None = None
+    if req.script is not None:
+        script_path = f"/.portside-heredoc-{uuid.uuid4().hex[:12]}"
+        from portside.runtime.rootfs import secure_join
+
+        host = secure_join(str(rootfs), script_path)
+        with open(host, "w") as f:
+            f.write(req.script)
+        os.chmod(host, 0o755)
+        argv = [script_path, *argv]
+    opts = CreateOptions(
+        image="",
+        command=argv,
+        entrypoint=[],
+        env=list(req.env),
+        network=req.network,
+        hostname=cid[6:18],
+    )
+    cfg = dict(req.config)
+    cfg.pop("Healthcheck", None)
+    spec = specgen.generate(
+        cfg,
+        opts,
+        cid=cid,
+        rootfs=rootfs,
+        userdata=userdata,
+        extra_mounts=req.mounts,
+        cache_dir=engine.runroot / "cache",
+    )
+    cwd = spec["process"]["cwd"]
+    dests = [m["destination"] for m in spec["mounts"]]
+    created = [d for d in [*dests, cwd] if not _exists(rootfs, d)]
+    from portside.runtime.rootfs import secure_join
+
+    os.makedirs(secure_join(str(rootfs), cwd), exist_ok=True)
+    code = 0
+    try:
+        specgen.write_etc_files(userdata, spec["hostname"], req.network)
+        bundle.mkdir(parents=True, exist_ok=True)
+        (bundle / "config.json").write_text(json.dumps(spec))
+        proc = subprocess.Popen(
+            runtime.argv("run", "--bundle", str(bundle), cid),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert proc.stdout is not None
+        _pump(proc.stdout, output)
+        code = proc.wait()
+    except OSError as e:
+        raise BuildError(f"running {runtime.name}: {e}") from None
+    finally:
+        if runtime.has_state(cid):
+            runtime.delete(cid)
+        shutil.rmtree(work, ignore_errors=True)
+        if script_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(secure_join(str(rootfs), script_path))
+        # deepest first, so a created parent is empty by the time it is tried
+        keep_cwd = cwd
+        for dest in sorted(created, key=lambda d: d.count("/"), reverse=True):
+            if dest == keep_cwd:
+                continue  # the working directory stays, as docker and buildah leave it
+            _remove_if_empty(rootfs, dest)
+    return code
+
+
+def _pump(stream: IO[bytes], output: Callable[[bytes], None]) -> None:
+    fd = stream.fileno()
+    while True:
+        data = os.read(fd, 65536)
+        if not data:
+            break
+        output(data)
+
+
+def stdout_writer(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()

@@ -1,0 +1,168 @@
+"""`portside build [OPTIONS] [CONTEXT]`: an image from a Containerfile/Dockerfile,
+with podman's and docker's flag names. CONTEXT is a directory, a tar file, or `-`
+(a tar on stdin); `-f -` reads the Containerfile from stdin."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from portside.cli.commands.create import get_engine
+from portside.errors import BuildError, InvalidArgument
+
+
+def _build_args(values: tuple[str, ...]) -> dict[str, str]:
+    """K=V, or K alone: the value from the environment (skipped when unset, as docker)."""
+    out: dict[str, str] = {}
+    for v in values:
+        k, eq, val = v.partition("=")
+        if not k:
+            raise InvalidArgument(f"--build-arg {v!r}: expected NAME=VALUE")
+        if eq:
+            out[k] = val
+        elif k in os.environ:
+            out[k] = os.environ[k]
+    return out
+
+
+def _labels(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        k, _, val = v.partition("=")
+        if not k:
+            raise InvalidArgument(f"--label {v!r}: expected KEY=VALUE")
+        out[k] = val
+    return out
+
+
+@contextlib.contextmanager
+def _context_dir(context: str, runroot: Path) -> Iterator[Path]:
+    """The context as a directory: as given, or a tar (file or stdin) unpacked in a temp dir."""
+    if context != "-" and Path(context).is_dir():
+        yield Path(context)
+        return
+    from portside.build.context import BuildContext
+
+    runroot.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="build-context-", dir=runroot))
+    try:
+        if context == "-":
+            BuildContext.from_tar(sys.stdin.buffer, tmp)
+        else:
+            if not Path(context).is_file():
+                raise BuildError(f"build context {context!r}: no such directory or tar file")
+            with open(context, "rb") as f:
+                BuildContext.from_tar(f, tmp)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@click.command()
+@click.option("--tag", "-t", "tags", multiple=True, metavar="NAME", help="Name the image.")
+@click.option("--file", "-f", "file", default=None, help="Containerfile (default: Containerfile, "
+              "then Dockerfile in the context; - for stdin).")  # fmt: skip
+@click.option("--target", default=None, help="Build up to this stage.")
+@click.option("--build-arg", "build_args", multiple=True, metavar="K=V", help="Set an ARG.")
+@click.option("--no-cache", is_flag=True, help="Do not use cached steps.")
+@click.option(
+    "--pull",
+    is_flag=False,
+    flag_value="always",
+    default="missing",
+    type=click.Choice(["always", "missing", "never", "newer", "true", "false"]),
+    help="Pull the base images: always (bare --pull), missing (default), never.",
+)
+@click.option("--pull-always", is_flag=True, hidden=True)
+@click.option("--pull-never", is_flag=True, hidden=True)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the image ID.")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="Add a label.")
+@click.option(
+    "--layers",
+    type=click.BOOL,
+    default=True,
+    show_default=True,
+    help="Cache each step as a layer (false: one layer per stage, no cache).",
+)
+@click.option("--format", "fmt", type=click.Choice(["oci", "docker"]), default="oci")
+@click.option("--runtime", default=None, help="OCI runtime for RUN (runc, crun, PATH).")
+@click.option(
+    "--network",
+    default="host",
+    type=click.Choice(["host", "none", "private", "default"]),
+    help="Network of RUN steps (default: host).",
+)
+@click.option("--iidfile", default=None, help="Write the image ID to this file.")
+@click.option("--squash", is_flag=True, help="Squash the new layers of the last stage into one.")
+@click.argument("context", required=False, default=".")
+def build(
+    tags: tuple[str, ...],
+    file: str | None,
+    target: str | None,
+    build_args: tuple[str, ...],
+    no_cache: bool,
+    pull: str,
+    pull_always: bool,
+    pull_never: bool,
+    quiet: bool,
+    labels: tuple[str, ...],
+    layers: bool,
+    fmt: str,
+    runtime: str | None,
+    network: str,
+    iidfile: str | None,
+    squash: bool,
+    context: str,
+) -> None:
+    """Build an image from a Containerfile or Dockerfile."""
+    from portside.build.builder import BuildOptions
+    from portside.build.builder import build as run_build
+    from portside.build.context import find_dockerfile
+
+    if pull_always:
+        pull = "always"
+    if pull_never:
+        pull = "never"
+    engine = get_engine()
+    if file == "-" and context == "-":
+        raise InvalidArgument("-f - and a context from stdin cannot both read stdin")
+    text: str
+    name = "Containerfile"
+    if file == "-":
+        text = sys.stdin.read()
+    with _context_dir(context, engine.runroot) as ctx_dir:
+        if file != "-":
+            path = find_dockerfile(ctx_dir, file)
+            if file and context == "-" and not Path(file).is_file():
+                path = ctx_dir / file
+            try:
+                text = path.read_text()
+            except OSError as e:
+                raise BuildError(f"{path}: {e.strerror}") from None
+            name = path.name
+        opts = BuildOptions(
+            context=ctx_dir,
+            dockerfile_text=text,
+            dockerfile_name=name,
+            tags=list(tags),
+            target=target,
+            build_args=_build_args(build_args),
+            no_cache=no_cache,
+            pull=pull,
+            quiet=quiet,
+            labels=_labels(labels),
+            layers=layers,
+            format=fmt,
+            runtime=runtime,
+            network="host" if network == "default" else network,
+            iidfile=iidfile,
+            squash=squash,
+        )
+        run_build(engine, opts)
