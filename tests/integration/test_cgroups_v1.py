@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -480,3 +481,36 @@ def test_check_before_update_refuses_a_limit_under_usage(mgr: V1Manager) -> None
         mgr.apply_resources({"memory": {"limit": 16 << 20, "checkBeforeUpdate": True}})
     assert int(read(mgr, "memory", "memory.limit_in_bytes")) > 1 << 60
     assert proc.poll() is None
+
+
+def test_self_join_through_tasks_then_the_rest_covers_every_hierarchy(mgr: V1Manager) -> None:
+    """The init's way in: it writes "0" to each v1 `tasks` file itself (no global lock),
+    and the runtime moves it into the cgroup2 directory of a hybrid host."""
+    files = mgr.self_join_files()
+    assert files and all(f.endswith("/tasks") for f in files)
+    assert {os.path.dirname(f) for f in files} == {
+        p for c, p in mgr.paths.items() if c != "unified"
+    }
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # single-threaded, as the init is
+        os.close(w)
+        try:
+            for f in files:
+                with open(f, "w") as fh:
+                    fh.write("0")
+            os.read(r, 1)
+        finally:
+            os._exit(0)
+    os.close(r)
+    try:
+        deadline = time.monotonic() + 10
+        while sorted(mgr.pids()) != [pid]:
+            assert time.monotonic() < deadline, "the child did not join"
+            time.sleep(0.01)
+        mgr.add_process_except_self_joined(pid)
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        assert lines and all(line.endswith(f":/{mgr.container_id}") for line in lines), lines
+    finally:
+        os.close(w)
+        os.waitpid(pid, 0)

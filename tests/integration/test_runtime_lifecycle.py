@@ -682,3 +682,20 @@ def test_pause_a_created_container_and_runc_exit_codes(
         assert rt("nosuchverb").returncode == 3
     finally:
         ok(rt("delete", "-f", "pc"))
+
+
+def test_created_init_is_in_its_cgroup_in_every_hierarchy(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    """The init joins its v1 cgroups itself (through `tasks`) and the runtime moves it into
+    the cgroup2 one: from outside, every hierarchy shows it in the container's cgroup."""
+    b = bundle(tmp_path, rootfs_template, ["sleep", "1000"])
+    name = f"portside-test-{os.getpid()}-{tmp_path.name}"
+    ok(rt("create", "-b", str(b), "joined"))
+    try:
+        pid = state(rt, "joined")["pid"]
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        assert lines and all(line.endswith(f":/{name}") for line in lines), lines
+    finally:
+        ok(rt("delete", "-f", "joined"))
+    assert cgroup_dirs(name) == []

@@ -2,22 +2,58 @@
 
 This is the only module that loads libc; everything above it calls these
 functions, which raise OSError with the errno and the path, like os does.
+
+It sits on `_ctypes`, the C half of ctypes, rather than on `ctypes`: the runtime
+loads this module on every container start, and the `ctypes` package (its many
+types, `struct`, `types`) costs more start-up time than the calls need. The
+calls take bytes, None and ints, with the few unsigned longs wrapped; structures
+are passed as packed bytes.
 """
 
 from __future__ import annotations
 
-import ctypes
+import _ctypes
 import os
+import sys
 
 
-def _load_libc() -> ctypes.CDLL:
+class _CInt(_ctypes._SimpleCData):
+    _type_ = "i"
+
+
+class _CULong(_ctypes._SimpleCData):
+    _type_ = "L"
+
+
+class _Func(_ctypes.CFuncPtr):
+    """A libc function: C calling convention, errno saved for get_errno, int result."""
+
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = _CInt
+
+
+class _Library:
+    """A dlopen handle whose attributes are its functions (what ctypes.CDLL does)."""
+
+    def __init__(self, name: str) -> None:
+        self._handle = _ctypes.dlopen(name, _ctypes.RTLD_LOCAL)
+
+    def __getattr__(self, name: str) -> _Func:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        func = _Func((name, self))  # type: ignore[arg-type]  # reads only ._handle
+        setattr(self, name, func)
+        return func
+
+
+def _load_libc() -> _Library:
     """glibc by its soname; ctypes.util.find_library would run ldconfig on every start."""
     try:
-        return ctypes.CDLL("libc.so.6", use_errno=True)
+        return _Library("libc.so.6")
     except OSError:
         from ctypes.util import find_library
 
-        return ctypes.CDLL(find_library("c") or "libc.so.6", use_errno=True)
+        return _Library(find_library("c") or "libc.so.6")
 
 
 _libc = _load_libc()
@@ -76,7 +112,7 @@ NAMESPACE_FLAGS: dict[str, int] = {
 
 def _check(result: int, *context: str) -> int:
     if result < 0:
-        err = ctypes.get_errno()
+        err = _ctypes.get_errno()
         raise OSError(err, os.strerror(err), *context[:1])
     return result
 
@@ -96,7 +132,7 @@ def mount(
 ) -> None:
     """mount(2); raises OSError naming the target."""
     _check(
-        _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+        _libc.mount(_b(source), _b(target), _b(fstype), _CULong(flags), _b(data)),
         os.fsdecode(target),
     )
 
@@ -137,10 +173,10 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return _check(
         _libc.prctl(
             option,
-            ctypes.c_ulong(arg2),
-            ctypes.c_ulong(arg3),
-            ctypes.c_ulong(arg4),
-            ctypes.c_ulong(arg5),
+            _CULong(arg2),
+            _CULong(arg3),
+            _CULong(arg4),
+            _CULong(arg5),
         )
     )
 
@@ -152,9 +188,6 @@ def _is_x86_64() -> bool:
 def syscall(number: int, *args: int | bytes | None) -> int:
     """Raw syscall(2) for calls glibc does not wrap; returns the result or raises."""
     return _check(_libc.syscall(number, *args))
-
-
-libc = _libc
 
 
 # prctl(2) options the runtime uses
@@ -174,36 +207,44 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    ]
+def _u32s(*values: int) -> bytes:
+    return b"".join((v & 0xFFFFFFFF).to_bytes(4, sys.byteorder) for v in values)
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:
-    """capset(2) with the 64-bit (v3) layout; each set is a bit mask of capability numbers."""
-    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    for i in range(2):
-        shift = 32 * i
-        data[i].effective = (effective >> shift) & 0xFFFFFFFF
-        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
-        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.capset(ctypes.byref(header), data))
+    """capset(2) with the 64-bit (v3) layout; each set is a bit mask of capability numbers.
+
+    The header (version, pid) and the two data records (effective, permitted,
+    inheritable; low words, then high) go in as packed bytes: with a valid version
+    the kernel only reads them.
+    """
+    header = _u32s(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = _u32s(effective, permitted, inheritable) + _u32s(
+        effective >> 32, permitted >> 32, inheritable >> 32
+    )
+    _check(_libc.capset(header, data))
 
 
 def personality(persona: int) -> int:
     """personality(2): returns the previous persona."""
-    return _check(_libc.personality(ctypes.c_ulong(persona)))
+    return _check(_libc.personality(_CULong(persona)))
 
 
 def setgroups(groups: list[int]) -> None:
     """setgroups(2) directly (os.setgroups refuses an empty list on some builds)."""
-    arr = (ctypes.c_uint32 * max(len(groups), 1))(*groups)
-    _check(_libc.setgroups(ctypes.c_size_t(len(groups)), arr))
+    arr = _u32s(*groups) if groups else bytes(4)
+    _check(_libc.setgroups(_CULong(len(groups)), arr))
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """prlimit(2) on this process (the `resource` module is one more library to load).
+
+    Values at or above 2**63, and -1, mean RLIM_INFINITY."""
+    mask = 0xFFFFFFFFFFFFFFFF
+    limits = (soft & mask).to_bytes(8, sys.byteorder) + (hard & mask).to_bytes(8, sys.byteorder)
+    _check(_libc.prlimit(0, resource, limits, None))
+
+
+def socket(family: int, kind: int, proto: int = 0) -> int:
+    """socket(2) as a bare fd, for an ioctl (the socket module is more than that needs)."""
+    return _check(_libc.socket(family, kind, proto))

@@ -30,21 +30,29 @@ def load(saved: dict[str, Any]) -> Any:
 
 
 # The first cgroup migration of a process waits for an RCU grace period (the kernel
-# switches its global cgroup_threadgroup_rwsem to writer mode), 10-20 ms here; any
+# switches its global cgroup_threadgroup_rwsem to writer mode), 10-25 ms here; any
 # migration in the next grace period or so is fast. So `create`, `run` and `exec`
 # start a thread that keeps moving the runtime into the cgroup it is already in (a
 # no-op) while they load and fork, and the container's own join finds the kernel
 # ready. It stops once the container has joined its cgroup.
+#
+# The wait happens with the kernel's cgroup_mutex held, so it also stalls every cgroup
+# mkdir meanwhile. The init of `create`/`run` joins its v1 cgroups itself through
+# `tasks`, which needs no such lock (CgroupManager.self_join_files): on a v1-only host
+# they warm up nothing; only a cgroup2 hierarchy (hybrid or unified) is joined through
+# cgroup.procs.
 _running: list[list[bool]] = []
 
 
-def warm_up() -> None:
-    """Start the no-op migrations in the background (best effort, never an error)."""
+def warm_up(*, v2_only: bool = False) -> None:
+    """Start the no-op migrations in the background (best effort, never an error).
+
+    With `v2_only`, only if a cgroup2 hierarchy is mounted (the joins that need it)."""
     import _thread
 
     flag = [True]
     _running.append(flag)
-    _thread.start_new_thread(_warm_loop, (flag,))
+    _thread.start_new_thread(_warm_loop, (flag, v2_only))
 
 
 def cool_down() -> None:
@@ -53,12 +61,12 @@ def cool_down() -> None:
     _running.clear()
 
 
-def _warm_loop(flag: list[bool]) -> None:
+def _warm_loop(flag: list[bool], v2_only: bool) -> None:
     import os
     import time
 
     try:
-        target = _own_procs_file()
+        target = _own_procs_file(v2_only)
         while target and flag[0]:
             fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
             try:
@@ -70,8 +78,9 @@ def _warm_loop(flag: list[bool]) -> None:
         pass
 
 
-def _own_procs_file() -> str | None:
-    """cgroup.procs of the runtime's own cgroup in some mounted hierarchy that shows it."""
+def _own_procs_file(v2_only: bool = False) -> str | None:
+    """cgroup.procs of the runtime's own cgroup in some mounted hierarchy that shows it
+    (a cgroup2 one with `v2_only`)."""
     with open("/proc/self/cgroup") as f:
         own = {}
         for line in f.read().splitlines():
@@ -90,7 +99,7 @@ def _own_procs_file() -> str | None:
         path: str | None
         if tail[0] == "cgroup2":
             path = own.get("")
-        elif tail[0] == "cgroup":
+        elif tail[0] == "cgroup" and not v2_only:
             opts = set(tail[2].split(","))
             path = next((p for c, p in own.items() if c and set(c.split(",")) <= opts), None)
         else:

@@ -78,14 +78,16 @@ def write_time_offsets(offsets: dict[str, dict[str, int]]) -> None:
 
 def loopback_up() -> None:
     """A new network namespace has `lo` down; runc and crun bring it up."""
-    import _socket
     import fcntl
-    import struct
+    import sys
 
-    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    fd = libc.socket(2, 2)  # AF_INET, SOCK_DGRAM: any socket takes the interface ioctls
     try:
-        req = struct.pack("16sh14x", b"lo", 0)
-        flags = struct.unpack("16sh14x", fcntl.ioctl(s.fileno(), 0x8913, req))[1]
-        fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sh14x", b"lo", flags | 0x1))
+        # struct ifreq: the name in 16 bytes, then the flags (a short) in a 24-byte union
+        req = bytearray(b"lo".ljust(40, b"\0"))
+        fcntl.ioctl(fd, 0x8913, req)  # SIOCGIFFLAGS
+        flags = int.from_bytes(req[16:18], sys.byteorder) | 0x1  # IFF_UP
+        req[16:18] = flags.to_bytes(2, sys.byteorder)
+        fcntl.ioctl(fd, 0x8914, req)  # SIOCSIFFLAGS
     finally:
-        s.close()
+        os.close(fd)

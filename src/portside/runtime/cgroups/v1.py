@@ -137,7 +137,23 @@ class V1Manager(CgroupManager):
         return any(os.path.isdir(p) for p in self.paths.values())
 
     def add_process(self, pid: int) -> None:
-        for ctrl, path in self.paths.items():
+        self._add(pid, self.paths)
+
+    def self_join_files(self) -> list[str]:
+        # v1 `tasks` moves one thread, and "0" is the writer: the lock-free path
+        return [
+            os.path.join(path, "tasks")
+            for ctrl, path in self.paths.items()
+            if ctrl != UNIFIED and os.path.isdir(path)
+        ]
+
+    def add_process_except_self_joined(self, pid: int) -> None:
+        # the cgroup2 directory of a hybrid host has no `tasks`: cgroup.procs it is
+        self._add(pid, {c: p for c, p in self.paths.items() if c == UNIFIED})
+
+    @staticmethod
+    def _add(pid: int, paths: dict[str, str]) -> None:
+        for ctrl, path in paths.items():
             if not os.path.isdir(path):
                 continue
             try:

@@ -68,8 +68,6 @@ def _preload(cfg: Config, proc: Process) -> None:
     mount namespace, the runtime's own files (and libseccomp) are out of sight."""
     from portside.runtime import capabilities, rootfs  # noqa: F401
 
-    if proc.rlimits:
-        import resource  # noqa: F401
     if proc.terminal or (cfg.seccomp or {}).get("listenerPath"):
         import socket  # noqa: F401
 
@@ -170,7 +168,8 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
 
     def joined_cgroup() -> None:
         if opts.late_cgroup:
-            ch.expect(sync.GO)
+            for path in ch.expect(sync.GO).get("join") or ():
+                _join_cgroup(path)
             opts.late_cgroup = False
 
     rootfs.mount_all(cfg, before_cgroupfs=joined_cgroup)
@@ -233,6 +232,21 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
     finish(cfg, proc, ch, opts, fifo)
 
 
+def _join_cgroup(tasks: str) -> None:
+    """Move this (single-threaded) process into the cgroup whose `tasks` file this is."""
+    try:
+        fd = os.open(tasks, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    except OSError as e:
+        where = os.path.dirname(tasks)
+        raise PortsideError(
+            f"cannot join cgroup {where}: {(e.strerror or str(e)).lower()}"
+        ) from None
+
+
 def exec_process(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoReturn:
     """exec: a new process in the container's namespaces (already joined by stage1)."""
     if proc.terminal:
@@ -281,19 +295,12 @@ def finish(cfg: Config, proc: Process, ch: sync.Channel, opts: Options, fifo: in
             raise PortsideError(
                 f"failed to set oom_score_adj to {proc.oom_score_adj}: {(e.strerror or '').lower()}"
             ) from None
-    if proc.rlimits:
-        import resource
-
-        for kind, soft, hard in proc.rlimits:
-            try:
-                resource.setrlimit(kind, (_rlim(soft), _rlim(hard)))
-            except ValueError as e:
-                # Python's wording for EPERM ("not allowed to raise maximum limit")
-                reason = "operation not permitted" if "not allowed" in str(e) else str(e)
-                raise PortsideError(f"error setting rlimit type {kind}: {reason}") from None
-            except OSError as e:
-                reason = (e.strerror or str(e)).lower()
-                raise PortsideError(f"error setting rlimit type {kind}: {reason}") from None
+    for kind, soft, hard in proc.rlimits:
+        try:
+            libc.setrlimit(kind, _rlim(soft), _rlim(hard))
+        except OSError as e:
+            reason = (e.strerror or str(e)).lower()
+            raise PortsideError(f"error setting rlimit type {kind}: {reason}") from None
     env = list(proc.env)
     os.chdir("/")
     _try_chdir(proc.cwd)

@@ -95,17 +95,24 @@ def _spawn(
             parent_ch.push_back(m)
         if late:
             # stage 1 went on while we made the cgroup; the init waits for this
-            # before it mounts cgroupfs or goes past its mounts
+            # before it mounts cgroupfs or goes past its mounts. It is single-threaded
+            # and in no user namespace: it moves itself where it can (see
+            # CgroupManager.self_join_files), we move it into the rest.
+            join: list[str] = []
             if mgr is not None:
                 try:
-                    mgr.add_process(pid)
+                    if joins_mount_ns(cfg):  # the host's cgroup files may be out of its sight
+                        mgr.add_process(pid)
+                    else:
+                        join = mgr.self_join_files()
+                        mgr.add_process_except_self_joined(pid)
                 except Exception:
                     # most likely the init failed and exited: its message says why
                     msg = parent_ch.recv()
                     if msg["t"] == sync.ERROR:
                         raise RuntimeFailure(str(msg.get("msg"))) from None
                     raise
-            parent_ch.send(sync.GO)
+            parent_ch.send(sync.GO, join=join)
     except BaseException:
         _kill_wait(stage)
         parent_ch.close()
@@ -114,6 +121,10 @@ def _spawn(
         cgroupctl.cool_down()  # joined (or failed): the no-op migrations are done
     os.waitpid(stage, 0)
     return pid, parent_ch
+
+
+def joins_mount_ns(cfg: Config) -> bool:
+    return any(kind == "mount" and path is not None for kind, path in cfg.namespaces)
 
 
 def _kill_wait(pid: int) -> None:
@@ -246,18 +257,8 @@ def start(c: Container) -> None:
         fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise RuntimeFailure("cannot start an already running container") from None
-    delay = 0.0002
     try:
-        while True:
-            try:
-                if os.read(fd, 1):
-                    break
-            except BlockingIOError:
-                pass
-            if not c.alive():
-                raise RuntimeFailure("cannot start a container that has stopped")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)  # the init answers at once unless it is starved
+        _await_fifo(c, fd)
     finally:
         os.close(fd)
     try:  # noqa: SIM105 - contextlib costs start-up time
@@ -269,6 +270,29 @@ def start(c: Container) -> None:
         from portside.runtime.hooks import run_hooks_warn
 
         run_hooks_warn("poststart", hooks, c.hook_state("running"))
+
+
+def _await_fifo(c: Container, fd: int) -> None:
+    """Wait for the init's byte on the exec fifo (it writes once our open lets its open
+    through). A FIFO polls readable on the byte, and hung up only once a writer has come
+    and gone: an init that dies before opening it is caught by the periodic check."""
+    import select
+
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        if poller.poll(50):
+            try:
+                if os.read(fd, 1):
+                    return
+            except BlockingIOError:
+                pass
+            if not c.alive():  # hung up without the byte
+                break
+            time.sleep(0.001)  # a hang-up that is not the end: do not spin on it
+        elif not c.alive():
+            break
+    raise RuntimeFailure("cannot start a container that has stopped")
 
 
 def signal_number(name: str) -> int:
