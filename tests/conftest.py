@@ -54,6 +54,23 @@ def engine_cgroup_parent() -> Iterator[None]:
             parent.rmdir()
 
 
+# --- networking (issue 8): tests default to --network none ---------------------------------
+@pytest.fixture(scope="session", autouse=True)
+def default_network_none() -> Iterator[None]:
+    """Without --network a container joins the bridge network `portside`, whose bridge and
+    rules would be made in the namespace the engine runs in: for most tests the machine's
+    real one. So tests default to `none` (only lo, as the engine gave before networking);
+    a test that wants the default network gives the engine a host namespace of its own
+    and unsets this (see tests/integration/test_network_engine.py)."""
+    old = os.environ.get("PORTSIDE_DEFAULT_NETWORK")
+    os.environ["PORTSIDE_DEFAULT_NETWORK"] = "none"
+    yield
+    if old is None:
+        os.environ.pop("PORTSIDE_DEFAULT_NETWORK", None)
+    else:
+        os.environ["PORTSIDE_DEFAULT_NETWORK"] = old
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """Debian's docker-registry on a free 127.0.0.1 port with temporary storage."""

@@ -60,10 +60,16 @@ class CreateOptions:
     health_retries: int | None = None
     health_start_period: float | None = None
     no_healthcheck: bool = False
-    network: str = "private"  # private (loopback only) | none | host
+    # "" = the engine's default (portside.toml default_network, else "private": podman's
+    # word for the default bridge network `portside`) | none | host | container:ID | N[,N]
+    network: str = ""
     pull: str = "missing"
     remove: bool = False  # --rm
-    publish: list[str] = field(default_factory=list)  # recorded; published with issue 8
+    publish: list[str] = field(default_factory=list)  # -p [HOST_IP:]HOST_PORT:CTR_PORT[/PROTO]
+    publish_all: bool = False  # -P: the image's ExposedPorts on free host ports
+    ip: str | None = None  # --ip (first network)
+    mac_address: str | None = None  # --mac-address (first network)
+    network_aliases: list[str] = field(default_factory=list)  # --network-alias
 
 
 @dataclass

@@ -6,6 +6,8 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from portside.engine.networking import network_mode_name
+
 if TYPE_CHECKING:
     from portside.engine.local import LocalEngine
 
@@ -96,10 +98,72 @@ def docker_inspect(engine: LocalEngine, doc: dict[str, Any]) -> dict[str, Any]:
             "CpuShares": (res.get("cpu") or {}).get("shares", 0),
             "CpusetCpus": (res.get("cpu") or {}).get("cpus", ""),
             "PidsLimit": (res.get("pids") or {}).get("limit", 0),
-            "NetworkMode": opts.get("network") or "private",
+            "NetworkMode": network_mode_name(doc.get("net") or {"mode": "none"}),
+            "PortBindings": _ports(((doc.get("net") or {}).get("ports")) or []),
             "LogConfig": {"Type": doc["log_driver"], "Config": opts.get("log_opts") or {}},
             "Init": bool(opts.get("init")),
             "Runtime": doc["runtime"],
         },
         "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": doc.get("rootfs", "")}},
+        "NetworkSettings": network_settings(doc, st.running),
+    }
+
+
+def _ports(ports: list[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in ports:
+        key = f"{p['containerPort']}/{p.get('protocol', 'tcp')}"
+        out.setdefault(key, []).append(
+            {"HostIp": str(p.get("hostIP", "")), "HostPort": str(p["hostPort"])}
+        )
+    return out
+
+
+def _addr(cidr: str) -> tuple[str, int]:
+    ip, _, plen = cidr.partition("/")
+    return ip, int(plen or 0)
+
+
+def _endpoint(n: dict[str, Any]) -> dict[str, Any]:
+    v4 = [_addr(c) for c in n.get("ips") or [] if ":" not in c]
+    v6 = [_addr(c) for c in n.get("ips") or [] if ":" in c]
+    gw = str(n.get("gateway") or "")
+    return {
+        "EndpointID": "",
+        "Gateway": gw if ":" not in gw else "",
+        "IPAddress": v4[0][0] if v4 else "",
+        "IPPrefixLen": v4[0][1] if v4 else 0,
+        "IPv6Gateway": gw if ":" in gw else "",
+        "GlobalIPv6Address": v6[0][0] if v6 else "",
+        "GlobalIPv6PrefixLen": v6[0][1] if v6 else 0,
+        "MacAddress": str(n.get("mac") or ""),
+    }
+
+
+def network_settings(doc: dict[str, Any], running: bool) -> dict[str, Any]:
+    """podman's NetworkSettings: the first network's address at the top, every network
+    under Networks; addresses only while the network is up."""
+    plan = doc.get("net") or {}
+    status = (doc.get("net_status") or {}) if running else {}
+    up = {n["network"]: n for n in status.get("networks") or []}
+    networks = {}
+    for r in plan.get("requests") or []:
+        n = up.get(r["name"], {})
+        networks[r["name"]] = {
+            **_endpoint(n),
+            "NetworkID": r["name"],
+            "DriverOpts": None,
+            "IPAMConfig": None,
+            "Links": None,
+            "Aliases": [doc["id"][:12], *(r.get("aliases") or [])],
+        }
+    first: dict[str, Any] = next(iter(up.values()), {})
+    return {
+        **_endpoint(first),
+        "Bridge": "",
+        "SandboxID": "",
+        "HairpinMode": False,
+        "Ports": _ports(plan.get("ports") or []),
+        "SandboxKey": plan.get("netns", "") if plan.get("mode") != "host" else "",
+        "Networks": networks,
     }

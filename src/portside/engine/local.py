@@ -55,6 +55,7 @@ from portside.errors import (
 )
 
 if TYPE_CHECKING:
+    from portside.engine.networking import EngineNetworking
     from portside.engine.volumes import Volumes
     from portside.images.store import ImageStore
     from portside.monitor.client import MonitorHandle
@@ -93,6 +94,7 @@ class LocalEngine:
         self._images: ImageStore | None = None
         self._layers: LayerStore | None = None
         self._volumes: Volumes | None = None
+        self._network: EngineNetworking | None = None
 
     # -- parts, opened on first use
 
@@ -132,6 +134,14 @@ class LocalEngine:
 
             self._volumes = Volumes(self.root, self.db)
         return self._volumes
+
+    @property
+    def network(self) -> EngineNetworking:
+        if self._network is None:
+            from portside.engine.networking import EngineNetworking
+
+            self._network = EngineNetworking(self.root, self.runroot, self.settings)
+        return self._network
 
     def close(self) -> None:
         # the state DB last: the last connection to portside.db to close decides whether
@@ -292,6 +302,14 @@ class LocalEngine:
             if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
                 raise InvalidArgument(f"invalid container name {name!r}")
         labels = {**(image_cfg.get("Labels") or {}), **opts.labels}
+        exposed = sorted((image_cfg.get("ExposedPorts") or {}).keys())
+        if not opts.network:
+            from dataclasses import replace
+
+            from portside.engine.networking import default_network
+
+            opts = replace(opts, network=default_network(self.settings))
+        net_plan = self.network.plan(opts, cid, exposed, self.record)
         now = time.time()
         doc: dict[str, Any] = {
             "id": cid,
@@ -313,7 +331,8 @@ class LocalEngine:
             "log_path": str(self.ctr_dir(cid) / "ctr.log"),
             "hostname": opts.hostname or cid[:12],
             "mounts": [],
-            "exposed_ports": sorted((image_cfg.get("ExposedPorts") or {}).keys()),
+            "exposed_ports": exposed,
+            "net": net_plan,
         }
         for attempt in range(20):
             try:
@@ -349,6 +368,8 @@ class LocalEngine:
                     extra_mounts=mounts,
                     init_binary=init,
                     cache_dir=self.runroot / "cache",
+                    netns_path=net_plan["netns"] or None,
+                    host_network=net_plan["mode"] == "host",
                 )
                 specgen.write_etc_files(self.ctr_dir(cid), spec["hostname"], opts.network)
                 self._write_bundle(cid, spec)
@@ -455,9 +476,17 @@ class LocalEngine:
             config = self._monitor_config(
                 doc, stdin=stdin or bool(doc["options"].get("interactive")), defer=attach
             )
+            self.network.down(doc)  # what an earlier run left (an exit not cleaned up)
+            net_status = self.network.up(doc, self.ctr_dir(cid), self.record)
+            self.db.update(cid, net_status=net_status)
             try:
                 handle = spawn(config, zygote_dir=self.runroot)
-            except RuntimeFailure as err:
+            except BaseException as err:
+                with contextlib.suppress(PortsideError, OSError):
+                    self.network.down(doc)
+                    self.db.update(cid, net_status=None)
+                if not isinstance(err, RuntimeFailure):
+                    raise
                 self.db.update(
                     cid,
                     status=cs.EXITED,
@@ -616,6 +645,8 @@ class LocalEngine:
                 with contextlib.suppress(PortsideError):
                     runtime.kill(cid, 9)
                 runtime.delete(cid)
+        with contextlib.suppress(PortsideError, OSError):
+            self.network.down(doc)
         with contextlib.suppress(NotFound):
             self.layers.remove_snapshot(doc["snapshot"])
         shutil.rmtree(self.run_dir(cid), ignore_errors=True)
@@ -642,6 +673,10 @@ class LocalEngine:
             if fresh is None:
                 return
             state = self.state_of(fresh)
+            if not state.running and fresh.get("net_status") is not None:
+                with contextlib.suppress(PortsideError, OSError):
+                    self.network.down(fresh)
+                self.db.update(fresh["id"], net_status=None)
             if not state.running and cs.is_mounted(fresh["rootfs"]):
                 with contextlib.suppress(PortsideError):
                     self.layers.unmount(doc["snapshot"])
@@ -686,7 +721,15 @@ class LocalEngine:
                     rt.delete(doc["id"])
                 with contextlib.suppress(NotFound):
                     self._record_exit(fresh, self.state_of(fresh))
+                with contextlib.suppress(PortsideError, OSError):
+                    self.network.down(fresh)
+                    self.db.update(doc["id"], net_status=None)
             fixed.append(doc["id"])
+        # namespaces, attachments, leases, rules of containers that no longer exist (a crash
+        # in the middle of rm, a lost record): looked for cheaply, swept when there are any
+        live = {d["id"] for d in self.db.all()}
+        if self.network.stale(live):
+            self.network.sweep(live)
         return fixed
 
     # -- logs

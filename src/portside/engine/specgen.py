@@ -462,8 +462,15 @@ def generate(
     extra_mounts: list[dict[str, Any]],
     init_binary: str | None = None,
     cache_dir: Path | None = None,
+    netns_path: str | None = None,
+    host_network: bool | None = None,
 ) -> dict[str, Any]:
-    """The whole config.json; `extra_mounts` are the volumes, binds and tmpfs already resolved."""
+    """The whole config.json; `extra_mounts` are the volumes, binds and tmpfs already resolved.
+    `netns_path`: the network namespace to join (the engine's pin, another container's, or
+    the configured host side); without it the host network (`host_network`, by default
+    `--network host`) is shared and anything else gets a fresh one from the runtime."""
+    if host_network is None:
+        host_network = opts.network == "host"
     argv = command_of(image_cfg, opts)
     if opts.init:
         if init_binary is None:
@@ -557,7 +564,7 @@ def generate(
             "options": [*nosuid_noexec_nodev, "mode=1777", "size=65536k"],
         },
     ]
-    if opts.network == "host":
+    if host_network and not netns_path:
         mounts = [m for m in mounts if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
         mounts.append(
             {
@@ -590,12 +597,10 @@ def generate(
         )
     mounts = [m for m in mounts if m["destination"] not in taken] + extra_mounts
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if opts.network in ("private", "none", "bridge", "", None):
+    if netns_path:
+        namespaces.append({"type": "network", "path": netns_path})
+    elif not host_network:
         namespaces.append({"type": "network"})
-    elif opts.network != "host":
-        raise InvalidArgument(
-            f"network {opts.network!r}: only none and host are available (bridge comes later)"
-        )
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "resources": _resources(opts),

@@ -71,9 +71,16 @@ CREATE_FLAGS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--health-retries",), {"default": None, "type": int, "help": "Failures before unhealthy."}),
     (("--health-start-period",), {"default": None, "help": "Grace time after start."}),
     (("--no-healthcheck",), {"is_flag": True, "help": "Disable the image's healthcheck."}),
-    (("--network", "--net"), {"default": "private", "help": "none or host (bridge: later)."}),
+    (
+        ("--network", "--net"),
+        {"default": None, "help": "NAME[,NAME..]|none|host|container:ID (default: portside)."},
+    ),
     (("--pull",), {"default": "missing", "type": click.Choice(["always", "missing", "never"])}),
-    (("-p", "--publish"), {**_MULTI, "help": "Publish a port (recorded; networking issue)."}),
+    (("-p", "--publish"), {**_MULTI, "help": "[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]."}),
+    (("-P", "--publish-all"), {"is_flag": True, "help": "Publish the image's exposed ports."}),
+    (("--ip",), {"default": None, "help": "IPv4 or IPv6 address on the (first) network."}),
+    (("--mac-address",), {"default": None, "help": "MAC address on the (first) network."}),
+    (("--network-alias",), {**_MULTI, "help": "Another name on the container's networks."}),
 ]
 
 
@@ -147,10 +154,14 @@ def make_options(image: str, command: tuple[str, ...], kw: dict[str, Any]) -> Cr
         health_retries=kw.get("health_retries"),
         health_start_period=dur("health_start_period"),
         no_healthcheck=bool(kw.get("no_healthcheck")),
-        network=kw.get("network") or "private",
+        network=kw.get("network") or "",
         pull=kw.get("pull") or "missing",
         remove=bool(kw.get("rm")),
         publish=list(kw.get("publish", ())),
+        publish_all=bool(kw.get("publish_all")),
+        ip=kw.get("ip"),
+        mac_address=kw.get("mac_address"),
+        network_aliases=list(kw.get("network_alias", ())),
     )
 
 

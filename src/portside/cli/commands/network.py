@@ -1,7 +1,7 @@
-"""`portside network create|ls|inspect|rm|prune`: manage network configs (conflists).
+"""`portside network create|ls|inspect|rm|prune|connect|disconnect`.
 
-These only manage the files; joining containers to networks is the engine's
-(`run --network`), which calls portside.network.api.
+Networks are conflists; joining containers to them is the engine's (`run --network`,
+`connect`, `disconnect`: portside.engine.networking over portside.network.api).
 """
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ if TYPE_CHECKING:
 
 
 def _networking() -> Networking:
-    from portside.config import paths
-    from portside.network.api import Networking
+    """The engine's Networking: its roots and its settings (host side, plugin dirs)."""
+    from portside.cli.commands.create import get_engine
 
-    root_ctx = click.get_current_context().find_root()
-    obj = root_ctx.obj if isinstance(root_ctx.obj, dict) else {}
-    p = paths(obj.get("root"), obj.get("runroot"))
-    return Networking(p.root, p.runroot)
+    return get_engine().network.networking()
 
 
 def network_id(name: str) -> str:
@@ -155,6 +152,34 @@ def rm(names: tuple[str, ...]) -> None:
             raise InvalidArgument(f"network {n} is the default network and cannot be removed")
         net.remove_network(n)
         click.echo(n)
+
+
+@network.command("connect")
+@click.option("--ip", default=None, help="Address on this network.")
+@click.option("--mac-address", default=None, help="MAC address on this network.")
+@click.option("--alias", multiple=True, help="Another name on this network (repeatable).")
+@click.argument("name")
+@click.argument("container")
+def connect(
+    ip: str | None, mac_address: str | None, alias: tuple[str, ...], name: str, container: str
+) -> None:
+    """Connect a container to a network (now if it runs, and at every later start)."""
+    from portside.cli.commands.create import get_engine
+    from portside.engine.networking import connect_container
+
+    connect_container(get_engine(), container, name, ip, mac_address, list(alias))
+
+
+@network.command("disconnect")
+@click.option("--force", "-f", is_flag=True, help="Accepted for compatibility.")
+@click.argument("name")
+@click.argument("container")
+def disconnect(force: bool, name: str, container: str) -> None:
+    """Disconnect a container from a network."""
+    from portside.cli.commands.create import get_engine
+    from portside.engine.networking import disconnect_container
+
+    disconnect_container(get_engine(), container, name)
 
 
 @network.command("prune")

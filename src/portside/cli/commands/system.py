@@ -1,4 +1,4 @@
-"""`portside system ...`: check and df (other components may add subcommands)."""
+"""`portside system ...`: check, prune and df (other components may add subcommands)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,41 @@ def check(repair: bool, quick: bool) -> None:
         raise CheckFailed(f"{len(problems)} problem(s) found; run `portside system check --repair`")
     if not problems:
         click.echo("no problems found")
+
+
+@system.command("prune")
+@click.option("--all", "-a", "all_images", is_flag=True, help="Also every image no container uses.")
+@click.option("--force", "-f", is_flag=True, help="Do not ask (always true here).")
+def prune(all_images: bool, force: bool) -> None:
+    """Remove stopped containers, unused networks, dangling images, and what crashed
+    containers left of their networks (namespaces, veths, leases, firewall rules)."""
+    from portside.cli.commands.create import get_engine
+
+    engine = get_engine()
+    for cid in engine.prune():
+        click.echo(f"Deleted container {cid}")
+    live = {d["id"] for d in engine.db.all()}
+    report = engine.network.sweep(live)
+    for kind, items in (
+        ("network namespace", report.netns),
+        ("network attachment", report.attachments),
+        ("veth", report.veths),
+        ("IPAM lease", report.leases),
+        ("firewall rule", report.rules),
+    ):
+        for item in items:
+            click.echo(f"Deleted {kind} {item}")
+    for err in report.errors:
+        click.echo(f"warning: {err}", err=True)
+    for name in engine.network.remove_unused_networks():
+        click.echo(f"Deleted network {name}")
+    store = open_store()
+    removed = store.prune(all_images=all_images)
+    freed = store.gc().freed
+    for rec in removed:
+        click.echo(f"Deleted image {rec.id}")
+    if removed or freed:
+        click.echo(f"Total reclaimed space: {human_size(freed)}", err=True)
 
 
 @system.command("df")

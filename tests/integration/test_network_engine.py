@@ -1,0 +1,226 @@
+"""`portside run --network ...` end to end: the engine makes the namespaces and runs the CNI
+plugins, with portside-runtime and runc.
+
+The host side of every test is a network namespace the test makes: portside.toml's
+`host_netns` points the engine at it, so the bridges, veths, iptables rules and DNS
+responders are made there, and `--network host` means it. Traffic stays in it and on
+its loopback. At the end everything is removed and the real host is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from portside.network import dns, netns
+from tests.conftest import need_root, need_tool
+from tests.integration.test_engine_support import IMAGE, Env, engine_template, env, runtime_arg
+
+__all__ = ["engine_template", "env"]
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.overlay, pytest.mark.timeout(240)]
+
+BUSYBOX = "/bin/busybox"
+RUNTIMES = ["portside-runtime", "runc"]
+
+
+def _links_here() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+
+
+class NetEnv:
+    """The engine (Env) plus the host namespace it uses."""
+
+    def __init__(self, env: Env, host: Path) -> None:
+        self.env = env
+        self.host = host
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.env.cli(*args, check=check)
+
+    def on_host(self, *argv: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return netns.run_in(self.host, list(argv), capture_output=True, text=True, check=check)
+
+    def veths(self) -> list[str]:
+        out = self.on_host("ip", "-o", "link", "show", "type", "veth").stdout
+        return [ln.split(":")[1].strip().split("@")[0] for ln in out.splitlines()]
+
+    def rules(self) -> list[str]:
+        """Rules of one container: id comments, per-container chains, firewall addresses
+        (not the shared CNI-HOSTPORT-* / CNI-FORWARD chains the plugins make once)."""
+        per = re.compile(r'id: \\"|CNI-DN-|CNI-[0-9a-f]{20}|-A CNI-FORWARD -[ds] ')
+        out = ""
+        for table in ("filter", "nat"):
+            out += self.on_host("iptables-save", "-t", table).stdout
+        return [ln for ln in out.splitlines() if ln.startswith("-A ") and per.search(ln)]
+
+    def leases(self) -> list[str]:
+        d = self.env.runroot / "cni" / "networks"
+        return [str(p) for p in d.rglob("*") if p.is_file() and re.match(r"^[0-9a-f.:]+$", p.name)]
+
+    def pins(self) -> list[str]:
+        return [p.name for p in netns.list_all(self.env.runroot)]
+
+    def traces(self) -> tuple[list[str], ...]:
+        return self.veths(), self.pins(), self.leases(), self.rules()
+
+
+@pytest.fixture
+def net(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NetEnv]:
+    need_root()
+    need_tool("iptables")
+    need_tool("nsenter")
+    monkeypatch.delenv("PORTSIDE_DEFAULT_NETWORK")  # this test has a host of its own
+    links_before = _links_here()
+    hostrun = tmp_path / "hostns"
+    host = netns.create(hostrun, "host")
+    (tmp_path / "portside.toml").write_text(f'[engine]\nhost_netns = "{host}"\n')
+    ne = NetEnv(env, host)
+    try:
+        yield ne
+    finally:
+        env.cleanup()
+        dns_dir = env.runroot / "dns"
+        for d in dns_dir.glob("*") if dns_dir.is_dir() else []:
+            dns.stop_responder(dns_dir, d.name)
+        for p in netns.list_all(env.runroot):
+            netns.remove(p)
+        netns.release_dir(env.runroot)
+        netns.remove(host)
+        netns.release_dir(hostrun)
+    assert _links_here() - links_before == set()
+    assert env.mounts_under(tmp_path) == []
+
+
+def _retry(ne: NetEnv, argv: list[str], want: str, host: bool = False) -> str:
+    """Run until the output has `want` (httpd binding, a name registering); no timing."""
+    out = ""
+    for _ in range(100):
+        r = ne.on_host(*argv) if host else ne.cli(*argv, check=False)
+        out = r.stdout + r.stderr
+        if want in out:
+            return out
+    return out
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_httpd_reached_by_name_alias_and_published_port(net: NetEnv, runtime: str) -> None:
+    rt = ("--runtime", runtime_arg(runtime))
+    net.cli("network", "create", "--subnet", "10.91.0.0/24", "appnet")
+    serve = "mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 80 -h /www"
+    net.cli(
+        "run", "-d", *rt, "--name", "web", "--network", "appnet", "--network-alias", "www",
+        "-p", "127.0.0.1:18081:80", IMAGE, "sh", "-c", serve,
+    )  # fmt: skip
+    doc = net.env.inspect("web")
+    ns = doc["NetworkSettings"]
+    ip = ns["Networks"]["appnet"]["IPAddress"]
+    assert ip.startswith("10.91.0.") and ns["IPAddress"] == ip
+    assert ns["Gateway"] == "10.91.0.1" and re.fullmatch(r"[0-9a-f:]{17}", ns["MacAddress"])
+    assert ns["Ports"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18081"}]}
+    assert "www" in ns["Networks"]["appnet"]["Aliases"]
+    assert doc["HostConfig"]["NetworkMode"] == "appnet"
+    assert net.cli("port", "web").stdout == "80/tcp -> 127.0.0.1:18081\n"
+    assert net.cli("port", "web", "80").stdout == "127.0.0.1:18081\n"
+    # another container on the network: by name (its /etc/hosts) and alias (the responder)
+    fetch = "wget -q -O - http://web/ && wget -q -O - http://www.dns.portside/"
+    out = _retry(
+        net, ["run", "--rm", *rt, "--network", "appnet", IMAGE, "sh", "-c", fetch], "hello-web"
+    )
+    assert out.count("hello-web") == 2, out
+    look = net.cli("run", "--rm", *rt, "--network", "appnet", IMAGE, "nslookup", "www").stdout
+    assert ip in look and "10.91.0.1" in look  # answered by the responder on the gateway
+    # the host side, through the published port on its loopback
+    url = "http://127.0.0.1:18081/"
+    out = _retry(net, [BUSYBOX, "wget", "-q", "-O", "-", url], "hello-web", host=True)
+    assert "hello-web" in out
+    assert dns.responder_pid(net.env.runroot / "dns", "appnet") is not None
+    net.cli("rm", "-f", "web")
+    # the responder left with the network's last container; nothing else stayed
+    assert dns.responder_pid(net.env.runroot / "dns", "appnet") is None
+    assert net.traces() == ([], [], [], [])
+    net.cli("network", "rm", "appnet")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_none_host_and_container_modes(net: NetEnv, runtime: str) -> None:
+    rt = ("--runtime", runtime_arg(runtime))
+    net.on_host("ip", "link", "add", "probe0", "type", "bridge", check=True)
+    assert net.cli(
+        "run", "--rm", *rt, "--network", "none", IMAGE, "ls", "/sys/class/net"
+    ).stdout == ("lo\n")
+    links = net.cli("run", "--rm", *rt, "--network", "host", IMAGE, "ip", "-o", "link").stdout
+    assert "probe0" in links, links  # the host side's interfaces
+    cid = net.cli("run", "-d", *rt, "--name", "base", IMAGE, "sleep", "60").stdout.strip()
+    base_ip = net.env.inspect("base")["NetworkSettings"]["IPAddress"]
+    assert base_ip.startswith("10.88.")  # the default network
+    assert net.env.inspect("base")["HostConfig"]["NetworkMode"] == "bridge"
+    shared = net.cli(
+        "run", "--rm", *rt, "--network", f"container:{cid[:12]}", IMAGE, "ip", "-o", "-4", "addr"
+    ).stdout
+    assert f"inet {base_ip}/16" in shared
+    net.cli("rm", "-f", "base")
+    assert net.traces() == ([], [], [], [])
+
+
+def test_connect_disconnect_restart_and_prune(net: NetEnv) -> None:
+    net.cli("network", "create", "--subnet", "10.92.0.0/24", "side")
+    net.cli("run", "-d", "--name", "box", IMAGE, "sleep", "60")
+    net.cli("network", "connect", "--alias", "boxy", "side", "box")
+    side_ip = net.env.inspect("box")["NetworkSettings"]["Networks"]["side"]["IPAddress"]
+    assert side_ip.startswith("10.92.0.")
+    addrs = net.cli("exec", "box", "ip", "-o", "-4", "addr").stdout
+    assert f"inet {side_ip}/24" in addrs and "eth1" in addrs
+    net.cli("network", "disconnect", "side", "box")
+    assert "10.92.0." not in net.cli("exec", "box", "ip", "-o", "-4", "addr").stdout
+    # stop takes the network down (exit command); start brings it up again
+    net.cli("stop", "-t", "0", "box")
+    net.env.wait_for("network down", lambda: net.traces() == ([], [], [], []))
+    net.cli("start", "box")
+    assert net.env.inspect("box")["NetworkSettings"]["IPAddress"].startswith("10.88.")
+    assert len(net.veths()) == 1
+    # a crash: the record is gone, its namespace, veth, lease and rules stay; prune sweeps
+    engine = net.env.engine()
+    try:
+        engine.db.delete(engine.resolve("box"))
+    finally:
+        engine.close()
+    assert net.pins() and net.veths()
+    out = net.cli("system", "prune", "-f").stdout
+    assert "side" in out
+    assert net.veths() == [] and net.pins() == [] and net.leases() == [] and net.rules() == []
+
+
+@pytest.mark.timeout(300)
+def test_hundred_run_rm_cycles_leave_nothing(net: NetEnv) -> None:
+    net.cli("run", "--rm", IMAGE, "true")  # the default network exists from here on
+    before = net.traces()
+    for _ in range(99):
+        net.cli("run", "--rm", IMAGE, "true")
+    assert net.traces() == before == ([], [], [], [])
+    assert net.cli("ps", "-aq").stdout == ""
+
+
+def test_broken_conflist_and_missing_plugin_are_one_line_and_leave_nothing(
+    net: NetEnv,
+) -> None:
+    nets = net.env.root / "networks"
+    nets.mkdir(exist_ok=True)
+    (nets / "broken.conflist").write_text('{"cniVersion": "1.0.0", "name": "broken", "plugins": [')
+    r = net.cli("run", "--rm", "--network", "broken", IMAGE, "true", check=False)
+    assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "broken.conflist" in r.stderr
+    conf = {"cniVersion": "1.0.0", "name": "noplug", "plugins": [{"type": "nosuchplugin"}]}
+    (nets / "noplug.conflist").write_text(json.dumps(conf))
+    r = net.cli("run", "--rm", "--network", "noplug", IMAGE, "true", check=False)
+    assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "nosuchplugin" in r.stderr
+    assert net.cli("ps", "-aq").stdout == ""
+    assert net.traces() == ([], [], [], [])
+    assert list((net.env.runroot / "cni" / "results").glob("*")) == []
