@@ -7,9 +7,11 @@ as buildah does, so there is no monitor or container record to clean up: the
 runtime removes its state and cgroup when the process exits, and a `delete
 --force` in `finally` covers a runtime that died first.
 
-Mount points the runtime had to create in the root (/proc, /dev, /etc/hosts
-in an image that lacks them) are removed again when still empty, so they do
-not end up in the step's layer.
+Mount points the runtime had to create in the root (/proc, /dev, /sys in an
+image that lacks them) are removed again when still empty, so they do not end
+up in the step's layer; the ones buildah (and docker) leave behind, empty
+/etc/hosts and /etc/resolv.conf and the /run of /run/.containerenv, stay, so
+the layers hold the same files as theirs.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ class RunRequest:
     mounts: list[dict[str, Any]] = field(default_factory=list)
     script: str | None = None
     """A heredoc body with #!: written into the root and run as the first argv word."""
+
+
+# created mount points that stay in the layer, as buildah leaves them (files get 0755)
+LEFT_BEHIND = ("/etc/hosts", "/etc/resolv.conf", "/run")
 
 
 def _exists(root: Path, dest: str) -> bool:
@@ -100,18 +106,38 @@ def run_step(
     )
     cfg = dict(req.config)
     cfg.pop("Healthcheck", None)
+    userdata.mkdir(parents=True, exist_ok=True)
+    (userdata / "containerenv").write_text('engine="portside"\n')
+    mounts = [
+        *req.mounts,
+        {
+            "destination": "/run/.containerenv",
+            "type": "bind",
+            "source": str(userdata / "containerenv"),
+            "options": ["bind", "ro", "nosuid", "nodev"],
+        },
+    ]
     spec = specgen.generate(
         cfg,
         opts,
         cid=cid,
         rootfs=rootfs,
         userdata=userdata,
-        extra_mounts=req.mounts,
+        extra_mounts=mounts,
         cache_dir=engine.runroot / "cache",
     )
     cwd = spec["process"]["cwd"]
     dests = [m["destination"] for m in spec["mounts"]]
-    created = [d for d in [*dests, cwd] if not _exists(rootfs, d)]
+    user_dests = {m["destination"] for m in req.mounts}
+    created: list[str] = []
+    for d in [*dests, cwd]:
+        # the mount point and any parent the runtime will have to make for it; the parents
+        # of RUN --mount targets stay (buildah leaves them, e.g. /mnt of /mnt/ctx)
+        while d not in ("/", "") and d not in created and not _exists(rootfs, d):
+            created.append(d)
+            if d in user_dests:
+                break
+            d = os.path.dirname(d)
     from portside.runtime.rootfs import secure_join
 
     os.makedirs(secure_join(str(rootfs), cwd), exist_ok=True)
@@ -139,10 +165,15 @@ def run_step(
             with contextlib.suppress(OSError):
                 os.unlink(secure_join(str(rootfs), script_path))
         # deepest first, so a created parent is empty by the time it is tried
-        keep_cwd = cwd
         for dest in sorted(created, key=lambda d: d.count("/"), reverse=True):
-            if dest == keep_cwd:
+            if dest == cwd:
                 continue  # the working directory stays, as docker and buildah leave it
+            if dest in LEFT_BEHIND:
+                path = secure_join(str(rootfs), dest)
+                if os.path.isfile(path) and not os.path.islink(path):
+                    with contextlib.suppress(OSError):
+                        os.chmod(path, 0o755)
+                continue
             _remove_if_empty(rootfs, dest)
     return code
 
