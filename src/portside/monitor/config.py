@@ -9,6 +9,9 @@ only argument. Version 1, every key but the first four optional::
       "bundle": "/run/portside/c/c0ffee/bundle",   holds config.json
       "runtime": "/usr/bin/runc",           any runc-compatible runtime (absolute path)
       "runtime_args": ["--root", "/run/portside/runtime"],   global args before the verb
+      "runtime_inprocess": true,            portside-runtime of this same tree runs in a
+                                            forked child instead of a new interpreter
+                                            (inproc.py); false: always exec the runtime
       "state_dir": "/run/portside/c/c0ffee/monitor",   default: the config file's directory
       "exit_dir": "...",                    exit file is EXIT_DIR/ID (default state_dir)
       "pid_file": "...",                    init PID, written by the runtime (default state_dir/pid)
@@ -224,6 +227,7 @@ class MonitorConfig:
         "restart",
         "runtime",
         "runtime_args",
+        "runtime_inprocess",
         "state_dir",
         "stdin",
         "stdin_once",
@@ -274,6 +278,7 @@ class MonitorConfig:
         self.log_max_file = _int(log, "max_file", 1, "log")
         if self.log_max_size < 0 or self.log_max_file < 1:
             raise InvalidArgument("monitor config log: max_size must be >= 0 and max_file >= 1")
+        self.runtime_inprocess = _bool(doc, "runtime_inprocess", True)
         self.terminal = _bool(doc, "terminal")
         self.stdin = _bool(doc, "stdin")
         self.stdin_once = _bool(doc, "stdin_once")
@@ -351,8 +356,8 @@ def _num(doc: dict[str, Any], key: str, default: float, section: str | None = No
     return float(value)
 
 
-def _bool(doc: dict[str, Any], key: str) -> bool:
-    value = doc.get(key, False)
+def _bool(doc: dict[str, Any], key: str, default: bool = False) -> bool:
+    value = doc.get(key, default)
     if not isinstance(value, bool):
         raise InvalidArgument(f"monitor config {key}: expected true or false")
     return value

@@ -17,7 +17,7 @@ import sys
 import time
 
 from portside.errors import PortsideError, RuntimeFailure
-from portside.monitor import jsonlite, proc, protocol
+from portside.monitor import inproc, jsonlite, proc, protocol
 from portside.monitor.config import MonitorConfig
 from portside.monitor.files import read_file, rfc3339nano, write_atomic, write_json
 from portside.monitor.health import HealthState
@@ -25,7 +25,7 @@ from portside.monitor.logs import LogWriter, open_writer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 POLLIN = select.POLLIN
@@ -154,12 +154,24 @@ class Monitor:
 
     # -- running the runtime -------------------------------------------------
 
+    def spawn_runtime(self, args: Sequence[str], stdin: int, stdout: int, stderr: int) -> int:
+        """Start `RUNTIME ARGS...` with these fds as 0, 1, 2; its pid.
+
+        portside-runtime of our own tree runs in a forked child (inproc.py),
+        any other runtime is exec'ed.
+        """
+        cfg = self.cfg
+        argv = cfg.runtime_argv(*args)
+        if cfg.runtime_inprocess and inproc.is_own_runtime(cfg.runtime):
+            return inproc.fork(argv, stdin, stdout, stderr)
+        return proc.spawn(argv, stdin, stdout, stderr)
+
     def runtime(self, *args: str, stdin: int = -1, stdout: int = -1) -> tuple[int, str]:
         """Run the runtime to completion; (exit code, its stderr)."""
         err_r, err_w = os.pipe()
         try:
-            pid = proc.spawn(
-                self.cfg.runtime_argv(*args),
+            pid = self.spawn_runtime(
+                args,
                 self.devnull if stdin < 0 else stdin,
                 self.devnull if stdout < 0 else stdout,
                 err_w,
@@ -207,7 +219,7 @@ class Monitor:
                 stream_fds = {out_r: "stdout", err_r: "stderr"}
             for fd in stream_fds:
                 os.set_blocking(fd, False)
-            pid = proc.spawn(self.cfg.runtime_argv(*create, cfg.id), *fds)
+            pid = self.spawn_runtime((*create, cfg.id), *fds)
             for fd in close_after:
                 os.close(fd)
             close_after = []
@@ -675,8 +687,8 @@ class Monitor:
         pid_file = self.cfg.state_dir.rstrip("/") + "/health.pid"
         out_r, out_w = os.pipe()
         try:
-            pid = proc.spawn(
-                self.cfg.runtime_argv("exec", "--pid-file", pid_file, self.cfg.id, *cfg.argv),
+            pid = self.spawn_runtime(
+                ("exec", "--pid-file", pid_file, self.cfg.id, *cfg.argv),
                 self.devnull,
                 out_w,
                 out_w,

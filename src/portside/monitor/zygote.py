@@ -23,7 +23,7 @@ import os
 import select
 import sys
 
-from portside.monitor import jsonlite, main, proc
+from portside.monitor import inproc, jsonlite, main, proc
 from portside.monitor.files import read_file, write_atomic
 from portside.monitor.logs import CRIWriter, JSONFileWriter
 
@@ -54,6 +54,7 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     pid_file = socket_path.removesuffix(".sock") + ".pid"
     write_atomic(pid_file, f"{os.getpid()}\n".encode())
     proc.preload_prctl()
+    inproc.preload()
     _warm_up()
     gc.collect()
     gc.freeze()  # the collector must not touch (and so copy) the shared objects
