@@ -43,16 +43,3 @@ def test_warm_up_moves_nothing() -> None:
         [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "True", out.stderr
-
-
-def test_v2_only_picks_a_cgroup2_hierarchy_or_none() -> None:
-    """run/create warm only the joins that need it: a cgroup2 hierarchy's cgroup.procs."""
-    need_root()
-    target = cgroupctl._own_procs_file(v2_only=True)
-    with open("/proc/self/mountinfo") as f:
-        cgroup2 = [line.split()[4] for line in f if line.partition(" - ")[2].startswith("cgroup2 ")]
-    if not cgroup2:
-        assert target is None
-        return
-    assert target is not None and any(target.startswith(m + "/") for m in cgroup2), target
-    assert str(os.getpid()) in Path(target).read_text().split()

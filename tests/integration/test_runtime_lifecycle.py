@@ -699,3 +699,53 @@ def test_created_init_is_in_its_cgroup_in_every_hierarchy(
     finally:
         ok(rt("delete", "-f", "joined"))
     assert cgroup_dirs(name) == []
+
+
+def test_cgroup_mount_shows_the_containers_own_cgroup2_directory(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    """On a hybrid host the init is moved into its cgroup2 directory while it mounts
+    (launcher._join_late): the mount must still show that directory, not the one the
+    init started in. Its cgroup.procs then lists the container's process alone."""
+    if not os.path.ismount("/sys/fs/cgroup/unified"):
+        pytest.skip("this machine has no hybrid cgroup2 mount at /sys/fs/cgroup/unified")
+    b = bundle(tmp_path, rootfs_template, ["cat", "/sys/fs/cgroup/unified/cgroup.procs"])
+    spec = json.loads((b / "config.json").read_text())
+    spec["mounts"].append(
+        {
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+        }
+    )
+    (b / "config.json").write_text(json.dumps(spec))
+    assert ok(rt("run", "-b", str(b), "cg2")).split() == ["1"]
+
+
+def test_library_create_leaves_the_callers_pid_namespace_for_children_alone(
+    tmp_path: Path, rootfs_template: Path
+) -> None:
+    """With one fork the runtime makes the init's PID namespace for its own next child,
+    then restores its own: a process that uses the runtime as a library (main(argv) in a
+    long-lived process) must fork its later children where it always did."""
+    need_root()
+    b = bundle(tmp_path, rootfs_template, ["sleep", "1000"])
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    code = (
+        f"import os, sys; sys.path.insert(0, {src!r})\n"
+        "from portside.runtime.process import launcher\n"
+        f"c = launcher.create({str(tmp_path / 'state')!r}, 'lib', {str(b)!r})\n"
+        "try:\n"
+        "    same = os.readlink('/proc/self/ns/pid_for_children') == "
+        "os.readlink('/proc/self/ns/pid')\n"
+        "    status = open(f'/proc/{c.pid}/status').read()\n"
+        "    nspid = [ln.split()[1:] for ln in status.splitlines() if ln.startswith('NSpid:')][0]\n"
+        "    ppid = int(open(f'/proc/{c.pid}/stat').read().rsplit(')', 1)[1].split()[1])\n"
+        "    print(same, nspid[-1], ppid == os.getpid())\n"
+        "finally:\n"
+        "    launcher.delete(c, force=True)\n"
+    )
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "1", "True"], r.stdout

@@ -31,28 +31,26 @@ def load(saved: dict[str, Any]) -> Any:
 
 # The first cgroup migration of a process waits for an RCU grace period (the kernel
 # switches its global cgroup_threadgroup_rwsem to writer mode), 10-25 ms here; any
-# migration in the next grace period or so is fast. So `create`, `run` and `exec`
+# migration in the next grace period or so is fast. So `exec`, and `create`/`run` when
+# the runtime moves the init into every cgroup itself (a user or cgroup namespace),
 # start a thread that keeps moving the runtime into the cgroup it is already in (a
 # no-op) while they load and fork, and the container's own join finds the kernel
 # ready. It stops once the container has joined its cgroup.
 #
 # The wait happens with the kernel's cgroup_mutex held, so it also stalls every cgroup
-# mkdir meanwhile. The init of `create`/`run` joins its v1 cgroups itself through
-# `tasks`, which needs no such lock (CgroupManager.self_join_files): on a v1-only host
-# they warm up nothing; only a cgroup2 hierarchy (hybrid or unified) is joined through
-# cgroup.procs.
+# mkdir meanwhile. Otherwise the init of `create`/`run` joins its v1 cgroups itself
+# through `tasks`, which needs no such lock, and the runtime moves it into a cgroup2
+# directory while it carries on (launcher._join_late): no warm-up then.
 _running: list[list[bool]] = []
 
 
-def warm_up(*, v2_only: bool = False) -> None:
-    """Start the no-op migrations in the background (best effort, never an error).
-
-    With `v2_only`, only if a cgroup2 hierarchy is mounted (the joins that need it)."""
+def warm_up() -> None:
+    """Start the no-op migrations in the background (best effort, never an error)."""
     import _thread
 
     flag = [True]
     _running.append(flag)
-    _thread.start_new_thread(_warm_loop, (flag, v2_only))
+    _thread.start_new_thread(_warm_loop, (flag,))
 
 
 def cool_down() -> None:
@@ -61,12 +59,12 @@ def cool_down() -> None:
     _running.clear()
 
 
-def _warm_loop(flag: list[bool], v2_only: bool) -> None:
+def _warm_loop(flag: list[bool]) -> None:
     import os
     import time
 
     try:
-        target = _own_procs_file(v2_only)
+        target = _own_procs_file()
         while target and flag[0]:
             fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
             try:
@@ -78,9 +76,8 @@ def _warm_loop(flag: list[bool], v2_only: bool) -> None:
         pass
 
 
-def _own_procs_file(v2_only: bool = False) -> str | None:
-    """cgroup.procs of the runtime's own cgroup in some mounted hierarchy that shows it
-    (a cgroup2 one with `v2_only`)."""
+def _own_procs_file() -> str | None:
+    """cgroup.procs of the runtime's own cgroup in some mounted hierarchy that shows it."""
     with open("/proc/self/cgroup") as f:
         own = {}
         for line in f.read().splitlines():
@@ -99,7 +96,7 @@ def _own_procs_file(v2_only: bool = False) -> str | None:
         path: str | None
         if tail[0] == "cgroup2":
             path = own.get("")
-        elif tail[0] == "cgroup" and not v2_only:
+        elif tail[0] == "cgroup":
             opts = set(tail[2].split(","))
             path = next((p for c, p in own.items() if c and set(c.split(",")) <= opts), None)
         else:

@@ -132,8 +132,11 @@ def _own_cgroups() -> dict[str, str]:
     return out
 
 
-def _mount_cgroup(cfg: Config, m: Mount, dest: str) -> None:
-    """A cgroup mount shows the container its own cgroups (runc's layout for v1)."""
+def _mount_cgroup(cfg: Config, m: Mount, dest: str, cgroup2_dir: str | None = None) -> None:
+    """A cgroup mount shows the container its own cgroups (runc's layout for v1).
+
+    `cgroup2_dir`: the cgroup2 directory the runtime is moving the init into (it may
+    not be there yet, so /proc/self/cgroup would still show the old one)."""
     flags = m.flags & ~libc.MS_RDONLY
     libc.mount("tmpfs", dest, "tmpfs", flags, "mode=755")
     mine = _own_cgroups()
@@ -145,6 +148,8 @@ def _mount_cgroup(cfg: Config, m: Mount, dest: str) -> None:
             continue
         if fstype == "cgroup2":
             sub = mine.get("", "/")
+            if cgroup2_dir and cgroup2_dir.startswith(mountpoint + "/"):
+                sub = cgroup2_dir[len(mountpoint) :]
         else:
             ctrls = [o.removeprefix("name=") for o in sopts.split(",") if o not in ("rw", "ro")]
             sub = next((mine[c] for c in ctrls if c in mine), "/")
@@ -161,7 +166,7 @@ def _mount_cgroup(cfg: Config, m: Mount, dest: str) -> None:
         libc.mount(None, dest, None, flags | libc.MS_REMOUNT | libc.MS_RDONLY, "mode=755")
 
 
-def mount_entry(cfg: Config, m: Mount) -> None:
+def mount_entry(cfg: Config, m: Mount, cgroup2_dir: str | None = None) -> None:
     dest = secure_join(cfg.rootfs, m.destination)
     if m.is_bind:
         _create_target(dest, os.path.isdir(m.source))
@@ -172,7 +177,7 @@ def mount_entry(cfg: Config, m: Mount) -> None:
             remount_bind(dest, rest)
     elif m.type == "cgroup":
         _mkdir_all(dest)
-        _mount_cgroup(cfg, m, dest)
+        _mount_cgroup(cfg, m, dest, cgroup2_dir)
     else:
         _mkdir_all(dest)
         data = m.data
@@ -197,14 +202,16 @@ def prepare_root(cfg: Config) -> None:
     libc.mount(cfg.rootfs, cfg.rootfs, None, libc.MS_BIND | libc.MS_REC)
 
 
-def mount_all(cfg: Config, before_cgroupfs: Callable[[], None] | None = None) -> None:
+def mount_all(cfg: Config, before_cgroupfs: Callable[[], str | None] | None = None) -> None:
     """Mount the spec's mounts in order; `before_cgroupfs` runs before a cgroup mount
-    (which shows the init's own cgroups, so the init must be in them by then)."""
+    (which shows the init's own cgroups, so the init must be in them by then) and may
+    name the cgroup2 directory the init is on its way into."""
     for m in cfg.mounts:
+        cgroup2_dir = None
         if m.type == "cgroup" and before_cgroupfs is not None:
-            before_cgroupfs()
+            cgroup2_dir = before_cgroupfs()
         try:
-            mount_entry(cfg, m)
+            mount_entry(cfg, m, cgroup2_dir)
         except OSError as e:
             raise RuntimeFailure(
                 f'error mounting "{m.source}" to rootfs at "{m.destination}": '

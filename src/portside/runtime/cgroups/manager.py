@@ -48,6 +48,12 @@ class CgroupManager(abc.ABC):
         """
         return []
 
+    def deferred_join_dir(self) -> str | None:
+        """The directory add_process_except_self_joined() moves a process into that may
+        be joined after the process went on (it learns the path instead of reading its
+        own /proc/self/cgroup); None when that move must come first."""
+        return None
+
     def add_process_except_self_joined(self, pid: int) -> None:
         """add_process for the directories self_join_files() does not cover."""
         self.add_process(pid)

@@ -147,6 +147,10 @@ class V1Manager(CgroupManager):
             if ctrl != UNIFIED and os.path.isdir(path)
         ]
 
+    def deferred_join_dir(self) -> str | None:
+        path = self.paths.get(UNIFIED)  # a hybrid host's controller-less cgroup2 directory
+        return path if path and os.path.isdir(path) else None
+
     def add_process_except_self_joined(self, pid: int) -> None:
         # the cgroup2 directory of a hybrid host has no `tasks`: cgroup.procs it is
         self._add(pid, {c: p for c, p in self.paths.items() if c == UNIFIED})

@@ -18,9 +18,6 @@ FLAGS: a.Spec = {
 
 
 def main(g: Globals, verb: str, argv: list[str]) -> int:
-    from portside.runtime import cgroupctl
-
-    cgroupctl.warm_up(v2_only=True)  # first: the kernel is ready when the init joins
     from portside.runtime.process import launcher
 
     opts, rest = a.parse(argv, FLAGS)

@@ -44,6 +44,8 @@ class Options:
         self.console_conn: Any = None  # connected before any namespace is entered
         self.late_cgroup = False  # the init joins its cgroup during setup (see launcher)
         self.close_fds: list[int] = []  # the runtime's own (its state lock): not ours to hold
+        # stage 1 is the init itself: the runtime made the PID namespace (see launcher)
+        self.direct = False
 
 
 def _fail(ch: sync.Channel, err: BaseException) -> NoReturn:
@@ -83,7 +85,10 @@ def _preload(cfg: Config, proc: Process) -> None:
 
 
 def stage1(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoReturn:
-    """Enter the namespaces, then fork the init into them and report its pid."""
+    """Enter the namespaces, then fork the init into them and report its pid.
+
+    With `opts.direct` this process is the init already (PID 1 of the namespace the
+    runtime made for its children): it enters the other namespaces and goes on."""
     try:
         for fd in opts.close_fds:
             if fd >= 0:
@@ -123,11 +128,12 @@ def stage1(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoRet
             for kind, path in joined:
                 if kind != "user":
                     namespaces.join(kind, path)
-            new = [k for k, p in cfg.namespaces if p is None and k != "user"]
+            skip = ("user", "pid") if opts.direct else ("user",)
+            new = [k for k, p in cfg.namespaces if p is None and k not in skip]
             namespaces.unshare(new)
             if cfg.time_offsets:
                 namespaces.write_time_offsets(cfg.time_offsets)
-        pid = os.fork()
+        pid = 0 if opts.direct else os.fork()
     except BaseException as e:
         _fail(ch, e)
     if pid:
@@ -166,11 +172,21 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
         namespaces.loopback_up()
     rootfs.prepare_root(cfg)
 
-    def joined_cgroup() -> None:
+    cgroup2_dir: list[str | None] = [None]
+
+    def joined_cgroup() -> str | None:
+        """Wait for the cgroup (see launcher._join_late); the cgroup2 directory the
+        runtime is still moving us into, if any."""
         if opts.late_cgroup:
-            for path in ch.expect(sync.GO).get("join") or ():
+            msg = ch.expect(sync.GO)
+            join = msg.get("join") or ()
+            for path in join:
                 _join_cgroup(path)
+            cgroup2_dir[0] = msg.get("cgroup2")
+            if cgroup2_dir[0] and join:
+                ch.send(sync.JOINED)
             opts.late_cgroup = False
+        return cgroup2_dir[0]
 
     rootfs.mount_all(cfg, before_cgroupfs=joined_cgroup)
     joined_cgroup()

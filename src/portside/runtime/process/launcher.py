@@ -1,9 +1,13 @@
 """The parent side: fork the stages, answer their messages, record the container.
 
-The runtime makes itself a child subreaper before forking, so the init (a
-grandchild) is reparented to the runtime when the intermediate stage exits,
-and to the runtime's own caller (its nearest subreaper) once the runtime
-exits: the caller of `create` ends up as the init's parent, as with runc.
+Usually the init is our own child: we unshare the PID namespace for our children,
+fork it (PID 1 there), and restore our own at once. When the PID namespace must
+be made inside the container's user namespace, be joined by path, or come with a
+time namespace, an intermediate stage enters those and forks the init; we are a
+child subreaper then, so the init (a grandchild) is reparented to us when the
+stage exits. Either way, once the runtime exits the init goes to the runtime's
+own caller (its nearest subreaper): the caller of `create` ends up as the init's
+parent, as with runc.
 """
 
 from __future__ import annotations
@@ -53,16 +57,34 @@ def prepare_seccomp(cfg: Config) -> None:
 def _spawn(
     cfg: Config, proc: Process, opts: Options, get_cgroup: Callable[[], Any]
 ) -> tuple[int, sync.Channel]:
-    """Fork stage 1, join it to the cgroup and id maps, and learn the init's pid.
+    """Fork stage 1 (the init itself with `opts.direct`), join it to the cgroup and id
+    maps, and learn the init's pid.
 
     The cgroup is made (`get_cgroup`) after the fork, while stage 1 loads what the
     init will need, enters the namespaces and the init mounts its rootfs: on two
     cores these overlap. Only a user namespace (its id maps) or a new cgroup
     namespace (rooted where stage 1 stands) makes stage 1 wait for the cgroup.
     """
-    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     parent_ch, child_ch = sync.Channel.pair()
-    stage = os.fork()
+    pidns = -1
+    if not opts.direct:
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    elif cfg.has_new("pid"):
+        # our next child is PID 1 of a new namespace; ours is restored right after
+        pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            namespaces.unshare(["pid"])
+        except BaseException:
+            os.close(pidns)
+            raise
+    stage = -1
+    try:
+        stage = os.fork()
+    finally:
+        if pidns >= 0:
+            if stage != 0:
+                libc.setns(pidns, libc.CLONE_NEWPID)
+            os.close(pidns)
     if stage == 0:
         parent_ch.close()
         from portside.runtime.process.init import stage1
@@ -79,48 +101,80 @@ def _spawn(
             if hello.get("userns"):
                 namespaces.write_id_maps(stage, cfg.uid_mappings, cfg.gid_mappings)
             parent_ch.send(sync.GO)
-        # the init writes to the same pipe as stage 1: its first message may come first
-        early = []
-        while True:
-            msg = parent_ch.recv()
-            if msg["t"] in (sync.PID, sync.ERROR, sync.EOF):
-                break
-            early.append(msg)
-        if msg["t"] == sync.ERROR:
-            raise RuntimeFailure(str(msg.get("msg")))
-        if msg["t"] == sync.EOF:
-            raise RuntimeFailure("container init exited before it was set up")
-        pid = int(msg["pid"])
-        for m in early:
-            parent_ch.push_back(m)
-        if late:
-            # stage 1 went on while we made the cgroup; the init waits for this
-            # before it mounts cgroupfs or goes past its mounts. It is single-threaded
-            # and in no user namespace: it moves itself where it can (see
-            # CgroupManager.self_join_files), we move it into the rest.
-            join: list[str] = []
-            if mgr is not None:
-                try:
-                    if joins_mount_ns(cfg):  # the host's cgroup files may be out of its sight
-                        mgr.add_process(pid)
-                    else:
-                        join = mgr.self_join_files()
-                        mgr.add_process_except_self_joined(pid)
-                except Exception:
-                    # most likely the init failed and exited: its message says why
-                    msg = parent_ch.recv()
-                    if msg["t"] == sync.ERROR:
-                        raise RuntimeFailure(str(msg.get("msg"))) from None
-                    raise
-            parent_ch.send(sync.GO, join=join)
+        pid = stage if opts.direct else _init_pid(parent_ch)
+        if late and mgr is not None:
+            _join_late(cfg, mgr, pid, parent_ch)
+        elif late:
+            parent_ch.send(sync.GO)
     except BaseException:
         _kill_wait(stage)
         parent_ch.close()
         raise
     finally:
         cgroupctl.cool_down()  # joined (or failed): the no-op migrations are done
-    os.waitpid(stage, 0)
+    if not opts.direct:
+        os.waitpid(stage, 0)
     return pid, parent_ch
+
+
+def _init_pid(ch: sync.Channel) -> int:
+    """Stage 1 reports the pid of the init it forked."""
+    # the init writes to the same pipe as stage 1: its first message may come first
+    early = []
+    while True:
+        msg = ch.recv()
+        if msg["t"] in (sync.PID, sync.ERROR, sync.EOF):
+            break
+        early.append(msg)
+    if msg["t"] == sync.ERROR:
+        raise RuntimeFailure(str(msg.get("msg")))
+    if msg["t"] == sync.EOF:
+        raise RuntimeFailure("container init exited before it was set up")
+    for m in early:
+        ch.push_back(m)
+    return int(msg["pid"])
+
+
+def _join_late(cfg: Config, mgr: Any, pid: int, ch: sync.Channel) -> None:
+    """Put the init into its cgroup while it sets up: it waits for GO before it mounts
+    cgroupfs or goes past its mounts.
+
+    It is single-threaded and in no user namespace, so it moves itself where it can
+    (CgroupManager.self_join_files). The move into a cgroup2 directory takes the kernel's
+    threadgroup lock, whose first taking waits an RCU grace period holding cgroup_mutex:
+    we make it after the init's own moves (JOINED), and while the init carries on,
+    showing that directory in its cgroup mount (GO names it).
+    """
+    join: list[str] = []
+    later = None
+    try:
+        if joins_mount_ns(cfg):  # the host's cgroup files may be out of its sight
+            mgr.add_process(pid)
+        else:
+            join = mgr.self_join_files()
+            later = mgr.deferred_join_dir()
+            if later is None:
+                mgr.add_process_except_self_joined(pid)
+    except Exception:
+        _init_error(ch)
+        raise
+    ch.send(sync.GO, join=join, cgroup2=later)
+    if later is None:
+        return
+    if join:
+        ch.expect(sync.JOINED)
+    try:
+        mgr.add_process_except_self_joined(pid)
+    except Exception:
+        _init_error(ch)
+        raise
+
+
+def _init_error(ch: sync.Channel) -> None:
+    """A failed cgroup move most likely means the init failed and exited: say why."""
+    msg = ch.recv()
+    if msg["t"] == sync.ERROR:
+        raise RuntimeFailure(str(msg.get("msg"))) from None
 
 
 def joins_mount_ns(cfg: Config) -> bool:
@@ -190,6 +244,16 @@ def create(
         opts.console_socket = console_socket and os.path.abspath(console_socket)
         opts.close_fds = [c.lock_fd]
         opts.late_cgroup = not (cfg.has("user") or cfg.has_new("cgroup"))
+        # one fork instead of two: we make the PID namespace the init is born into, unless
+        # it must belong to the container's user namespace, be joined by path, or the init
+        # needs a time namespace (those, like a PID namespace, apply to children only)
+        opts.direct = not (
+            cfg.has("user")
+            or cfg.has("time")
+            or any(k == "pid" and p is not None for k, p in cfg.namespaces)
+        )
+        if not opts.late_cgroup or joins_mount_ns(cfg):
+            cgroupctl.warm_up()  # the runtime moves the init into every cgroup itself
         opts.no_pivot = no_pivot
         opts.no_new_keyring = no_new_keyring
         opts.preserve_fds = preserve_fds
