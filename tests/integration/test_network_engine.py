@@ -70,6 +70,11 @@ class NetEnv:
     def traces(self) -> tuple[list[str], ...]:
         return self.veths(), self.pins(), self.leases(), self.rules()
 
+    def settled(self) -> None:
+        """Wait until no container's network is left: `run --rm` returns while the monitor's
+        exit command still takes its network down (a DEL the CLI does not wait for)."""
+        self.env.wait_for("networks taken down", lambda: self.traces() == ([], [], [], []))
+
 
 @pytest.fixture
 def net(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NetEnv]:
@@ -144,7 +149,7 @@ def test_httpd_reached_by_name_alias_and_published_port(net: NetEnv, runtime: st
     net.cli("rm", "-f", "web")
     # the responder left with the network's last container; nothing else stayed
     assert dns.responder_pid(net.env.runroot / "dns", "appnet") is None
-    assert net.traces() == ([], [], [], [])
+    net.settled()
     net.cli("network", "rm", "appnet")
 
 
@@ -166,7 +171,7 @@ def test_none_host_and_container_modes(net: NetEnv, runtime: str) -> None:
     ).stdout
     assert f"inet {base_ip}/16" in shared
     net.cli("rm", "-f", "base")
-    assert net.traces() == ([], [], [], [])
+    net.settled()
 
 
 def test_connect_disconnect_restart_and_prune(net: NetEnv) -> None:
@@ -181,7 +186,7 @@ def test_connect_disconnect_restart_and_prune(net: NetEnv) -> None:
     assert "10.92.0." not in net.cli("exec", "box", "ip", "-o", "-4", "addr").stdout
     # stop takes the network down (exit command); start brings it up again
     net.cli("stop", "-t", "0", "box")
-    net.env.wait_for("network down", lambda: net.traces() == ([], [], [], []))
+    net.settled()
     net.cli("start", "box")
     assert net.env.inspect("box")["NetworkSettings"]["IPAddress"].startswith("10.88.")
     assert len(net.veths()) == 1
@@ -199,12 +204,12 @@ def test_connect_disconnect_restart_and_prune(net: NetEnv) -> None:
 
 @pytest.mark.timeout(300)
 def test_hundred_run_rm_cycles_leave_nothing(net: NetEnv) -> None:
-    net.cli("run", "--rm", IMAGE, "true")  # the default network exists from here on
-    before = net.traces()
-    for _ in range(99):
+    for _ in range(100):
         net.cli("run", "--rm", IMAGE, "true")
-    assert net.traces() == before == ([], [], [], [])
+    net.settled()  # every exit command's DEL done: no veth, pin, lease or rule is left
     assert net.cli("ps", "-aq").stdout == ""
+    assert list((net.env.runroot / "cni" / "results").glob("*")) == []
+    assert list((net.env.runroot / "netdown").glob("*")) == []
 
 
 def test_broken_conflist_and_missing_plugin_are_one_line_and_leave_nothing(

@@ -478,6 +478,10 @@ class LocalEngine:
             )
             self.network.down(doc)  # what an earlier run left (an exit not cleaned up)
             net_status = self.network.up(doc, self.ctr_dir(cid), self.record)
+            if net_status.get("own") and "exit_command" not in config:
+                # attached: the monitor takes the network down at exit, while `run` finishes
+                config["exit_command"] = self.network.down_command(doc, net_status["token"])
+                net_status["by_monitor"] = True
             self.db.update(cid, net_status=net_status)
             try:
                 handle = spawn(config, zygote_dir=self.runroot)
@@ -646,7 +650,7 @@ class LocalEngine:
                     runtime.kill(cid, 9)
                 runtime.delete(cid)
         with contextlib.suppress(PortsideError, OSError):
-            self.network.down(doc)
+            self.network.release(doc, cs.Observed(self.run_dir(cid), cid).exit is not None)
         with contextlib.suppress(NotFound):
             self.layers.remove_snapshot(doc["snapshot"])
         shutil.rmtree(self.run_dir(cid), ignore_errors=True)
@@ -675,8 +679,8 @@ class LocalEngine:
             state = self.state_of(fresh)
             if not state.running and fresh.get("net_status") is not None:
                 with contextlib.suppress(PortsideError, OSError):
-                    self.network.down(fresh)
-                self.db.update(fresh["id"], net_status=None)
+                    if self.network.release(fresh, exited=True):
+                        self.db.update(fresh["id"], net_status=None)
             if not state.running and cs.is_mounted(fresh["rootfs"]):
                 with contextlib.suppress(PortsideError):
                     self.layers.unmount(doc["snapshot"])

@@ -6,6 +6,11 @@ Container record keys written here:
               namespace path the spec names, and the host side the plugins ran in
   net_status  what the last start set up (addresses, MAC, gateway per network), or absent
 
+The namespace of a container started attached (`run` without -d) is taken down by the
+monitor's exit command (`python -m portside.engine.networking down ...`, see main()):
+the DEL runs while `run` finishes, not before it returns. `net_status.token` tells that
+command whether the network it was given is still the one up (a restart makes a new one).
+
 Settings ([engine] in portside.toml): `default_network` (what an empty --network means;
 PORTSIDE_DEFAULT_NETWORK wins over it: the test suite sets it to `none` so that tests
 never make bridges in the machine's real namespace), `host_netns` (a namespace path
@@ -18,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,7 +219,7 @@ class EngineNetworking:
                     dns.hosts_content(hostname, (), names),
                     dns.resolv_content(),
                 )
-                return {"networks": [], "ports": []}
+                return {"networks": [], "ports": [], "own": True, "token": uuid.uuid4().hex}
             from portside.network.api import NetworkRequest
             from portside.network.ports import from_runtime_config
 
@@ -243,6 +250,8 @@ class EngineNetworking:
                     for s in res.networks
                 ],
                 "ports": plan.get("ports") or [],
+                "own": True,
+                "token": uuid.uuid4().hex,
             }
         except BaseException:
             with contextlib.suppress(NetworkError, OSError):
@@ -250,6 +259,28 @@ class EngineNetworking:
             raise
 
     # -- exit, rm: down -----------------------------------------------------------------
+
+    def down_command(self, doc: dict[str, Any], token: str) -> list[str]:
+        """The monitor's exit command that takes this start's network down (see main())."""
+        plan = doc.get("net") or {}
+        argv = [sys.executable, "-m", "portside.engine.networking", "down"]
+        argv += ["--root", str(self.root), "--runroot", str(self.runroot), "--token", token]
+        argv += ["--mode", str(plan.get("mode", "none")), "--netns", str(plan.get("netns", ""))]
+        if plan.get("host_netns"):
+            argv += ["--host-netns", str(plan["host_netns"])]
+        return [*argv, doc["id"]]
+
+    def release(self, doc: dict[str, Any], exited: bool) -> bool:
+        """At exit or rm: down now, or (when the monitor's exit command has it, i.e. the
+        monitor finished) leave it to that; True when done here."""
+        status = doc.get("net_status") or {}
+        if status.get("by_monitor") and exited:
+            d = self.runroot / "netdown"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / doc["id"]).touch()  # not stale meanwhile (see stale())
+            return False
+        self.down(doc)
+        return True
 
     def down(self, doc: dict[str, Any]) -> None:
         """DEL every attachment (from the CNI cache) and unpin the namespace; idempotent and
@@ -316,8 +347,12 @@ class EngineNetworking:
     # -- crash sweep ------------------------------------------------------------------------
 
     def stale(self, live: set[str]) -> bool:
-        """Pins or cached attachments of containers not in `live` (cheap: two listdirs)."""
+        """Pins or cached attachments of containers not in `live` nor being taken down by
+        an exit command (cheap: three listdirs)."""
         from portside.network import netns
+
+        with contextlib.suppress(FileNotFoundError):
+            live = live | set(os.listdir(self.runroot / "netdown"))
 
         if any(p.name not in live for p in netns.list_all(self.runroot)):
             return True
@@ -337,6 +372,11 @@ class EngineNetworking:
         with self._pins_locked():
             report = cleanup(self.networking(), live)
             netns.release_dir(self.runroot)
+        with contextlib.suppress(FileNotFoundError):
+            for cid in os.listdir(self.runroot / "netdown"):
+                if cid not in live:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.runroot / "netdown" / cid)
         return report
 
     def remove_unused_networks(self) -> list[str]:
@@ -434,3 +474,49 @@ def disconnect_container(engine: Any, ref: str, network: str) -> None:
             engine.db.update(cid, net_status=status)
         plan["requests"] = [r for r in plan["requests"] if r["name"] != network]
         engine.db.update(cid, net=plan)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m portside.engine.networking down ... CID`: a monitor's exit command. Takes
+    the network down unless the container has started again meanwhile (another token);
+    works from its arguments and the CNI cache when the record is already gone."""
+    import argparse
+
+    from portside.engine.locks import drop, locked
+    from portside.engine.state import StateDB
+
+    ap = argparse.ArgumentParser(prog="portside-network-down")
+    ap.add_argument("verb", choices=["down"])
+    for opt in ("--root", "--runroot", "--token", "--mode", "--netns"):
+        ap.add_argument(opt, required=True)
+    ap.add_argument("--host-netns", default=None)
+    ap.add_argument("cid")
+    a = ap.parse_args(argv)
+    root, runroot = Path(a.root), Path(a.runroot)
+    locks = runroot / "locks"
+    gone = False
+    with locked(locks, a.cid):
+        db = StateDB(root / "portside.db") if (root / "portside.db").exists() else None
+        try:
+            doc = db.get(a.cid) if db is not None else None
+            gone = doc is None
+            if doc is not None and (doc.get("net_status") or {}).get("token") != a.token:
+                return 0  # already down, or up again from a newer start
+            plan = {"mode": a.mode, "netns": a.netns, "host_netns": a.host_netns}
+            try:
+                EngineNetworking(root, runroot, {})._down({"id": a.cid, "net": plan})
+            finally:
+                if doc is not None and db is not None:
+                    db.update(a.cid, net_status=None)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(runroot / "netdown" / a.cid)
+        finally:
+            if db is not None:
+                db.close()
+    if gone:
+        drop(locks, a.cid)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,6 +12,7 @@ import errno
 import os
 import re
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,8 @@ def _share_dir(d: Path) -> None:
 def create(runroot: str | os.PathLike[str], name: str) -> Path:
     """A new, empty network namespace pinned at RUNROOT/netns/NAME; returns its path.
 
-    The unshare happens in a forked child: the calling process (maybe threaded) never
-    changes namespace."""
+    The unshare happens in a thread of its own, which ends right after: the caller's
+    threads never change namespace."""
     if not _NAME.match(name):
         raise InvalidArgument(f"invalid network namespace name {name!r}")
     d = netns_dir(runroot)
@@ -68,32 +69,29 @@ def create(runroot: str | os.PathLike[str], name: str) -> Path:
     except FileExistsError:
         raise NetnsError(f"network namespace {path} already exists") from None
     os.close(fd)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: no Python-level cleanup, report errno through the pipe
-        code = 0
-        try:
-            os.close(r)
-            libc.unshare(libc.CLONE_NEWNET)
-            _loopback_up()
-            libc.mount("/proc/self/ns/net", str(path), None, libc.MS_BIND)
-        except OSError as err:
-            code = err.errno or errno.EIO
-        except BaseException:
-            code = errno.EIO
-        with contextlib.suppress(OSError):
-            os.write(w, str(code).encode())
-        os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        answer = f.read()
-    os.waitpid(pid, 0)
-    code = int(answer or b"5")
-    if code:
+    err: list[int] = []
+    # a thread of its own: a network namespace is per thread, so the unshare changes only
+    # this short-lived thread (never the caller's), and it costs no fork of a large process
+    worker = threading.Thread(target=_pin_new, args=(path, err), name="netns-create")
+    worker.start()
+    worker.join()
+    if err:
         with contextlib.suppress(OSError):
             path.unlink()
-        raise NetnsError(f"cannot create network namespace {path}: {os.strerror(code)}")
+        raise NetnsError(f"cannot create network namespace {path}: {os.strerror(err[0])}")
     return path
+
+
+def _pin_new(path: Path, err: list[int]) -> None:
+    """In a thread that ends right after: a new namespace, lo up, pinned at `path`."""
+    try:
+        libc.unshare(libc.CLONE_NEWNET)
+        _loopback_up()
+        libc.mount("/proc/thread-self/ns/net", str(path), None, libc.MS_BIND)
+    except OSError as e:
+        err.append(e.errno or errno.EIO)
+    except BaseException:
+        err.append(errno.EIO)
 
 
 def _loopback_up() -> None:
