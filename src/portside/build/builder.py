@@ -211,13 +211,24 @@ class Builder:
         store = self.engine.images
         cfg = store.config(rec)
         layers = [_oci_layer(d) for d in store.layers(rec)]
-        if cfg.get("rootfs", {}).get("diff_ids"):
-            from portside.images.pull import unpack_image
-
-            unpack_image(store, self.engine.layers, rec)
+        self._unpacked(rec, cfg)
         for d in layers:
             self._keep(d["digest"])
         return ImageState(dict(cfg), layers, step_key("image", str(rec.config_digest)))
+
+    def _unpacked(self, rec: ImageRecord, cfg: dict[str, Any]) -> str | None:
+        """The image's top chain ID, its layers unpacked first if they are not."""
+        from portside.storage.layers import chain_of
+
+        diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
+        if not diff_ids:
+            return None
+        top = str(chain_of(diff_ids))
+        if self.engine.layers.get(top) is None:
+            from portside.images.pull import unpack_image
+
+            unpack_image(self.engine.images, self.engine.layers, rec)
+        return top
 
     def _image(self, ref: str) -> ImageRecord:
         policy = {"true": "always", "false": "missing"}.get(self.opts.pull, self.opts.pull)
@@ -400,7 +411,11 @@ class Builder:
             kinds = ["file"] * len(local)
         else:
             try:
-                digest = self.ctx.content_hash(local, ins.excludes) if local else step_key("none")
+                digest = (
+                    self.ctx.content_hash(local, ins.excludes, self.cache.file_digest)
+                    if local
+                    else step_key("none")
+                )
                 for s in self.ctx.resolve_sources(local) if local else []:
                     full = self.ctx.root / s if s != "." else self.ctx.root
                     kinds.append("dir" if full.is_dir() else "file")
@@ -437,7 +452,7 @@ class Builder:
         if mtype == "bind" and not opts.get("from"):
             src = opts.get("source") or "."
             try:
-                return [mtype, opts, self.ctx.content_hash([src])]
+                return [mtype, opts, self.ctx.content_hash([src], (), self.cache.file_digest)]
             except BuildError:
                 return [mtype, opts]
         if mtype == "bind" and opts.get("from"):
@@ -561,14 +576,7 @@ class Builder:
                 rec = self._image(ref)
             except NotFound as e:
                 raise ins.error(f"--from={ref}: {e}") from None
-            from portside.images.pull import unpack_image
-
-            store = self.engine.images
-            chain = (
-                unpack_image(store, self.engine.layers, rec)
-                if store.config(rec).get("rootfs", {}).get("diff_ids")
-                else None
-            )
+            chain = self._unpacked(rec, self.engine.images.config(rec))
         view = View(self.engine.layers, chain)
         self._views.append(view)
         return view.rootfs
@@ -633,6 +641,15 @@ class Builder:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     # -- the image ----------------------------------------------------------------------
+    def _existing(self, manifest_digest: Digest) -> ImageRecord | None:
+        store = self.engine.images
+        if not store.content.has(manifest_digest):
+            return None
+        try:
+            return store.get_by_digest(manifest_digest)
+        except NotFound:
+            return None
+
     def _commit(self, state: ImageState) -> ImageRecord:
         from portside.images.copy import CopyOptions
         from portside.images.copy import copy as copy_image
@@ -677,14 +694,22 @@ class Builder:
             "layers": layers,
         }
         manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
-        source = _BuiltSource(self.engine, config_bytes, manifest_bytes, str(manifest["mediaType"]))
-        dest = LocalDestination(self.engine.images, names=names)
-        try:
-            copy_image(source, dest, CopyOptions())
-        finally:
-            dest.close()
-        assert dest.image is not None
-        image = dest.image
+        store = self.engine.images
+        image = self._existing(Digest.from_bytes(manifest_bytes))
+        if image is not None:
+            # an unchanged rebuild: the same manifest is stored already; only the names move
+            for name in names:
+                store.set_name(name, image.manifest_digest)
+        else:
+            media = str(manifest["mediaType"])
+            source = _BuiltSource(self.engine, config_bytes, manifest_bytes, media)
+            dest = LocalDestination(store, names=names)
+            try:
+                copy_image(source, dest, CopyOptions())
+            finally:
+                dest.close()
+            assert dest.image is not None
+            image = dest.image
         self.progress.done(image.id)
         for name in names:
             self.progress.tagged(name)

@@ -27,6 +27,11 @@ CREATE TABLE IF NOT EXISTS build_cache (
     state TEXT NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS build_file_digests (
+    path TEXT PRIMARY KEY,
+    stat TEXT NOT NULL,
+    digest BLOB NOT NULL
+);
 """
 
 
@@ -45,7 +50,8 @@ class BuildCache:
         path = Path(root) / "build"
         path.mkdir(parents=True, exist_ok=True)
         self._db = sqlitedb.connect(path / "cache.db", timeout=60)
-        sqlitedb.ensure_schema(self._db, "build_cache", _SCHEMA)
+        sqlitedb.ensure_schema(self._db, "build_file_digests", _SCHEMA)
+        self._pending: list[tuple[str, str, bytes]] = []
 
     def get(self, key: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT state FROM build_cache WHERE key=?", (key,)).fetchone()
@@ -64,9 +70,37 @@ class BuildCache:
                 "INSERT OR REPLACE INTO build_cache VALUES (?,?,?)", (key, text, time.time())
             )
 
+    def file_digest(self, path: str, st: os.stat_result) -> bytes:
+        """A context file's sha256, read again only when its stat changed (device, inode,
+        size, mtime and ctime: any write moves ctime), as buildkit caches them."""
+        from portside.build.context import sha256_file
+
+        sig = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+        row = self._db.execute(
+            "SELECT stat, digest FROM build_file_digests WHERE path=?", (path,)
+        ).fetchone()
+        if row is not None and row[0] == sig:
+            return bytes(row[1])
+        digest = sha256_file(path)
+        self._pending.append((path, sig, digest))
+        return digest
+
+    def flush(self) -> None:
+        """Write the file digests learnt since the last flush, in one transaction."""
+        if not self._pending:
+            return
+        with sqlitedb.transaction(self._db) as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO build_file_digests VALUES (?,?,?)", self._pending
+            )
+        self._pending = []
+
     def drop(self, key: str) -> None:
         with sqlitedb.transaction(self._db) as db:
             db.execute("DELETE FROM build_cache WHERE key=?", (key,))
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self.flush()
+        finally:
+            self._db.close()

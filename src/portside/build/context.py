@@ -16,7 +16,7 @@ import posixpath
 import re
 import shutil
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -307,9 +307,16 @@ class BuildContext:
         Parent directories of an entry that are not listed are for the builder to create."""
         return _plan_copy(self, list(sources), dest, workdir, parents, list(excludes))
 
-    def content_hash(self, sources: Iterable[str], excludes: Iterable[str] = ()) -> str:
+    def content_hash(
+        self,
+        sources: Iterable[str],
+        excludes: Iterable[str] = (),
+        file_digest: Callable[[str, os.stat_result], bytes] | None = None,
+    ) -> str:
         """sha256 over what a COPY/ADD would copy: sorted relative paths, types, permission
-        bits, file contents and link targets; not mtimes or owners (COPY resets owners)."""
+        bits, file contents and link targets; not mtimes or owners (COPY resets owners).
+        `file_digest(path, stat)` may supply a file's sha256 (a cache keyed by its stat,
+        as buildkit keeps one); by default every file is read."""
         h = hashlib.sha256()
         excl = list(excludes)
         for src in self.resolve_sources(sources):
@@ -319,14 +326,18 @@ class BuildContext:
                 h.update(f"{e.kind}\0{name}\0{e.mode:o}\0".encode())
                 full = self._abs(e.path)
                 if e.kind == "file":
-                    fh = hashlib.sha256()
-                    with open(full, "rb") as f:
-                        while chunk := f.read(1 << 20):
-                            fh.update(chunk)
-                    h.update(fh.digest())
+                    if file_digest is not None:
+                        h.update(file_digest(str(full), os.stat(full)))
+                    else:
+                        h.update(sha256_file(str(full)))
                 elif e.kind == "symlink":
                     h.update(os.readlink(full).encode())
         return "sha256:" + h.hexdigest()
+
+
+def sha256_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").digest()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,78 @@
+"""Image build beside `buildah bud --layers`: FROM the peers' debian:bookworm, a RUN, a
+COPY of 20 MB (20 files of 1 MB random data), ENV, CMD; the Containerfile of
+../shared/bench/build.sh.
+
+- "cold": the base image is in the store, every step runs (`--no-cache`, which still
+  writes the cache, as podman and buildah do);
+- "rebuild": nothing changed, every step is a cache hit.
+
+Both tools use their own private roots under $PEERS_DIR/portside-bench (buildah: overlay
+storage, podman-env.sh's containers.conf for runc and this machine's ulimits; isolation
+oci, RUN through runc as portside's RUN goes through portside-runtime). The base image
+is pulled into each root once, in the untimed setup.
+"""
+
+from __future__ import annotations
+
+from benchmarks.harness import PORTSIDE, REG, WORK, Case
+
+CTX = WORK / "out-build-ctx"
+ROOT = WORK / "out-build-root"
+RUNROOT = WORK / "out-build-run"
+BROOT = WORK / "out-build-buildah"
+IMAGE = f"{REG}/debian:bookworm"
+
+CONTAINERFILE = f"""FROM {IMAGE}
+RUN echo hi > /hi
+COPY data /data
+ENV BENCH=1 LANG=C.UTF-8
+CMD ["/bin/cat", "/hi"]
+"""
+
+PS = f"{PORTSIDE} --root {ROOT} --runroot {RUNROOT}"
+BR = f"buildah --root {BROOT}/storage --runroot {BROOT}/run --storage-driver overlay"
+BUD = f"{BR} bud -q --tls-verify=false --isolation oci --layers"
+
+SETUP = f"""set -e
+if [ ! -f {CTX}/data/.done ]; then
+  rm -rf {CTX}; mkdir -p {CTX}/data
+  for i in $(seq -w 1 20); do head -c 1000000 /dev/urandom > {CTX}/data/blob$i.bin; done
+  touch {CTX}/data/.done
+fi
+cat > {CTX}/Containerfile <<'CF'
+{CONTAINERFILE}CF
+{PS} pull -q {IMAGE} >/dev/null
+{BR} pull -q --tls-verify=false {IMAGE} >/dev/null
+{PS} build -q -t bench-build:warm {CTX} >/dev/null
+{BUD} -t bench-build:warm {CTX} >/dev/null
+"""
+
+CLEANUP = f"""{BR} rm -a >/dev/null 2>&1; {BR} rmi -a -f >/dev/null 2>&1
+umount {BROOT}/storage/overlay 2>/dev/null
+grep -o " {WORK}/out-build-[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l
+rm -rf {ROOT} {RUNROOT} {BROOT}
+"""
+
+
+def cases() -> list[Case]:
+    common = dict(needs=("peer-images", "podman"), runs=10, warmup=1)
+    return [
+        Case(
+            name="build cold: debian + RUN + COPY 20 MB + ENV + CMD (--no-cache)",
+            portside=f"{PS} build -q --no-cache -t bench-build:cold {CTX}",
+            peers={"buildah": f"{BUD} --no-cache -t bench-build:cold {CTX}"},
+            setup=SETUP,
+            cleanup=None,
+            note="base image present; every step executed",
+            **common,  # type: ignore[arg-type]
+        ),
+        Case(
+            name="build rebuild, unchanged (all cache hits)",
+            portside=f"{PS} build -q -t bench-build:warm {CTX}",
+            peers={"buildah": f"{BUD} -t bench-build:warm {CTX}"},
+            setup=SETUP,
+            cleanup=CLEANUP,
+            note="--layers cache warm, nothing changed",
+            **common,  # type: ignore[arg-type]
+        ),
+    ]
