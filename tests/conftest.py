@@ -71,6 +71,26 @@ def default_network_none() -> Iterator[None]:
         os.environ["PORTSIDE_DEFAULT_NETWORK"] = old
 
 
+# --- warm CLI (issue 6): the session's own, stopped at its end ------------------------------
+@pytest.fixture(scope="session", autouse=True)
+def warm_cli_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`portside` hands most calls to a warm pre-imported CLI (src/portside/cli/warm.py)
+    that exits when idle; the session gets its own rather than the machine's, and stops
+    it (by the PID it wrote, checking it is still that one) when the session ends."""
+    old = os.environ.get("PORTSIDE_WARM_DIR")
+    directory = tmp_path_factory.mktemp("warm") / "cli"
+    os.environ["PORTSIDE_WARM_DIR"] = str(directory)
+    yield
+    if old is None:
+        os.environ.pop("PORTSIDE_WARM_DIR", None)
+    else:
+        os.environ["PORTSIDE_WARM_DIR"] = old
+    with contextlib.suppress(OSError, ValueError):
+        pid = int((directory / "cli.pid").read_text())
+        if str(directory).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+            os.kill(pid, signal.SIGTERM)
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """Debian's docker-registry on a free 127.0.0.1 port with temporary storage."""

@@ -172,8 +172,8 @@ def test_failing_healthcheck_turns_unhealthy(env: Env) -> None:
     env.cli("rm", "-f", "sick")
 
 
-def test_twenty_parallel_runs_keep_their_own_state(env: Env) -> None:
-    n = 20
+def test_fifty_parallel_runs_keep_their_own_state(env: Env) -> None:
+    n = 50
     procs = [
         subprocess.Popen(
             [PORTSIDE, "run", "-d", "--name", f"p{i}", IMAGE, "sh", "-c", f"echo me-{i}; sleep 60"],

@@ -1,20 +1,19 @@
 """Entry point of the `portside` command.
 
 Subcommands are registered by import path and loaded only when invoked, so
-`portside version` does not pay for the image or registry stacks.
+`portside version` does not pay for the image or registry stacks. The click group
+itself (app.py) loads only when this process parses the command line: `main` first
+offers the call to the warm CLI (warm.py), a pre-imported copy that serves most calls
+without importing click, the engine or the stores here.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Any
 
-import click
-
-from portside import __version__
-from portside.cli.lazy import LazyGroup
-from portside.errors import PortsideError
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # verb -> "module:attribute" of a click command; each component adds its own.
 COMMANDS: dict[str, str] = {
@@ -61,70 +60,27 @@ COMMANDS: dict[str, str] = {
 }
 
 
-@click.group(
-    cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
-)
-@click.version_option(
-    __version__, "--version", "-v", prog_name="portside", message="%(prog)s version %(version)s"
-)
-@click.option(
-    "--root",
-    envvar="PORTSIDE_ROOT",
-    default=None,
-    help="Persistent state root (default /var/lib/portside).",
-)
-@click.option(
-    "--runroot",
-    envvar="PORTSIDE_RUNROOT",
-    default=None,
-    help="Run state root on tmpfs (default /run/portside).",
-)
-@click.option(
-    "--config",
-    "config_path",
-    envvar="PORTSIDE_CONFIG",
-    default=None,
-    help="Engine settings file (default /etc/portside/portside.toml).",
-)
-@click.option(
-    "--storage-driver",
-    envvar="PORTSIDE_STORAGE_DRIVER",
-    default=None,
-    help="overlay or vfs (default: overlay where the kernel has it, or portside.toml).",
-)
-@click.pass_context
-def cli(
-    ctx: click.Context,
-    root: str | None,
-    runroot: str | None,
-    config_path: str | None,
-    storage_driver: str | None,
-) -> None:
-    """portside: run containers the way docker and podman do."""
-    if storage_driver:
-        # the layer store reads it wherever it is opened (engine, pull, image mount)
-        os.environ["PORTSIDE_STORAGE_DRIVER"] = storage_driver
-    ctx.obj = {"root": root, "runroot": runroot, "config": config_path}
-
-
 def main(argv: list[str] | None = None) -> Any:
-    """Run the CLI, turning any PortsideError into one line on stderr."""
-    try:
-        return cli.main(args=argv, prog_name="portside", standalone_mode=False)
-    except PortsideError as err:
-        click.echo(f"Error: {err}", err=True)
-        sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
-        sys.exit(125)
-    except click.exceptions.NoArgsIsHelpError as err:
-        # `portside` with no verb shows the help, as docker does, and exits 0.
-        click.echo(err.format_message() if hasattr(err, "format_message") else str(err))
-        sys.exit(0)
-    except click.ClickException as err:
-        click.echo(f"Error: {err.format_message()}", err=True)
-        sys.exit(125)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    """Run the CLI, turning any PortsideError into one line on stderr.
+
+    Called as the `portside` command (no `argv`), the call goes to the warm CLI when
+    one can stand in for this process; otherwise, or with an explicit `argv`, it runs here.
+    """
+    if argv is None:
+        from portside.cli.warm import forward, leave
+
+        code = forward(sys.argv[1:])
+        if code is not None:
+            leave(code)
+    from portside.cli.app import run
+
+    return run(argv)
+
+
+def __getattr__(name: str) -> object:
+    """`cli`, the click group, as before (it lives in app.py now)."""
+    if name == "cli":
+        from portside.cli.app import cli
+
+        return cli
+    raise AttributeError(f"module 'portside.cli.main' has no attribute {name!r}")
