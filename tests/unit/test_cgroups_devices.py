@@ -123,3 +123,93 @@ def test_program_matches_the_reference_semantics(
     assert ebpf.evaluate(prog, dtype, major, minor, access) == _reference(
         rules, dtype, major, minor, access
     )
+
+
+def _state(text: str) -> dev.V1State:
+    return dev.V1State.parse_list(text)
+
+
+CONTAINER = dev.container_rules([{"allow": False, "access": "rwm"}])
+
+
+def test_devices_list_parses_to_a_default_and_exceptions() -> None:
+    assert _state("a *:* rwm\n").allow and not _state("a *:* rwm\n").exceptions
+    s = _state("c 1:3 rwm\nb *:* m\nc 136:* rw\n")
+    assert not s.allow
+    assert s.exceptions == {("c", 1, 3): "rwm", ("b", -1, -1): "m", ("c", 136, -1): "rw"}
+    assert not _state("").allow and not _state("").exceptions  # deny everything
+    with pytest.raises(CgroupError, match=r"cannot parse devices\.list line"):
+        _state("c 1 rwm\n")
+
+
+def test_fresh_cgroup_gets_one_reset_then_each_allowed_device() -> None:
+    writes = dev.v1_transition(_state("a *:* rwm"), CONTAINER)
+    assert writes[0] == ("devices.deny", "a *:* rwm")
+    assert writes[1:] == [("devices.allow", r.v1_line()) for r in dev.DEFAULT_ALLOWED]
+
+
+def test_same_list_again_writes_nothing() -> None:
+    current = _state("".join(f"{r.v1_line()}\n" for r in dev.DEFAULT_ALLOWED))
+    assert dev.v1_transition(current, CONTAINER) == []
+
+
+def _rule_of(line: str, allow: bool = True) -> dev.Rule:
+    dtype, majmin, access = line.split()
+    major, minor = (-1 if x == "*" else int(x) for x in majmin.split(":"))
+    return dev.Rule(allow, dtype, major, minor, access)
+
+
+def test_update_writes_only_what_changes() -> None:
+    """A device gained, one lost, one narrowed: three writes, no reset, nothing kept is
+    ever taken away (runc's emulator transition)."""
+    current = _state("c 1:3 rwm\nc 1:5 rwm\nc 10:229 rwm\nc 136:* rwm\n")
+    rules = dev.parse_rules(
+        [
+            {"allow": False, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "r"},
+            {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+        ]
+    )
+    assert dev.v1_transition(current, rules) == [
+        ("devices.deny", "c 1:5 wm"),
+        ("devices.deny", "c 10:229 rwm"),
+        ("devices.allow", "c 1:9 rwm"),
+    ]
+
+
+def test_an_allow_everything_target_is_written_in_full() -> None:
+    """The kernel lists an allow default as "a *:* rwm" and hides its denials: no diff."""
+    rules = dev.parse_rules(
+        [{"allow": True, "access": "rwm"}, {"allow": False, "type": "c", "major": 1, "minor": 3}]
+    )
+    assert dev.v1_transition(_state("c 1:3 rwm\n"), rules) == dev.v1_writes(rules)
+
+
+_key = st.tuples(
+    st.sampled_from(["c", "b"]), st.sampled_from([-1, 1, 5]), st.sampled_from([-1, 3, 9])
+)
+_access = st.sampled_from(["r", "w", "m", "rw", "rm", "wm", "rwm"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    allowed=st.dictionaries(_key, _access, max_size=5),
+    default_allow=st.booleans(),
+    rules=st.lists(_rule, max_size=8),
+)
+def test_transition_reaches_what_the_full_rewrite_would(
+    allowed: dict[tuple[str, int, int], str], default_allow: bool, rules: list[dev.Rule]
+) -> None:
+    """From any listed state, applying the transition's writes one by one (the kernel's
+    semantics, V1State.apply) ends where writing every rule would."""
+    current = dev.V1State(True) if default_allow else dev.V1State(False, allowed)
+    expected = current.copy()
+    for r in rules:
+        expected.apply(r)
+    got = current.copy()
+    for name, line in dev.v1_transition(current, rules):
+        allow = name == "devices.allow"
+        got.apply(dev.Rule(allow, "a") if line.startswith("a ") else _rule_of(line, allow))
+    assert (got.allow, got.exceptions) == (expected.allow, expected.exceptions)

@@ -143,3 +143,85 @@ def effective_default(rules: list[Rule]) -> tuple[bool, list[Rule]]:
         if r.is_wildcard_all:
             default, start = r.allow, i + 1
     return default, rules[start:]
+
+
+class V1State:
+    """What a v1 devices cgroup holds: a default (allow or deny everything) and its
+    exceptions, keyed (type, major, minor) with their access bits, changed by each write
+    as the kernel changes it. Reading it back from devices.list only works for a deny
+    default: with an allow default the kernel lists "a *:* rwm" and hides the denials."""
+
+    __slots__ = ("allow", "exceptions")
+
+    def __init__(self, allow: bool, exceptions: dict[tuple[str, int, int], str] | None = None):
+        self.allow = allow
+        self.exceptions = dict(exceptions or {})
+
+    @classmethod
+    def parse_list(cls, text: str) -> V1State:
+        """devices.list: "a *:* rwm" alone for an allow default, else the allowed devices."""
+        lines = [ln.split() for ln in text.splitlines() if ln.strip()]
+        if any(parts[0] == "a" for parts in lines):
+            return cls(True)
+        state = cls(False)
+        for parts in lines:
+            if len(parts) != 3 or ":" not in parts[1]:
+                raise CgroupError(f"cannot parse devices.list line {' '.join(parts)!r}")
+            major, _, minor = parts[1].partition(":")
+            key = (parts[0], -1 if major == "*" else int(major), -1 if minor == "*" else int(minor))
+            state.exceptions[key] = _access_union(state.exceptions.get(key, ""), parts[2])
+        return state
+
+    def copy(self) -> V1State:
+        return V1State(self.allow, self.exceptions)
+
+    def apply(self, rule: Rule) -> None:
+        """One write of the rule to devices.allow (allow) or devices.deny (deny)."""
+        if rule.is_wildcard_all:
+            self.allow = rule.allow
+            self.exceptions.clear()
+            return
+        key = (rule.type, rule.major, rule.minor)
+        if rule.allow != self.allow:  # an exception to the default: add its bits
+            self.exceptions[key] = _access_union(self.exceptions.get(key, ""), rule.access)
+            return
+        left = "".join(c for c in self.exceptions.get(key, "") if c not in rule.access)
+        if left:
+            self.exceptions[key] = left
+        else:
+            self.exceptions.pop(key, None)
+
+
+def _access_union(a: str, b: str) -> str:
+    return "".join(c for c in "rwm" if c in a or c in b)
+
+
+def _line(key: tuple[str, int, int], access: str) -> str:
+    dtype, major, minor = key
+    return Rule(True, dtype, major, minor, access).v1_line()
+
+
+def v1_transition(current: V1State, rules: list[Rule]) -> list[tuple[str, str]]:
+    """The writes that take a cgroup from `current` to where writing `rules` would, as
+    runc does it: with a deny default before and after, only the devices whose access
+    changes (a container being updated never loses, even briefly, an access it keeps);
+    a new deny default is one reset then the allowed devices; an allow default, whose
+    denials the kernel does not list, gets every rule again."""
+    target = current.copy()
+    for r in rules:
+        target.apply(r)
+    if target.allow:
+        return v1_writes(rules)
+    if current.allow:
+        writes = [("devices.deny", "a *:* rwm")]
+        return writes + [("devices.allow", _line(k, a)) for k, a in target.exceptions.items()]
+    writes = []
+    for key, access in current.exceptions.items():
+        lost = "".join(c for c in access if c not in target.exceptions.get(key, ""))
+        if lost:
+            writes.append(("devices.deny", _line(key, lost)))
+    for key, access in target.exceptions.items():
+        gained = "".join(c for c in access if c not in current.exceptions.get(key, ""))
+        if gained:
+            writes.append(("devices.allow", _line(key, gained)))
+    return writes

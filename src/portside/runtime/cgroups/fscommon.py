@@ -150,6 +150,13 @@ def remove_tree(
         return
     for attempt in range(attempts):
         try:
+            if attempt == 0:
+                try:
+                    rmdir(directory)  # the usual case, without listing its files first
+                    return
+                except OSError as exc:
+                    if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+                        raise
             for dirpath, dirs, _files in os.walk(directory, topdown=False):
                 for d in dirs:
                     sub = os.path.join(dirpath, d)

@@ -58,6 +58,8 @@ class Mounts:
 
 def _unescape(text: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo.
+    if "\\" not in text:
+        return text
     out, i = [], 0
     while i < len(text):
         if text[i] == "\\" and i + 4 <= len(text) and text[i + 1 : i + 4].isdigit():

@@ -256,8 +256,11 @@ class V1Manager(CgroupManager):
         return path
 
     def _set_devices(self, rules: list[dev.Rule]) -> None:
+        """Only what differs from the cgroup's current list (dev.v1_transition), so an
+        `update` does not take a running container's devices away for a moment."""
         path = self._need("devices", "device rules")
-        for name, line in dev.v1_writes(rules):
+        current = dev.V1State.parse_list(fs.read(path, "devices.list"))
+        for name, line in dev.v1_transition(current, rules):
             fs.write(path, name, line)
 
     def _set_memory(self, m: res.Memory) -> None:
