@@ -102,6 +102,7 @@ class Monitor:
         self.backoff_attempt = 0
         self.restart_timer: Timer | None = None
         self.wakeup_r = -1
+        self.pid = os.getpid()
         # healthcheck
         self.health: HealthState | None = None
         self.health_timer: Timer | None = None
@@ -186,54 +187,51 @@ class Monitor:
         return proc.exit_code(status)[0], b"".join(chunks).decode("utf-8", "replace")
 
     def start_container(self, start: bool = True) -> None:
-        """RUNTIME create (stdio pipes, or a pty over the console socket), then RUNTIME start."""
+        """RUNTIME create (stdio pipes, or a pty over the console socket), then RUNTIME start.
+
+        The monitor makes the container's pipes (or the console socket) and
+        leaves the rest to a short-lived child (`_create_in_helper`): running
+        the runtime, reading its pid file, finding the OOM counter and writing
+        the state file. Everything that child touches stays out of the
+        monitor's own memory, which is paid for once per container; the init
+        is still the monitor's child (a subreaper: the helper is not one).
+        """
         cfg = self.cfg
-        try:
-            os.unlink(cfg.pid_file)
-        except FileNotFoundError:
-            pass
-        create = ["create", "--bundle", cfg.bundle, "--pid-file", cfg.pid_file]
         console: _socket.socket | None = None
-        close_after: list[int] = []
-        err_text = b""
+        console_path = cfg.state_dir.rstrip("/") + "/console.sock"
+        ends: list[int] = []  # the container's ends of the pipes: the helper's, not ours
+        stdin_w = -1
         try:
             if cfg.terminal:
-                console_path = cfg.state_dir.rstrip("/") + "/console.sock"
                 console = proc.unix_listener(console_path, STREAM)
-                create += ["--console-socket", console_path]
                 err_r, err_w = os.pipe()
                 fds = (self.devnull, self.devnull, err_w)
-                close_after = [err_w]
+                ends = [err_w]
                 stream_fds = {err_r: "stderr"}
             else:
                 out_r, out_w = os.pipe()
                 err_r, err_w = os.pipe()
                 stdin_fd = self.devnull
                 if cfg.stdin:
-                    in_r, in_w = os.pipe()
-                    stdin_fd = in_r
-                    close_after.append(in_r)
-                    self.stdin_fd = in_w
+                    stdin_fd, stdin_w = os.pipe()
+                    ends.append(stdin_fd)
                 fds = (stdin_fd, out_w, err_w)
-                close_after += [out_w, err_w]
+                ends += [out_w, err_w]
                 stream_fds = {out_r: "stdout", err_r: "stderr"}
             for fd in stream_fds:
                 os.set_blocking(fd, False)
-            pid = self.spawn_runtime((*create, cfg.id), *fds)
-            for fd in close_after:
+            # a pty's container may only start once we hold the master: we start it then
+            report = self._create_in_helper(fds, stream_fds, start and console is None, console)
+            for fd in ends:
                 os.close(fd)
-            close_after = []
-            _, status = os.waitpid(pid, 0)
-            code = proc.exit_code(status)[0]
-            if code != 0:
+            ends = []
+            if "error" in report:
                 for fd in stream_fds:
-                    err_text += proc.read_nonblocking(fd)[0]
                     os.close(fd)
-                if self.stdin_fd >= 0:
-                    os.close(self.stdin_fd)
-                    self.stdin_fd = -1
-                self.runtime("delete", "--force", cfg.id)  # whatever it left half-made
-                raise RuntimeFailure(_error_line(err_text, f"runtime create exited with {code}"))
+                if stdin_w >= 0:
+                    os.close(stdin_w)
+                raise RuntimeFailure(str(report["error"]))
+            self.stdin_fd = stdin_w
             if console is not None:
                 conn = proc.accept(console, STREAM)
                 master = proc.recv_fd(conn) if conn is not None else None
@@ -250,16 +248,16 @@ class Monitor:
                     self.stdin_fd = master
                 stream_fds = {master: "stdout"}
             self.out_fds = stream_fds
-            self.init_pid = int(read_file(cfg.pid_file).strip() or b"0")
-            self.oom_file = oom_counter_file(self.init_pid)
-            self.oom_base = read_oom_kills(self.oom_file)
+            self.init_pid = report["pid"]
+            self.oom_file = report["oom_file"]
+            self.oom_base = report["oom_base"]
         finally:
-            for fd in close_after:
+            for fd in ends:
                 os.close(fd)
             if console is not None:
                 console.close()
                 try:
-                    os.unlink(cfg.state_dir.rstrip("/") + "/console.sock")
+                    os.unlink(console_path)
                 except FileNotFoundError:
                     pass
         self.status = "created"
@@ -268,10 +266,92 @@ class Monitor:
             self.watch(fd, POLLIN, self._output_handler(fd))
         if self.stdin_fd >= 0 and self.stdin_fd != self.pty_fd:
             os.set_blocking(self.stdin_fd, False)
-        if start:
+        if "started_at" in report:
+            self.running(report["started_at"], write=False)
+        elif start:
             self.start_created()
+
+    def _create_in_helper(
+        self,
+        fds: tuple[int, int, int],
+        stream_fds: dict[int, str],
+        start: bool,
+        console: _socket.socket | None,
+    ) -> dict[str, Any]:
+        """Fork the helper that creates (and, with `start`, starts) the container; its report.
+
+        The report is `{"pid", "oom_file", "oom_base"[, "started_at"]}` or
+        `{"error": ONE LINE}`; a failed create or start leaves nothing behind.
+        """
+        report_r, report_w = os.pipe()
+        helper = os.fork()
+        if helper == 0:
+            _signal.set_wakeup_fd(-1)  # our children's SIGCHLD is not the monitor's business
+            os.close(report_r)
+            if console is not None:
+                console.close()  # the listener is the monitor's: the runtime connects to it
+            try:
+                doc = self._helper_work(fds, stream_fds, start)
+            except BaseException as exc:  # the monitor reports it as one line
+                doc = {"error": str(exc) or type(exc).__name__}
+            try:
+                os.write(report_w, jsonlite.dumps(doc).encode())
+            finally:
+                os._exit(0)
+        os.close(report_w)
+        chunks = []
+        while chunk := os.read(report_r, 65536):
+            chunks.append(chunk)
+        os.close(report_r)
+        os.waitpid(helper, 0)
+        try:
+            report: dict[str, Any] = jsonlite.loads(b"".join(chunks), "helper report")
+        except PortsideError:
+            report = {"error": "the monitor's helper died before it reported"}
+        return report
+
+    def _helper_work(
+        self, fds: tuple[int, int, int], stream_fds: dict[int, str], start: bool
+    ) -> dict[str, Any]:
+        """In the helper: the runtime's create (and start), the files; the report."""
+        cfg = self.cfg
+        if self.restart_count == 0:
+            write_atomic(cfg.monitor_pid_file, f"{self.pid}\n".encode())
+        try:
+            os.unlink(cfg.pid_file)
+        except FileNotFoundError:
+            pass
+        create = ["create", "--bundle", cfg.bundle, "--pid-file", cfg.pid_file]
+        if cfg.terminal:
+            create += ["--console-socket", cfg.state_dir.rstrip("/") + "/console.sock"]
+        pid = self.spawn_runtime((*create, cfg.id), *fds)
+        for fd in fds:
+            if fd != self.devnull:
+                os.close(fd)
+        _, status = os.waitpid(pid, 0)
+        code = proc.exit_code(status)[0]
+        if code != 0:
+            err_text = b"".join(proc.read_nonblocking(fd)[0] for fd in stream_fds)
+            self.runtime("delete", "--force", cfg.id)  # whatever it left half-made
+            return {"error": _error_line(err_text, f"runtime create exited with {code}")}
+        self.init_pid = int(read_file(cfg.pid_file).strip() or b"0")
+        oom_file = oom_counter_file(self.init_pid)
+        report: dict[str, Any] = {
+            "pid": self.init_pid,
+            "oom_file": oom_file,
+            "oom_base": read_oom_kills(oom_file),
+        }
+        if start:
+            code, err = self.runtime("start", cfg.id)
+            if code != 0:
+                self.runtime("delete", "--force", cfg.id)
+                return {"error": _error_line(err.encode(), f"runtime start exited with {code}")}
+            report["started_at"] = rfc3339nano()
+            self.running(report["started_at"])
         else:
+            self.status = "created"
             self.write_state()
+        return report
 
     def start_created(self) -> None:
         """RUNTIME start: the init execs the container's process."""
@@ -281,14 +361,20 @@ class Monitor:
             self.runtime("delete", "--force", self.cfg.id)
             self.close_container_fds()
             raise RuntimeFailure(_error_line(err.encode(), f"runtime start exited with {code}"))
-        self.started_at = rfc3339nano()
+        self.running(rfc3339nano())
+
+    def running(self, started_at: str, write: bool = True) -> None:
+        """The container runs: record it (`write`: the files too, else the helper wrote them)."""
+        self.started_at = started_at
         self.started_mono = _now()
         self.status = "running"
-        self.write_state()
         if self.cfg.healthcheck is not None:
             self.health = HealthState(self.cfg.healthcheck)
+            if self.health_timer is None or not self.health_timer.active:
+                self.health_timer = self.after(self.cfg.healthcheck.interval, self.start_probe)
+        if write:
+            self.write_state()
             self.write_health()
-            self.health_timer = self.after(self.cfg.healthcheck.interval, self.start_probe)
 
     def close_container_fds(self) -> None:
         for fd in self.out_fds:
@@ -764,7 +850,7 @@ class Monitor:
         doc: dict[str, Any] = {
             "id": self.cfg.id,
             "status": self.status,
-            "monitor_pid": os.getpid(),
+            "monitor_pid": self.pid,
             "pid": self.init_pid,
             "restart_count": self.restart_count,
             "started_at": self.started_at,
@@ -781,12 +867,12 @@ class Monitor:
 
     def setup(self) -> None:
         cfg = self.cfg
+        self.pid = os.getpid()
         proc.set_subreaper()
         self.wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         _signal.signal(_signal.SIGCHLD, lambda _s, _f: None)
         _signal.set_wakeup_fd(wakeup_w, warn_on_full_buffer=False)
         self.watch(self.wakeup_r, POLLIN, self.on_sigchld)
-        write_atomic(cfg.monitor_pid_file, f"{os.getpid()}\n".encode())
         self.log = open_writer(cfg.log_driver, cfg.log_path, cfg.log_max_size, cfg.log_max_file)
         self.attach_sock = proc.unix_listener(cfg.attach_socket, SEQPACKET)
         self.watch(self.attach_sock.fileno(), POLLIN, self.on_attach_accept)

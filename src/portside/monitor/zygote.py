@@ -23,6 +23,7 @@ import os
 import select
 import sys
 
+from portside.errors import PortsideError
 from portside.monitor import inproc, jsonlite, main, proc
 from portside.monitor.files import read_file, write_atomic
 from portside.monitor.logs import CRIWriter, JSONFileWriter
@@ -54,14 +55,15 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     pid_file = socket_path.removesuffix(".sock") + ".pid"
     write_atomic(pid_file, f"{os.getpid()}\n".encode())
     proc.preload_prctl()
-    inproc.preload()
     _warm_up()
     gc.collect()
+    _fill_pools()
     gc.freeze()  # the collector must not touch (and so copy) the shared objects
     os.write(ready_fd, b"ready\n")
     os.close(ready_fd)
     poller = select.poll()
     poller.register(listener.fileno(), select.POLLIN)
+    first = True
     while poller.poll(int(idle * 1000)):
         conn = proc.accept(listener, SEQPACKET)
         if conn is None:
@@ -83,6 +85,9 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
         except Exception:  # a bad request must not end the zygote
             config = None
         if config and fds:
+            if first:
+                first = False
+                _preload_runtime(str(config))
             child = os.fork()
             if child == 0:
                 listener.close()
@@ -133,6 +138,76 @@ def _warm_up() -> None:
         cfg.restart.should_restart(1, 0, False)
         main._error_line(b'time="x" level=error msg="warm up"', "")
     main.oom_counter_file(os.getpid())
+
+
+def _preload_runtime(config_path: str) -> None:
+    """When the first container's runtime is our own portside-runtime, load its modules.
+
+    Its `create` and `start` then run in forks that have them already (see
+    inproc.py); ~30 ms once. A zygote that serves runc or crun does not carry
+    them: they would cost each of its monitors memory for nothing.
+    """
+    try:
+        doc = jsonlite.loads(read_file(config_path), "monitor config")
+        runtime = doc.get("runtime") if isinstance(doc, dict) else None
+        if (
+            not isinstance(runtime, str)
+            or doc.get("runtime_inprocess", True) is False
+            or not inproc.is_own_runtime(runtime)
+        ):
+            return
+    except (PortsideError, OSError):
+        return
+    inproc.preload()
+    gc.collect()
+    _fill_pools()
+    gc.freeze()
+
+
+_BALLAST: list[object] = []
+
+
+def _fill_pools() -> None:
+    """Take every free block of the allocator's partly used pools now, before any fork.
+
+    A monitor's first allocations would otherwise land in those holes,
+    scattered over pages the zygote shares, and copy a whole page for each
+    few bytes; with the holes filled they go to fresh pools, side by side.
+    The ballast stays allocated and untouched: shared by every fork.
+    """
+    free = _free_blocks()
+    ballast = _BALLAST
+    for size, count in free.items():
+        for i in range(count):
+            if size == 16:
+                ballast.append(object())
+            elif size == 32:
+                ballast.append((1 << 40) + i)
+            else:
+                ballast.append(bytes(size - 33))  # 33 bytes of header and NUL
+
+
+def _free_blocks() -> dict[int, int]:
+    """Size class -> free blocks in its used pools, from the allocator's own statistics."""
+    r, w = os.pipe()
+    saved = os.dup(2)
+    try:
+        os.dup2(w, 2)
+        sys._debugmallocstats()  # writes to the C stderr
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(w)
+    try:
+        text = os.read(r, 1 << 20).decode("ascii", "replace")
+    finally:
+        os.close(r)
+    free = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 5 and all(f.isdigit() for f in fields):
+            free[int(fields[1])] = int(fields[4])
+    return free
 
 
 def run() -> None:
