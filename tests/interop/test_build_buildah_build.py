@@ -85,21 +85,30 @@ ONBUILD ENV CHILD=1
 SHELL ["/bin/sh", "-ec"]
 """
 
-CASES: dict[str, tuple[str, dict[str, str], str | None]] = {
-    "everything": (EVERYTHING, {"GREETING": "hi there"}, None),
-    "target-builder": (EVERYTHING, {}, "builder"),
-    "scratch-and-copy-from-stage": (
-        """FROM localhost/busybox AS tools
-RUN mkdir -p /out/bin && cp /bin/busybox /out/bin/ && ln -s busybox /out/bin/sh
+SCRATCH = """FROM localhost/busybox AS tools
+RUN mkdir -p /out/bin /out/etc && cp /bin/busybox /out/bin/ && ln -s busybox /out/bin/sh \
+ && echo owned > /out/etc/owned && chown 65534:65534 /out/etc/owned && chmod 600 /out/etc/owned
 FROM scratch
 COPY --from=tools /out/ /
+COPY --from=tools --chown=1:2 /out/etc/owned /chowned
 COPY a.txt /a.txt
 ENV X=1
 CMD ["/bin/sh", "-c", "cat /a.txt"]
-""",
-        {},
-        None,
-    ),
+"""
+
+LAYERS_FALSE = """FROM localhost/busybox
+COPY data/ /data/
+RUN rm /data/remove-me && echo made > /made
+WORKDIR /data
+CMD ["ls"]
+"""
+
+# name -> (Containerfile, build args, target, extra flags for both tools)
+CASES: dict[str, tuple[str, dict[str, str], str | None, list[str]]] = {
+    "everything": (EVERYTHING, {"GREETING": "hi there"}, None, ["--layers"]),
+    "target-builder": (EVERYTHING, {}, "builder", ["--layers"]),
+    "scratch-and-copy-from-stage": (SCRATCH, {}, None, ["--layers"]),
+    "layers-false": (LAYERS_FALSE, {}, None, ["--layers=false"]),
 }
 
 
@@ -203,8 +212,8 @@ def _portside(*args: str, check: bool = True) -> subprocess.CompletedProcess[str
     return res
 
 
-def _flags(args: dict[str, str], target: str | None) -> list[str]:
-    out = ["--format", "docker"]
+def _flags(args: dict[str, str], target: str | None, extra: list[str]) -> list[str]:
+    out = ["--format", "docker", *extra]
     for k, v in args.items():
         out += ["--build-arg", f"{k}={v}"]
     if target:
@@ -215,13 +224,13 @@ def _flags(args: dict[str, str], target: str | None) -> list[str]:
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_build_equals_buildah(buildah: list[str], seeded: Path, tmp_path: Path, case: str) -> None:
-    text, args, target = CASES[case]
+    text, args, target, extra = CASES[case]
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     _make_context(ctx, text)
     tag = "localhost/built:test"
     res = subprocess.run(
-        [*buildah, "bud", "--runtime", "runc", "--layers", *_flags(args, target), "-t", tag,
+        [*buildah, "bud", "--runtime", "runc", *_flags(args, target, extra), "-t", tag,
          str(ctx)],
         capture_output=True,
         text=True,
@@ -234,7 +243,7 @@ def test_build_equals_buildah(buildah: list[str], seeded: Path, tmp_path: Path, 
         ).stdout
     )["Docker"]["config"]
     (theirs_cfg.get("Labels") or {}).pop("io.buildah.version", None)
-    _portside("build", *_flags(args, target), "-t", tag, str(ctx))
+    _portside("build", *_flags(args, target, extra), "-t", tag, str(ctx))
     ours_doc = json.loads(_portside("image", "inspect", tag).stdout)[0]
     ours_cfg = ours_doc.get("Config") or {}
     for field in FIELDS:
@@ -267,3 +276,13 @@ def test_build_equals_buildah(buildah: list[str], seeded: Path, tmp_path: Path, 
     assert not only_theirs and not only_ours, f"buildah only: {only_theirs}; ours: {only_ours}"
     differ = {p: (ours[p], theirs[p]) for p in sorted(ours) if ours[p] != theirs[p]}
     assert not differ, differ
+    # the same layers: one per file step with --layers, one per stage without
+    ours_h = [bool(h.get("empty_layer")) for h in ours_doc["History"]]
+    theirs_doc = json.loads(
+        subprocess.run(
+            [*buildah, "inspect", "--type", "image", tag], capture_output=True, check=True
+        ).stdout
+    )["Docker"]
+    theirs_h = [bool(h.get("empty_layer")) for h in theirs_doc["history"]]
+    assert ours_h == theirs_h
+    assert len(ours_doc["RootFS"]["Layers"]) == len(theirs_doc["rootfs"]["diff_ids"])

@@ -296,12 +296,8 @@ class Builder:
                 self._keep(str(layer.descriptor["digest"]))
                 state.layers.append(layer.descriptor)
                 state.config["rootfs"]["diff_ids"].append(layer.diff_id)
-                for h in reversed(state.config["history"]):
-                    if h.get("empty_layer") and h.get("_files"):
-                        h.pop("empty_layer")
-                        break
-            for h in state.config.get("history") or []:
-                h.pop("_files", None)
+                # buildah puts the stage's one layer on its last instruction
+                state.config["history"][-1].pop("empty_layer", None)
             if single:
                 self.progress.done(state.image_id)
             return state
@@ -373,8 +369,6 @@ class Builder:
             entry["author"] = ev.author
         if empty:
             entry["empty_layer"] = True
-        if empty and isinstance(ins, Run | Copy):
-            entry["_files"] = True  # the stage's one layer is put on the last of these
         new.config["history"] = [*(new.config.get("history") or []), entry]
         return new
 
@@ -585,7 +579,8 @@ class Builder:
         from portside.build import steps
 
         owner = steps.resolve_chown(ins.chown, ws.rootfs)
-        copier = steps.Copier(ws.rootfs, owner, ins.chmod)
+        from_stage = not isinstance(ins, Add) and bool(ins.from_)
+        copier = steps.Copier(ws.rootfs, owner, ins.chmod, keep=from_stage)
         workdir = ev.config.get("WorkingDir") or "/"
         target, dest_is_dir = steps.plan_dest(self.ctx, list(ins.sources), ins.dest, workdir)
         if not isinstance(ins, Add) and ins.from_:
@@ -672,8 +667,6 @@ class Builder:
                     inner.pop(k)
         cfg["config"] = inner
         cfg.setdefault("created", _now())
-        for h in cfg.get("history") or []:
-            h.pop("_files", None)
         names = [normalize_name(t) for t in o.tags]
         self.progress.commit(names[0] if names else None)
         config_bytes = json.dumps(cfg, separators=(",", ":")).encode()

@@ -84,10 +84,20 @@ def apply_chmod(spec: str, mode: int, is_dir: bool) -> int:
 class Copier:
     """Writes CopyItems into `rootfs`."""
 
-    def __init__(self, rootfs: Path, owner: Ownership | None, chmod: str | None) -> None:
+    def __init__(
+        self, rootfs: Path, owner: Ownership | None, chmod: str | None, *, keep: bool = False
+    ) -> None:
         self.rootfs = rootfs
         self.owner = owner or Ownership(0, 0)
         self.chmod = chmod
+        # COPY --from keeps the source's owners unless --chown is given (buildah's rule)
+        self.keep = keep and owner is None
+
+    def _chown(self, path: str, st: os.stat_result) -> None:
+        if self.keep:
+            os.lchown(path, st.st_uid, st.st_gid)
+        else:
+            os.lchown(path, self.owner.uid, self.owner.gid)
 
     def host(self, dest: str) -> str:
         from portside.runtime.rootfs import secure_join
@@ -127,7 +137,7 @@ class Copier:
                 path = self.ensure_dir(item.dest)
                 st = os.lstat(src)
                 os.chmod(path, self._mode(stat.S_IMODE(st.st_mode), True))
-                os.lchown(path, self.owner.uid, self.owner.gid)
+                self._chown(path, st)
                 os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
                 continue
             self.put(src, item.dest, item.kind)
@@ -150,7 +160,7 @@ class Copier:
         st = os.lstat(src)
         if kind == "symlink":
             os.symlink(os.readlink(src), path)
-            os.lchown(path, self.owner.uid, self.owner.gid)
+            self._chown(path, st)
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
             return
         if kind != "file":
@@ -159,7 +169,7 @@ class Copier:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as fout:
                 _copy_data(fin, fout, st.st_size)
-        os.lchown(path, self.owner.uid, self.owner.gid)
+        self._chown(path, st)
         os.chmod(path, self._mode(stat.S_IMODE(st.st_mode), False))
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 

@@ -86,10 +86,12 @@ def _context_dir(context: str, runroot: Path) -> Iterator[Path]:
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="Add a label.")
 @click.option(
     "--layers",
-    type=click.BOOL,
-    default=True,
-    show_default=True,
-    help="Cache each step as a layer (false: one layer per stage, no cache).",
+    "layers_flag",
+    is_flag=False,
+    flag_value="true",
+    default="true",
+    type=click.Choice(["true", "false", "1", "0"], case_sensitive=False),
+    help="Cache each step as a layer (default); false: one layer per stage, no cache.",
 )
 @click.option("--format", "fmt", type=click.Choice(["oci", "docker"]), default="oci")
 @click.option("--runtime", default=None, help="OCI runtime for RUN (runc, crun, PATH).")
@@ -113,7 +115,7 @@ def build(
     pull_never: bool,
     quiet: bool,
     labels: tuple[str, ...],
-    layers: bool,
+    layers_flag: str,
     fmt: str,
     runtime: str | None,
     network: str,
@@ -158,7 +160,7 @@ def build(
             pull=pull,
             quiet=quiet,
             labels=_labels(labels),
-            layers=layers,
+            layers=layers_flag.lower() in ("true", "1"),
             format=fmt,
             runtime=runtime,
             network="host" if network == "default" else network,
