@@ -322,3 +322,48 @@ RUN --network=none ip -o link | cut -d: -f2 | tr -d ' ' > /links
     )
     doc = json.loads(info.stdout)
     assert len(doc["Layers"]) == 3
+
+
+def test_reproducible_with_source_date_epoch(env: Env, tmp_path: Path) -> None:
+    text = f"FROM {IMAGE}\nRUN echo made > /made && mkdir /dir\nCOPY data.txt /d\nENV X=1\n"
+    ctx = _ctx(tmp_path, text)
+    ids = []
+    for _ in range(2):
+        proc = subprocess.run(
+            [*env_cli(env), "build", "-q", "--no-cache", str(ctx)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "SOURCE_DATE_EPOCH": "1700000000"},
+            check=True,
+        )
+        ids.append(proc.stdout.strip())
+    assert ids[0] == ids[1]
+    doc = json.loads(env.cli("image", "inspect", ids[0]).stdout)[0]
+    assert doc["Created"].startswith("2023-11-14T22:13:20")
+
+
+def test_onbuild_user_and_base_pulled_from_registry(
+    env: Env, tmp_path: Path, pushed_images: dict[str, str]
+) -> None:
+    remote = pushed_images["busybox"]
+    parent = _ctx(tmp_path / "p", f"""FROM {remote}
+RUN echo 'nobody:x:65534:65534:nobody:/home/nobody:/bin/sh' >> /etc/passwd
+ONBUILD COPY data.txt /onbuild.txt
+ONBUILD RUN echo "trigger ran as $(id -u)" > /trigger.txt
+""")  # fmt: skip
+    res = env.cli("build", "--pull=never", "-t", "localhost/parent:1", str(parent), check=False)
+    assert res.returncode == 125
+    assert len(res.stderr.strip().splitlines()) == 1 and remote.split("/")[0] in res.stderr
+    # ONBUILD needs the docker format (OCI configs have no field for it, as podman says)
+    env.cli("build", "-q", "--format", "docker", "-t", "localhost/parent:1", str(parent))
+    child = _ctx(tmp_path / "c", """FROM localhost/parent:1
+USER nobody
+RUN id -u > /tmp/uid && echo "$HOME" > /tmp/home
+""", {"data.txt": "child context\n"})  # fmt: skip
+    out = env.cli("build", "-t", "localhost/child:1", str(child)).stdout
+    assert "STEP 2/5: COPY data.txt /onbuild.txt" in out
+    got = _run(env, "localhost/child:1", "cat", "/onbuild.txt", "/trigger.txt", "/tmp/uid")
+    assert got == "child context\ntrigger ran as 0\n65534\n"
+    doc = json.loads(env.cli("image", "inspect", "localhost/child:1").stdout)[0]
+    assert doc["Config"]["User"] == "nobody"
+    assert not doc["Config"].get("OnBuild")
