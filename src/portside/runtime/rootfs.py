@@ -229,7 +229,8 @@ def _make_device(path: str, kind: str, major: int, minor: int, mode: int, bind: 
         return
     fmt = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
     os.mknod(path, fmt | (mode & 0o7777), os.makedev(major, minor))
-    os.chmod(path, mode & 0o7777)
+    if mode & 0o7000:  # the umask is 0 here: only the special bits may need a chmod
+        os.chmod(path, mode & 0o7777)
 
 
 def setup_dev(cfg: Config, console_slave: str | None) -> None:

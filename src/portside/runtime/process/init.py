@@ -18,6 +18,7 @@ from portside.errors import PortsideError
 from portside.linux import libc
 from portside.runtime import namespaces
 from portside.runtime.process import sync
+from portside.runtime.process.options import Options
 from portside.runtime.specconv import Config, Process
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
@@ -25,27 +26,6 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-class Options:
-    """How the caller wants the process started (create/run/exec flags)."""
-
-    def __init__(self) -> None:
-        self.console_socket: str | None = None
-        self.fifo_fd = -1  # O_PATH fd of the exec fifo, opened by the runtime
-        self.no_pivot = False
-        self.no_new_keyring = False
-        self.preserve_fds = 0
-        self.join_pid: int | None = None  # exec: the container init to join
-        self.is_exec = False
-        self.id = ""
-        self.host_pid = 0
-        self.seccomp_conn: Any = None  # listenerPath, connected as early as the console
-        self.console_conn: Any = None  # connected before any namespace is entered
-        self.late_cgroup = False  # the init joins its cgroup during setup (see launcher)
-        self.close_fds: list[int] = []  # the runtime's own (its state lock): not ours to hold
-        # stage 1 is the init itself: the runtime made the PID namespace (see launcher)
-        self.direct = False
 
 
 def _fail(ch: sync.Channel, err: BaseException) -> NoReturn:

@@ -21,7 +21,7 @@ from portside.linux import libc
 from portside.runtime import cgroupctl, namespaces
 from portside.runtime.container import Container, now_rfc3339, process_start_time
 from portside.runtime.process import sync
-from portside.runtime.process.init import Options
+from portside.runtime.process.options import Options
 from portside.runtime.specconv import Config, Process
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
