@@ -21,7 +21,7 @@ import signal as _signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,6 +94,9 @@ class LocalEngine:
         self._images: ImageStore | None = None
         self._layers: LayerStore | None = None
         self._volumes: Volumes | None = None
+        # given, close() hands it the deletion of removed containers' dirs to run later
+        # (the warm CLI runs it after the caller has its exit status); else close() does it
+        self.defer: Callable[[Callable[[], None]], None] | None = None
         self._network: EngineNetworking | None = None
 
     # -- parts, opened on first use
@@ -144,6 +147,9 @@ class LocalEngine:
         return self._network
 
     def close(self) -> None:
+        if self._layers is not None and self.defer is not None:
+            # what rm set aside (dirs renamed away) is deleted once the caller has its answer
+            self.defer(self._layers.take_trash())
         # the state DB last: the last connection to portside.db to close decides whether
         # SQLite checkpoints (and fsyncs) it, and only ours is set to skip that
         for part in (self._images, self._layers, self._db):
@@ -477,18 +483,20 @@ class LocalEngine:
                 doc, stdin=stdin or bool(doc["options"].get("interactive")), defer=attach
             )
             self.network.down(doc)  # what an earlier run left (an exit not cleaned up)
-            net_status = self.network.up(doc, self.ctr_dir(cid), self.record)
-            if net_status.get("own") and "exit_command" not in config:
+            # attached, the CNI ADD runs while the monitor starts and the runtime creates
+            token = uuid.uuid4().hex
+            net_up = self.network.begin_up(doc, self.ctr_dir(cid), self.record, token, attach)
+            by_monitor = bool(net_up.status.get("own")) and "exit_command" not in config
+            if by_monitor:
                 # attached: the monitor takes the network down at exit, while `run` finishes
-                config["exit_command"] = self.network.down_command(doc, net_status["token"])
-                net_status["by_monitor"] = True
-            self.db.update(cid, net_status=net_status)
+                config["exit_command"] = self.network.down_command(doc, token)
             try:
                 handle = spawn(config, zygote_dir=self.runroot)
             except BaseException as err:
                 with contextlib.suppress(PortsideError, OSError):
+                    net_up.wait()
+                with contextlib.suppress(PortsideError, OSError):
                     self.network.down(doc)
-                    self.db.update(cid, net_status=None)
                 if not isinstance(err, RuntimeFailure):
                     raise
                 self.db.update(
@@ -497,8 +505,16 @@ class LocalEngine:
                     last_exit={"exit_code": _exit_code_for(str(err)), "error": str(err)},
                 )
                 raise _classify(err) from None
+            try:
+                net_status = net_up.wait()
+            except BaseException:
+                with contextlib.suppress(PortsideError, OSError, TimeoutError):
+                    handle.stop(9, 0)
+                    handle.wait(timeout=30)
+                raise
             self.db.update(
                 cid,
+                net_status={**net_status, "by_monitor": by_monitor},
                 status=cs.STARTED,
                 paused=False,
                 started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -653,8 +669,11 @@ class LocalEngine:
             self.network.release(doc, cs.Observed(self.run_dir(cid), cid).exit is not None)
         with contextlib.suppress(NotFound):
             self.layers.remove_snapshot(doc["snapshot"])
-        shutil.rmtree(self.run_dir(cid), ignore_errors=True)
-        shutil.rmtree(self.ctr_dir(cid), ignore_errors=True)
+        for directory in (self.run_dir(cid), self.ctr_dir(cid)):
+            try:  # gone from sight now; the deletion itself after the reply (see close)
+                self.layers.discard(directory)
+            except OSError:
+                shutil.rmtree(directory, ignore_errors=True)
         self.db.delete(cid)
         if volumes:
             for m in doc.get("mounts") or []:

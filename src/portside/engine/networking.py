@@ -24,8 +24,9 @@ import contextlib
 import fcntl
 import os
 import sys
+import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,7 +104,7 @@ class EngineNetworking:
         """Check the network options and fix what stays for the container's life: mode,
         networks, published host ports (free ones chosen now, as podman), the namespace
         path for the spec. `lookup(ref)` returns another container's record."""
-        from portside.network.api import parse_network_mode
+        from portside.network.mode import parse_network_mode
 
         value = opts.network or default_network(self.settings)
         mode = parse_network_mode(value)
@@ -180,18 +181,28 @@ class EngineNetworking:
     def up(self, doc: dict[str, Any], userdata: Path, lookup: Any) -> dict[str, Any]:
         """Make the namespace and run the plugins; write /etc/hosts and resolv.conf. Returns
         the status to record. On failure nothing is left behind and one line is raised."""
+        return self.begin_up(doc, userdata, lookup, uuid.uuid4().hex, background=False).wait()
+
+    def begin_up(
+        self, doc: dict[str, Any], userdata: Path, lookup: Any, token: str, background: bool
+    ) -> PendingUp:
+        """up() in two halves. Now: the checks (networks, plugins: a bad one fails here,
+        before anything exists), the pinned namespace and the container's files. Then the
+        CNI ADDs: in a thread when `background` (the runtime's create needs only the pin
+        and the files, so it runs meanwhile; the files get their content in place when
+        ADD returns, before the container's process starts), else before returning."""
         from portside.network import dns
 
         plan = doc.get("net")
         if plan is None:  # a record older than networking: the runtime made its namespace
-            return {"networks": [], "ports": []}
+            return PendingUp({"networks": [], "ports": []})
         mode = plan.get("mode")
         cid = doc["id"]
         hostname = str(doc.get("hostname") or cid[:12])
         names = [doc["name"]]
         if mode == "host":
             _write_etc(userdata, hostname, _host_hosts(hostname), _host_resolv())
-            return {"networks": [], "ports": []}
+            return PendingUp({"networks": [], "ports": []})
         if mode == "container":
             other = lookup(plan["target"])
             onet = other.get("net_status")
@@ -203,41 +214,44 @@ class EngineNetworking:
             hosts = _read(src / "hosts") or dns.hosts_content(hostname, (), names)
             resolv = _read(src / "resolv.conf") or dns.resolv_content()
             _write_etc(userdata, hostname, hosts, resolv)
-            return {"networks": onet.get("networks", []), "ports": onet.get("ports", [])}
-        path = Path(plan["netns"])
-        if os.path.lexists(path):  # a pin left by a crash: its plugins' state first
-            self._down(doc)
-        from portside.network import netns
-
-        with self._pins_locked():
-            created = netns.create(self.runroot, path.name)
-        try:
-            if mode != "bridge":
-                _write_etc(
-                    userdata,
-                    hostname,
-                    dns.hosts_content(hostname, (), names),
-                    dns.resolv_content(),
-                )
-                return {"networks": [], "ports": [], "own": True, "token": uuid.uuid4().hex}
-            from portside.network.api import NetworkRequest
-            from portside.network.ports import from_runtime_config
-
-            net = self.networking(plan.get("host_netns"))
-            reqs = [
-                NetworkRequest(r["name"], r.get("ip"), r.get("mac"), list(r.get("aliases") or []))
-                for r in plan.get("requests") or []
-            ]
-            res = net.setup(
-                cid,
-                created,
-                reqs,
-                ports=from_runtime_config(plan.get("ports") or []),
-                name=names[0],
+            return PendingUp({"networks": onet.get("networks", []), "ports": onet.get("ports", [])})
+        own = {"networks": [], "ports": [], "own": True, "token": token}
+        if mode != "bridge":
+            self._pin(doc)
+            _write_etc(
+                userdata, hostname, dns.hosts_content(hostname, (), names), dns.resolv_content()
             )
-            aliases = [a for r in reqs for a in r.aliases]
-            _write_etc(userdata, hostname, res.hosts(hostname, [*names, *aliases]), res.resolv())
+            return PendingUp(own)
+        from portside.network.api import NetworkRequest
+        from portside.network.ports import from_runtime_config
+
+        net = self.networking(plan.get("host_netns"))
+        reqs = [
+            NetworkRequest(r["name"], r.get("ip"), r.get("mac"), list(r.get("aliases") or []))
+            for r in plan.get("requests") or []
+        ]
+        for r in reqs:
+            net.cni.resolve(net.store.get(r.name))
+        created = self._pin(doc)
+        aliases = [a for r in reqs for a in r.aliases]
+
+        def attach() -> dict[str, Any]:
+            try:
+                res = net.setup(
+                    cid,
+                    created,
+                    reqs,
+                    ports=from_runtime_config(plan.get("ports") or []),
+                    name=names[0],
+                )
+                hosts, resolv = res.hosts(hostname, [*names, *aliases]), res.resolv()
+                _write_etc(userdata, hostname, hosts, resolv, in_place=background)
+            except BaseException:
+                with contextlib.suppress(NetworkError, OSError):
+                    self._down(doc)
+                raise
             return {
+                **own,
                 "networks": [
                     {
                         "network": s.network,
@@ -250,13 +264,21 @@ class EngineNetworking:
                     for s in res.networks
                 ],
                 "ports": plan.get("ports") or [],
-                "own": True,
-                "token": uuid.uuid4().hex,
             }
-        except BaseException:
-            with contextlib.suppress(NetworkError, OSError):
-                self._down(doc)
-            raise
+
+        if not background:
+            return PendingUp(attach())
+        _write_etc(userdata, hostname, dns.hosts_content(hostname, (), names), dns.resolv_content())
+        return PendingUp(own, attach)
+
+    def _pin(self, doc: dict[str, Any]) -> Path:
+        from portside.network import netns
+
+        path = Path(doc["net"]["netns"])
+        if os.path.lexists(path):  # a pin left by a crash: its plugins' state first
+            self._down(doc)
+        with self._pins_locked():
+            return netns.create(self.runroot, path.name)
 
     # -- exit, rm: down -----------------------------------------------------------------
 
@@ -396,6 +418,35 @@ class EngineNetworking:
         return gone
 
 
+class PendingUp:
+    """A network being brought up: `status` now (own, token), wait() for the final one."""
+
+    def __init__(
+        self, status: dict[str, Any], work: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
+        self.status = status
+        self._result: dict[str, Any] | None = None if work else status
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if work is not None:
+            self._thread = threading.Thread(target=self._run, args=(work,), name="cni-add")
+            self._thread.start()
+
+    def _run(self, work: Callable[[], dict[str, Any]]) -> None:
+        try:
+            self._result = work()
+        except BaseException as err:  # handed to wait()
+            self._error = err
+
+    def wait(self) -> dict[str, Any]:
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text()
@@ -414,9 +465,17 @@ def _host_resolv() -> str:
     return _read(Path("/etc/resolv.conf")) or "\n"
 
 
-def _write_etc(userdata: Path, hostname: str, hosts: str, resolv: str) -> None:
-    """The three files the spec bind-mounts, each replaced atomically."""
+def _write_etc(
+    userdata: Path, hostname: str, hosts: str, resolv: str, in_place: bool = False
+) -> None:
+    """The three files the spec bind-mounts, each replaced atomically; `in_place` once a
+    runtime has bind-mounted them (a new inode would not be seen)."""
     userdata.mkdir(parents=True, exist_ok=True)
+    if in_place:
+        for name, text in (("hosts", hosts), ("resolv.conf", resolv)):
+            with open(userdata / name, "w") as f:
+                f.write(text)
+        return
     for name, text in (
         ("hosts", hosts),
         ("resolv.conf", resolv),
