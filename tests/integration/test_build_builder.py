@@ -367,3 +367,34 @@ RUN id -u > /tmp/uid && echo "$HOME" > /tmp/home
     doc = json.loads(env.cli("image", "inspect", "localhost/child:1").stdout)[0]
     assert doc["Config"]["User"] == "nobody"
     assert not doc["Config"].get("OnBuild")
+
+
+def test_output_archives_and_files(env: Env, tmp_path: Path) -> None:
+    need_tool("skopeo")
+    ctx = _ctx(tmp_path, f'FROM {IMAGE}\nCOPY data.txt /data.txt\nCMD ["true"]\n')
+    out = tmp_path / "out"
+    env.cli(
+        "build", "-q", "-t", "localhost/o:1",
+        "--output", f"type=oci,dest={out}/oci.tar",
+        "--output", f"type=docker,dest={out}/docker.tar",
+        "-o", f"type=local,dest={out}/files",
+        "-o", f"type=tar,dest={out}/files.tar",
+        str(ctx),
+    )  # fmt: skip
+    for transport in ("oci-archive", "docker-archive"):
+        name = "oci" if transport == "oci-archive" else "docker"
+        info = subprocess.run(
+            ["skopeo", "inspect", "--config", f"{transport}:{out}/{name}.tar"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(info.stdout)["config"]["Cmd"] == ["true"]
+    assert (out / "files" / "data.txt").read_text() == "context data\n"
+    assert (out / "files" / "bin" / "busybox").is_file()
+    with tarfile.open(out / "files.tar") as tf:
+        member = tf.extractfile("./data.txt")
+        assert member is not None and member.read() == b"context data\n"
+    assert env.mounts_under(env.root) == []
+    bad = env.cli("build", "-o", "type=zip,dest=x", str(ctx), check=False)
+    assert bad.returncode == 125 and "type=zip" in bad.stderr

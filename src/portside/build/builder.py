@@ -82,6 +82,7 @@ class BuildOptions:
     iidfile: str | None = None
     squash: bool = False
     compression: str = "gzip"
+    outputs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -706,6 +707,11 @@ class Builder:
         self.progress.done(image.id)
         for name in names:
             self.progress.tagged(name)
+        if o.outputs:
+            from portside.build.output import write_output
+
+            for spec in o.outputs:
+                write_output(self.engine, image, spec, names[0] if names else None)
         if o.iidfile:
             tmp = Path(o.iidfile + ".tmp")
             tmp.write_text(f"sha256:{image.id}")

@@ -103,6 +103,14 @@ def _context_dir(context: str, runroot: Path) -> Iterator[Path]:
 )
 @click.option("--iidfile", default=None, help="Write the image ID to this file.")
 @click.option("--squash", is_flag=True, help="Squash the new layers of the last stage into one.")
+@click.option(
+    "--output",
+    "-o",
+    "outputs",
+    multiple=True,
+    metavar="type=oci|docker|local|tar,dest=PATH",
+    help="Also write the image as an OCI or docker archive, or its files.",
+)
 @click.argument("context", required=False, default=".")
 def build(
     tags: tuple[str, ...],
@@ -121,13 +129,17 @@ def build(
     network: str,
     iidfile: str | None,
     squash: bool,
+    outputs: tuple[str, ...],
     context: str,
 ) -> None:
     """Build an image from a Containerfile or Dockerfile."""
     from portside.build.builder import BuildOptions
     from portside.build.builder import build as run_build
     from portside.build.context import find_dockerfile
+    from portside.build.output import parse_output
 
+    for spec in outputs:
+        parse_output(spec)  # a bad --output fails before anything is built
     if pull_always:
         pull = "always"
     if pull_never:
@@ -166,5 +178,6 @@ def build(
             network="host" if network == "default" else network,
             iidfile=iidfile,
             squash=squash,
+            outputs=list(outputs),
         )
         run_build(engine, opts)
