@@ -33,6 +33,9 @@ POLLOUT = select.POLLOUT
 SEQPACKET = _socket.SOCK_SEQPACKET
 STREAM = _socket.SOCK_STREAM
 CLIENT_QUEUE_MAX = 1 << 20
+# What the zygote had loaded when it forked us (None: not started by a zygote);
+# a forked monitor imports nothing more (an import would copy pages into each).
+ZYGOTE_MODULES: frozenset[str] | None = None
 SIGNALS = {
     "HUP": 1,
     "INT": 2,
@@ -648,7 +651,8 @@ class Monitor:
                 self.log.reopen()
             return {"ok": True}
         if op == "modules":  # what the resident monitor has loaded (tests check it stays small)
-            return {"modules": sorted(sys.modules)}
+            forked_with = sorted(ZYGOTE_MODULES) if ZYGOTE_MODULES is not None else None
+            return {"modules": sorted(sys.modules), "zygote_modules": forked_with}
         if op == "start":
             if self.status != "created":
                 return {"error": f"container is {self.status}, not created"}

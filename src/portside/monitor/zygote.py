@@ -58,6 +58,7 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     _warm_up()
     gc.collect()
     _fill_pools()
+    main.ZYGOTE_MODULES = frozenset(sys.modules)
     gc.freeze()  # the collector must not touch (and so copy) the shared objects
     os.write(ready_fd, b"ready\n")
     os.close(ready_fd)
@@ -161,6 +162,7 @@ def _preload_runtime(config_path: str) -> None:
     inproc.preload()
     gc.collect()
     _fill_pools()
+    main.ZYGOTE_MODULES = frozenset(sys.modules)
     gc.freeze()
 
 

@@ -1,0 +1,81 @@
+"""What keeps a zygote-forked monitor small: it imports nothing and starts no thread.
+
+Each monitor forked from the zygote shares the zygote's pages until it writes
+them; an import after the fork (or a thread and its stack) would be paid again
+by every container. These scenarios drive every path a resident monitor runs
+(output, attach, stdin, resize, healthcheck probes, restarts, control ops) and
+then compare its modules with the zygote's. The memory figures themselves are
+benchmarks/bench_monitor.py's, not a test's.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from portside.monitor.client import MonitorHandle
+from tests.integration.test_monitor_support import Monitors, log_lines, monitors, wait_for
+
+__all__ = ["monitors"]
+
+pytestmark = [pytest.mark.root, pytest.mark.interop, pytest.mark.timeout(120)]
+
+
+def _assert_lean(handle: MonitorHandle) -> None:
+    reply = handle.control({"op": "modules"})
+    assert reply["zygote_modules"] is not None, "not forked from the zygote"
+    assert reply["modules"] == reply["zygote_modules"]
+    assert os.listdir(f"/proc/{handle.pid}/task") == [str(handle.pid)]  # one thread
+
+
+def test_pipes_attach_stdin_and_healthcheck_import_nothing(monitors: Monitors) -> None:
+    handle = monitors.start(
+        ["sh", "-c", "read line; echo got-$line; exec sleep 1000"],
+        zygote=True,
+        stdin=True,
+        defer_start=True,
+        healthcheck={"test": ["CMD", "true"], "interval": 0.1, "retries": 1},
+    )
+    with handle.attach() as conn:
+        handle.start()
+        conn.send(b"ping\n")
+        conn.read_until(b"got-ping")
+    wait_for(lambda: (handle.health() or {}).get("status") == "healthy", "a healthy probe")
+    handle.reopen_log()
+    handle.status()
+    _assert_lean(handle)
+    handle.stop("KILL")
+    handle.wait(timeout=60)
+
+
+def test_restarts_import_nothing(monitors: Monitors) -> None:
+    handle = monitors.start(
+        ["sh", "-c", "echo run; sleep 0.2; exit 1"],
+        zygote=True,
+        restart={"policy": "always", "backoff": 0.05},
+    )
+    wait_for(lambda: (handle.state() or {}).get("restart_count", 0) >= 2, "two restarts")
+    _assert_lean(handle)
+    handle.stop("KILL")
+    handle.wait(timeout=60)
+
+
+def test_a_pty_and_resize_import_nothing(monitors: Monitors) -> None:
+    handle = monitors.start(
+        ["sh", "-c", "stty size; read x; stty size; exec sleep 1000"],
+        zygote=True,
+        terminal=True,
+        stdin=True,
+        defer_start=True,
+    )
+    with handle.attach() as conn:
+        handle.start()
+        conn.read_until(b"\n")
+        handle.resize(33, 77)
+        conn.send(b"\r")
+        conn.read_until(b"33 77")
+    assert any("33 77" in line for line in log_lines(handle.config.log_path))
+    _assert_lean(handle)
+    handle.stop("KILL")
+    handle.wait(timeout=60)
