@@ -1,43 +1,32 @@
-"""rootfs mount logic against a recording fake of linux.libc (no root, no kernel mounts)."""
+"""Mount and namespace logic against the recording Syscalls fake (no root, no kernel calls)."""
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from portside.linux import libc
-from portside.runtime import rootfs, specconv
+from portside.errors import RuntimeFailure
+from portside.linux import libc, syscalls
+from portside.linux.syscalls import RecordingSyscalls
+from portside.runtime import namespaces, rootfs, specconv
 from portside.testing.runtime_suite import base_spec
 
 
-class Recorder:
-    """Stands in for portside.linux.libc: records mount calls, keeps the constants."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(libc, name)  # the MS_* constants
-
-    def mount(
-        self, source: Any, target: Any, fstype: Any, flags: int = 0, data: Any = None
-    ) -> None:
-        self.calls.append(("mount", source, os.fsdecode(target), fstype, flags, data))
-
-    def umount2(self, target: Any, flags: int = 0) -> None:
-        self.calls.append(("umount2", os.fsdecode(target), flags))
-
-
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    rec = Recorder()
-    monkeypatch.setattr(rootfs, "libc", rec)
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingSyscalls]:
+    rec = RecordingSyscalls()
+    old = syscalls.use(rec)
     # a bind remount keeps the flags the kernel locks: none on a tmpfs we do not mount
     monkeypatch.setattr(rootfs, "_locked_flags", lambda path: 0)
-    return rec
+    try:
+        yield rec
+    finally:
+        syscalls.use(old)
 
 
 def config(tmp_path: Path, mounts: list[dict[str, Any]]) -> specconv.Config:
@@ -47,7 +36,7 @@ def config(tmp_path: Path, mounts: list[dict[str, Any]]) -> specconv.Config:
     return specconv.convert(spec, str(tmp_path))
 
 
-def test_bind_with_flags_is_a_bind_then_a_remount(fake: Recorder, tmp_path: Path) -> None:
+def test_bind_with_flags_is_a_bind_then_a_remount(fake: RecordingSyscalls, tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     cfg = config(
@@ -78,7 +67,7 @@ def test_bind_with_flags_is_a_bind_then_a_remount(fake: Recorder, tmp_path: Path
     assert os.path.isdir(dest)
 
 
-def test_file_bind_creates_a_file_target(fake: Recorder, tmp_path: Path) -> None:
+def test_file_bind_creates_a_file_target(fake: RecordingSyscalls, tmp_path: Path) -> None:
     src = tmp_path / "resolv.conf"
     src.write_text("nameserver 127.0.0.1\n")
     cfg = config(
@@ -89,7 +78,7 @@ def test_file_bind_creates_a_file_target(fake: Recorder, tmp_path: Path) -> None
     assert os.path.isfile(os.path.join(cfg.rootfs, "etc", "resolv.conf"))
 
 
-def test_symlinked_destination_stays_inside(fake: Recorder, tmp_path: Path) -> None:
+def test_symlinked_destination_stays_inside(fake: RecordingSyscalls, tmp_path: Path) -> None:
     cfg = config(tmp_path, [{"destination": "/evil/x", "type": "tmpfs", "source": "tmpfs"}])
     outside = tmp_path / "outside"
     os.symlink(str(outside), os.path.join(cfg.rootfs, "evil"))
@@ -99,7 +88,7 @@ def test_symlinked_destination_stays_inside(fake: Recorder, tmp_path: Path) -> N
     assert not outside.exists()
 
 
-def test_tmpfs_data_and_flags(fake: Recorder, tmp_path: Path) -> None:
+def test_tmpfs_data_and_flags(fake: RecordingSyscalls, tmp_path: Path) -> None:
     cfg = config(
         tmp_path,
         [
@@ -124,7 +113,7 @@ def test_tmpfs_data_and_flags(fake: Recorder, tmp_path: Path) -> None:
     ]
 
 
-def test_masked_and_readonly_paths(fake: Recorder, tmp_path: Path) -> None:
+def test_masked_and_readonly_paths(fake: RecordingSyscalls, tmp_path: Path) -> None:
     d = tmp_path / "dir"
     d.mkdir()
     f = tmp_path / "file"
@@ -148,12 +137,71 @@ def test_masked_and_readonly_paths(fake: Recorder, tmp_path: Path) -> None:
 
 
 def test_mount_failure_names_source_and_destination(
-    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake: RecordingSyscalls, tmp_path: Path
 ) -> None:
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise OSError(1, "Operation not permitted")
-
-    monkeypatch.setattr(fake, "mount", refuse)
+    fake.fail["mount"] = errno.EPERM
     cfg = config(tmp_path, [{"destination": "/m", "type": "mqueue", "source": "mqueue"}])
     with pytest.raises(Exception, match='error mounting "mqueue" to rootfs at "/m"'):
         rootfs.mount_all(cfg)
+
+
+def test_pivot_stacks_the_old_root_then_detaches_it(
+    fake: RecordingSyscalls, tmp_path: Path
+) -> None:
+    cwd = os.getcwd()
+    try:
+        rootfs.pivot(str(tmp_path))
+    finally:
+        os.chdir(cwd)
+    assert fake.calls == [
+        ("pivot_root", ".", "."),
+        ("mount", None, ".", None, libc.MS_SLAVE | libc.MS_REC, None),
+        ("umount2", ".", libc.MNT_DETACH),
+    ]
+
+
+def test_unshare_is_one_call_with_every_flag(fake: RecordingSyscalls) -> None:
+    namespaces.unshare(["network", "ipc", "uts", "mount"])
+    namespaces.unshare([])  # nothing new: no call at all
+    flags = libc.CLONE_NEWNET | libc.CLONE_NEWIPC | libc.CLONE_NEWUTS | libc.CLONE_NEWNS
+    assert fake.calls == [("unshare", flags)]
+
+
+def test_unshare_failure_is_one_line_naming_the_kinds(fake: RecordingSyscalls) -> None:
+    fake.fail["unshare"] = errno.EPERM
+    with pytest.raises(RuntimeFailure, match=r"^unshare user,pid: operation not permitted$"):
+        namespaces.unshare(["user", "pid"])
+
+
+def test_join_by_path_is_setns_with_the_kind(fake: RecordingSyscalls, tmp_path: Path) -> None:
+    pin = tmp_path / "netns"
+    pin.write_text("")
+    namespaces.join("network", str(pin))
+    ((name, fd, nstype),) = fake.calls
+    assert (name, nstype) == ("setns", libc.CLONE_NEWNET)
+    with pytest.raises(OSError):
+        os.fstat(fd)  # the path's fd is closed again
+    fake.fail["setns"] = errno.EINVAL
+    with pytest.raises(RuntimeFailure, match=f"failed to join network namespace {pin}: invalid"):
+        namespaces.join("network", str(pin))
+    with pytest.raises(RuntimeFailure, match="failed to open /nonexistent"):
+        namespaces.join("ipc", "/nonexistent")
+    assert fake.names() == ["setns", "setns"]
+
+
+def test_failure_of_one_target_only(fake: RecordingSyscalls, tmp_path: Path) -> None:
+    """`fail` keyed (name, path) fails that call alone, as a missing mount point would."""
+    cfg = config(
+        tmp_path,
+        [
+            {"destination": "/a", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/b", "type": "tmpfs", "source": "tmpfs"},
+        ],
+    )
+    fake.fail[("mount", os.path.join(cfg.rootfs, "b"))] = errno.ENODEV
+    with pytest.raises(RuntimeFailure, match='"tmpfs" to rootfs at "/b": no such device'):
+        rootfs.mount_all(cfg)
+    assert [c[2] for c in fake.calls] == [
+        os.path.join(cfg.rootfs, "a"),
+        os.path.join(cfg.rootfs, "b"),
+    ]

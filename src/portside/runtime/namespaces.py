@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from portside.errors import RuntimeFailure
-from portside.linux import libc
+from portside.linux import libc, syscalls
 
 PROC_NAMES = {
     "pid": "pid",
@@ -30,7 +30,7 @@ def join(kind: str, path: str) -> None:
     except OSError as e:
         raise RuntimeFailure(f"failed to open {path}: {(e.strerror or '').lower()}") from None
     try:
-        libc.setns(fd, libc.NAMESPACE_FLAGS[kind])
+        syscalls.kernel.setns(fd, libc.NAMESPACE_FLAGS[kind])
     except OSError as e:
         raise RuntimeFailure(
             f"failed to join {kind} namespace {path}: {(e.strerror or '').lower()}"
@@ -45,7 +45,7 @@ def unshare(kinds: list[str]) -> None:
         flags |= libc.NAMESPACE_FLAGS[kind]
     if flags:
         try:
-            libc.unshare(flags)
+            syscalls.kernel.unshare(flags)
         except OSError as e:
             raise RuntimeFailure(
                 f"unshare {','.join(kinds)}: {(e.strerror or '').lower()}"

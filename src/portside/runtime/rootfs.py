@@ -12,7 +12,7 @@ import os
 import stat
 
 from portside.errors import RuntimeFailure
-from portside.linux import libc
+from portside.linux import libc, syscalls
 from portside.runtime.specconv import Config, Mount
 
 TYPE_CHECKING = False
@@ -105,7 +105,9 @@ def _locked_flags(path: str) -> int:
 
 def remount_bind(path: str, flags: int) -> None:
     """Apply per-mount flags to an existing bind mount (the kernel ignores them at bind time)."""
-    libc.mount(None, path, None, flags | libc.MS_BIND | libc.MS_REMOUNT | _locked_flags(path))
+    syscalls.kernel.mount(
+        None, path, None, flags | libc.MS_BIND | libc.MS_REMOUNT | _locked_flags(path)
+    )
 
 
 def _cgroup_mounts() -> list[tuple[str, str, str, str]]:
@@ -138,7 +140,7 @@ def _mount_cgroup(cfg: Config, m: Mount, dest: str, cgroup2_dir: str | None = No
     `cgroup2_dir`: the cgroup2 directory the runtime is moving the init into (it may
     not be there yet, so /proc/self/cgroup would still show the old one)."""
     flags = m.flags & ~libc.MS_RDONLY
-    libc.mount("tmpfs", dest, "tmpfs", flags, "mode=755")
+    syscalls.kernel.mount("tmpfs", dest, "tmpfs", flags, "mode=755")
     mine = _own_cgroups()
     for mountpoint, fstype, sopts, _ in _cgroup_mounts():
         if not mountpoint.startswith("/sys/fs/cgroup/"):
@@ -155,7 +157,7 @@ def _mount_cgroup(cfg: Config, m: Mount, dest: str, cgroup2_dir: str | None = No
             sub = next((mine[c] for c in ctrls if c in mine), "/")
         target = os.path.join(dest, name)
         _mkdir_all(target)
-        libc.mount(mountpoint + sub, target, None, libc.MS_BIND | libc.MS_REC)
+        syscalls.kernel.mount(mountpoint + sub, target, None, libc.MS_BIND | libc.MS_REC)
         remount_bind(target, m.flags & ~libc.MS_REC)
         if "," in name:
             for alias in name.split(","):
@@ -163,14 +165,16 @@ def _mount_cgroup(cfg: Config, m: Mount, dest: str, cgroup2_dir: str | None = No
                 if not os.path.lexists(link):
                     os.symlink(name, link)
     if m.flags & libc.MS_RDONLY:
-        libc.mount(None, dest, None, flags | libc.MS_REMOUNT | libc.MS_RDONLY, "mode=755")
+        syscalls.kernel.mount(
+            None, dest, None, flags | libc.MS_REMOUNT | libc.MS_RDONLY, "mode=755"
+        )
 
 
 def mount_entry(cfg: Config, m: Mount, cgroup2_dir: str | None = None) -> None:
     dest = secure_join(cfg.rootfs, m.destination)
     if m.is_bind:
         _create_target(dest, os.path.isdir(m.source))
-        libc.mount(m.source, dest, None, libc.MS_BIND | (m.flags & libc.MS_REC))
+        syscalls.kernel.mount(m.source, dest, None, libc.MS_BIND | (m.flags & libc.MS_REC))
         # a bind takes only MS_BIND|MS_REC; the other flags need a remount.
         rest = m.flags & ~(libc.MS_BIND | libc.MS_REC | libc.MS_REMOUNT)
         if rest:
@@ -184,22 +188,22 @@ def mount_entry(cfg: Config, m: Mount, cgroup2_dir: str | None = None) -> None:
         if cfg.mount_label and m.type in ("tmpfs", "devpts", "mqueue"):
             data = f"{data},context={cfg.mount_label!r}" if data else f"context={cfg.mount_label!r}"
         try:
-            libc.mount(m.source, dest, m.type, m.flags & ~libc.MS_REMOUNT, data or None)
+            syscalls.kernel.mount(m.source, dest, m.type, m.flags & ~libc.MS_REMOUNT, data or None)
         except OSError as e:
             if m.type == "sysfs" and e.errno == errno.EPERM:
                 # sysfs of a network namespace we do not own: runc falls back to a bind
-                libc.mount("/sys", dest, None, libc.MS_BIND | libc.MS_REC)
+                syscalls.kernel.mount("/sys", dest, None, libc.MS_BIND | libc.MS_REC)
                 remount_bind(dest, m.flags & ~libc.MS_REC)
             else:
                 raise
     for prop in m.propagation:
-        libc.mount(None, dest, None, prop)
+        syscalls.kernel.mount(None, dest, None, prop)
 
 
 def prepare_root(cfg: Config) -> None:
     """Keep our mounts from leaking to the host, and make the rootfs a mount point."""
-    libc.mount(None, "/", None, cfg.rootfs_propagation)
-    libc.mount(cfg.rootfs, cfg.rootfs, None, libc.MS_BIND | libc.MS_REC)
+    syscalls.kernel.mount(None, "/", None, cfg.rootfs_propagation)
+    syscalls.kernel.mount(cfg.rootfs, cfg.rootfs, None, libc.MS_BIND | libc.MS_REC)
 
 
 def mount_all(cfg: Config, before_cgroupfs: Callable[[], str | None] | None = None) -> None:
@@ -225,7 +229,7 @@ def _make_device(path: str, kind: str, major: int, minor: int, mode: int, bind: 
     if bind:
         # mknod is not allowed in a user namespace: bind the host's node instead
         _create_target(path, False)
-        libc.mount(f"/dev/{os.path.basename(path)}", path, None, libc.MS_BIND)
+        syscalls.kernel.mount(f"/dev/{os.path.basename(path)}", path, None, libc.MS_BIND)
         return
     fmt = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
     os.mknod(path, fmt | (mode & 0o7777), os.makedev(major, minor))
@@ -277,7 +281,7 @@ def setup_dev(cfg: Config, console_slave: str | None) -> None:
     if console_slave is not None:
         console = secure_join(cfg.rootfs, "/dev/console")
         _create_target(console, False)
-        libc.mount(console_slave, console, None, libc.MS_BIND)
+        syscalls.kernel.mount(console_slave, console, None, libc.MS_BIND)
 
 
 def pivot(rootfs: str) -> None:
@@ -286,10 +290,10 @@ def pivot(rootfs: str) -> None:
     new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fchdir(new)
-        libc.pivot_root(".", ".")
+        syscalls.kernel.pivot_root(".", ".")
         os.fchdir(old)
-        libc.mount(None, ".", None, libc.MS_SLAVE | libc.MS_REC)
-        libc.umount2(".", libc.MNT_DETACH)
+        syscalls.kernel.mount(None, ".", None, libc.MS_SLAVE | libc.MS_REC)
+        syscalls.kernel.umount2(".", libc.MNT_DETACH)
     finally:
         os.close(old)
         os.close(new)
@@ -299,7 +303,7 @@ def pivot(rootfs: str) -> None:
 def move_root(rootfs: str) -> None:
     """--no-pivot: move the rootfs onto / and chroot (for ramfs roots, as runc)."""
     os.chdir(rootfs)
-    libc.mount(rootfs, "/", None, libc.MS_MOVE)
+    syscalls.kernel.mount(rootfs, "/", None, libc.MS_MOVE)
     os.chroot(".")
     os.chdir("/")
 
@@ -307,9 +311,9 @@ def move_root(rootfs: str) -> None:
 def mask_path(path: str) -> None:
     try:
         if os.path.isdir(path):
-            libc.mount("tmpfs", path, "tmpfs", libc.MS_RDONLY)
+            syscalls.kernel.mount("tmpfs", path, "tmpfs", libc.MS_RDONLY)
         else:
-            libc.mount("/dev/null", path, None, libc.MS_BIND)
+            syscalls.kernel.mount("/dev/null", path, None, libc.MS_BIND)
     except FileNotFoundError:
         return
     except OSError as e:
@@ -320,7 +324,7 @@ def mask_path(path: str) -> None:
 
 def readonly_path(path: str) -> None:
     try:
-        libc.mount(path, path, None, libc.MS_BIND | libc.MS_REC)
+        syscalls.kernel.mount(path, path, None, libc.MS_BIND | libc.MS_REC)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             return

@@ -15,7 +15,7 @@ import stat
 import sys
 
 from portside.errors import PortsideError
-from portside.linux import libc
+from portside.linux import libc, syscalls
 from portside.runtime import namespaces
 from portside.runtime.process import sync
 from portside.runtime.process.options import Options
@@ -209,9 +209,9 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
         os.close(master)
         console.attach(slave_in_root, proc.console_size)
     if cfg.hostname is not None:
-        libc.sethostname(cfg.hostname)
+        syscalls.kernel.sethostname(cfg.hostname)
     if cfg.domainname is not None:
-        libc.setdomainname(cfg.domainname)
+        syscalls.kernel.setdomainname(cfg.domainname)
     for key, value in cfg.sysctl.items():
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(value)
