@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -203,29 +204,67 @@ def test_connect_disconnect_restart_and_prune(net: NetEnv) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_hundred_run_rm_cycles_leave_nothing(net: NetEnv) -> None:
-    for _ in range(100):
-        net.cli("run", "--rm", IMAGE, "true")
+@pytest.mark.parametrize(("runtime", "cycles"), [("portside-runtime", 100), ("runc", 24)])
+def test_run_rm_cycles_leave_nothing(net: NetEnv, runtime: str, cycles: int) -> None:
+    """100 cycles on the default runtime (24 with runc keep the suite's time in bounds),
+    in 4 streams at once: addresses, pins and rules of concurrent containers must not mix."""
+    rt = ("--runtime", runtime_arg(runtime))
+
+    def stream(n: int) -> list[int]:
+        return [
+            net.cli("run", "--rm", *rt, IMAGE, "true", check=False).returncode for _ in range(n)
+        ]
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = [c for cs in pool.map(stream, [cycles // 4] * 4) for c in cs]
+    assert codes == [0] * cycles
     net.settled()  # every exit command's DEL done: no veth, pin, lease or rule is left
     assert net.cli("ps", "-aq").stdout == ""
     assert list((net.env.runroot / "cni" / "results").glob("*")) == []
     assert list((net.env.runroot / "netdown").glob("*")) == []
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
 def test_broken_conflist_and_missing_plugin_are_one_line_and_leave_nothing(
-    net: NetEnv,
+    net: NetEnv, runtime: str
 ) -> None:
+    rt = ("--runtime", runtime_arg(runtime))
     nets = net.env.root / "networks"
     nets.mkdir(exist_ok=True)
     (nets / "broken.conflist").write_text('{"cniVersion": "1.0.0", "name": "broken", "plugins": [')
-    r = net.cli("run", "--rm", "--network", "broken", IMAGE, "true", check=False)
+    r = net.cli("run", "--rm", *rt, "--network", "broken", IMAGE, "true", check=False)
     assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "broken.conflist" in r.stderr
     conf = {"cniVersion": "1.0.0", "name": "noplug", "plugins": [{"type": "nosuchplugin"}]}
     (nets / "noplug.conflist").write_text(json.dumps(conf))
-    r = net.cli("run", "--rm", "--network", "noplug", IMAGE, "true", check=False)
+    r = net.cli("run", "--rm", *rt, "--network", "noplug", IMAGE, "true", check=False)
     assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "nosuchplugin" in r.stderr
     assert net.cli("ps", "-aq").stdout == ""
     assert net.traces() == ([], [], [], [])
     assert list((net.env.runroot / "cni" / "results").glob("*")) == []
+
+
+def test_two_networks_static_ip_mac_and_publish_all(net: NetEnv) -> None:
+    net.cli("network", "create", "--subnet", "10.93.0.0/24", "front")
+    net.cli("network", "create", "--subnet", "10.94.0.0/24", "back")
+    mac = "02:42:0a:5d:00:32"
+    out = net.cli(
+        "run", "--rm", "--network", "front,back", "--ip", "10.93.0.50", "--mac-address", mac,
+        IMAGE, "sh", "-c", "ip -o -4 addr; cat /sys/class/net/eth0/address",
+    ).stdout  # fmt: skip
+    assert re.search(r"eth0\s+inet 10\.93\.0\.50/24", out), out
+    assert re.search(r"eth1\s+inet 10\.94\.0\.\d+/24", out), out
+    assert mac in out
+    # -P: the image's EXPOSE on a free host port
+    net.cli("create", "--network", "none", "--name", "src", IMAGE, "true")
+    net.cli("commit", "--change", "EXPOSE 80/tcp", "src", "localhost/exposed:latest")
+    serve = "mkdir -p /www && echo hello-P > /www/index.html && exec httpd -f -p 80 -h /www"
+    net.cli("run", "-d", "-P", "--name", "pw", "localhost/exposed:latest", "sh", "-c", serve)
+    line = net.cli("port", "pw").stdout
+    m = re.fullmatch(r"80/tcp -> 0\.0\.0\.0:(\d+)\n", line)
+    assert m, line
+    url = f"http://127.0.0.1:{m.group(1)}/"
+    assert "hello-P" in _retry(net, [BUSYBOX, "wget", "-q", "-O", "-", url], "hello-P", host=True)
+    net.cli("rm", "-f", "pw", "src")
+    net.settled()
