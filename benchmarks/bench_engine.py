@@ -2,14 +2,20 @@
 
 The goal (issue 6): portside's median at most half of podman's. Two portside rows: with
 its own runtime (the default) and with runc (podman's runtime here), so the engine's own
-cost shows apart from the runtime's.
+cost shows apart from the runtime's. Both portside rows go through the warm CLI (after
+the setup's first call starts it, as a user's first call does).
 """
 
 from __future__ import annotations
 
-from benchmarks.harness import PODMAN_LABEL, PORTSIDE, REG, Case
+from benchmarks.harness import PODMAN_LABEL, PORTSIDE, REG, WORK, Case
 
 IMAGE = f"{REG}/busybox:latest"
+WARM_DIR = WORK / "warm-cli"  # the warm CLI these runs use (cli/warm.py), stopped after
+STOP_WARM = (
+    f'p=$(cat "{WARM_DIR}/cli.pid" 2>/dev/null) && grep -qa "{WARM_DIR}" /proc/$p/cmdline'
+    ' && kill "$p"; true'
+)
 
 
 def cases() -> list[Case]:
@@ -26,6 +32,8 @@ def cases() -> list[Case]:
             },
             needs=("registry", "peer-images", "podman"),
             setup=f"{pull} && {warm}",
+            cleanup=STOP_WARM,
+            env={"PORTSIDE_WARM_DIR": str(WARM_DIR)},
             runs=15,
             warmup=2,
             note="podman: podman-env.sh's containers.conf (runc, cgroupfs); both: image local",

@@ -147,7 +147,8 @@ def test_a_call_runs_in_a_worker_with_the_callers_stdio_cwd_env_and_status(
     assert env.cli("run", "--rm", "-i", IMAGE, "cat", input="via stdin\n").stdout == "via stdin\n"
     code = env.cli("run", "--rm", IMAGE, "sh", "-c", "echo err >&2; exit 7", check=False)
     assert (code.returncode, code.stderr) == (7, "err\n")
-    assert warm.workers() == []  # each worker ends with its call
+    # each worker ends with its call (after deleting what rm renamed away)
+    env.wait_for("the workers to end", lambda: warm.workers() == [])
 
 
 def test_signals_go_to_the_worker_and_the_callers_death_ends_it(env: Env, warm: Warm) -> None:

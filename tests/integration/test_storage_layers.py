@@ -358,3 +358,36 @@ def test_image_mount_is_shared_and_unmounts_cleanly(
     store.remove_layer(top)
     assert list((store.home / "layers").iterdir()) == []
     assert list((store.home / "l").iterdir()) == []
+
+
+_DISCARD_SCRIPT = """
+import os, sys
+from portside.storage.layers import LayerStore
+LayerStore(sys.argv[1], "vfs", recover=False).discard(sys.argv[2])
+os._exit(0)  # as a kill -9 after the rename: the deletion never ran
+"""
+
+
+def test_discard_hides_a_tree_at_once_and_deletes_it_later(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    store = LayerStore(state, "vfs")
+    tree = state / "gone"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "b" / "f").write_text("x")
+    store.discard(tree)
+    assert not tree.exists()  # out of sight before the deletion
+    (aside,) = (store.home / "tmp").iterdir()
+    LayerStore(state, "vfs")  # another process's start-up leaves what is held alone
+    assert aside.exists()
+    store.empty_trash()
+    assert list((store.home / "tmp").iterdir()) == []
+    assert [p.name for p in (store.home / "locks").iterdir() if p.name.startswith("tmp-")] == []
+    # a process that ends between the rename and the deletion: the next open removes it
+    tree.mkdir()
+    subprocess.run([sys.executable, "-c", _DISCARD_SCRIPT, str(state), str(tree)], check=True)
+    assert not tree.exists() and len(list((store.home / "tmp").iterdir())) == 1
+    LayerStore(state, "vfs")
+    assert list((store.home / "tmp").iterdir()) == []
+    store.discard(state / "never-was")  # nothing there: nothing to do
+    assert list((store.home / "tmp").iterdir()) == []
+    store.close()

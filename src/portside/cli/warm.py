@@ -40,7 +40,7 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
 WARM_IDLE = 300.0  # seconds without a call before the warm CLI exits
 # the verbs served warm; everything else (and any global option but these) runs here
@@ -116,6 +116,18 @@ def verb_of(args: list[str]) -> str | None:
         else:
             return None if arg.startswith("-") else arg
     return None
+
+
+_AFTER_REPLY: list[Callable[[], None]] | None = None  # a list in a warm worker
+
+
+def after_reply(work: Callable[[], None]) -> None:
+    """Run `work` once the caller has its exit status (in a warm worker; e.g. deleting the
+    dirs `rm` renamed away), or now in a CLI that runs in its own process."""
+    if _AFTER_REPLY is None:
+        work()
+    else:
+        _AFTER_REPLY.append(work)
 
 
 # ------------------------------------------------------------------- the caller's side
@@ -254,7 +266,10 @@ def _call(sock: _socket.socket, directory: str) -> int | None:
     saved = {signum: _signal.signal(signum, relay) for signum in _FORWARDED}
     try:
         while True:
-            reply = sock.recv(64)
+            try:
+                reply = sock.recv(64)
+            except OSError:  # reset: a stale or killed server with our call still queued
+                reply = b""
             if reply.startswith(b"P"):
                 pid = int(reply[1:])
                 for signum in pending:
@@ -539,6 +554,8 @@ def _worker(conn: socket.socket, fields: list[bytes], fds: list[int]) -> None:
         )
     sys.stdin, sys.stdout, sys.stderr = streams
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams  # type: ignore[misc]
+    global _AFTER_REPLY
+    _AFTER_REPLY = []
     conn.send(b"P%d" % os.getpid())
     code = _run(argv[1:])
     with contextlib.suppress(BaseException):
@@ -551,6 +568,14 @@ def _worker(conn: socket.socket, fields: list[bytes], fds: list[int]) -> None:
     _signal.signal(_signal.SIGIO, _signal.SIG_IGN)
     with contextlib.suppress(OSError):
         conn.send(b"X%d" % (code & 0xFF))
+    conn.close()
+    if _AFTER_REPLY:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # a caller reading our output to its end sees it now
+            os.dup2(null, fd)
+        for work in _AFTER_REPLY:
+            with contextlib.suppress(Exception):
+                work()
     os._exit(code & 0xFF)
 
 

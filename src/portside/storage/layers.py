@@ -186,6 +186,7 @@ class LayerStore:
             (self.home / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         self._db_path = self.home / "storage.db"
         self._local = threading.local()
+        self._trash: list[tuple[str, int]] = []  # (name in tmp/, its held lock fd)
         self._conn().executescript(_SCHEMA)
         if recover:
             self.recover()
@@ -220,6 +221,7 @@ class LayerStore:
             os.close(fd)
 
     def close(self) -> None:
+        self.empty_trash()
         con = getattr(self._local, "con", None)
         if con is not None:
             con.close()
@@ -608,11 +610,57 @@ class LayerStore:
             row = self._snapshot_row(key)
             if row is None:
                 raise NotFound(f"snapshot {key!r} not found")
-            self._remove_snapshot_dir(self.home / "snapshots" / sid)
+            snap = self.home / "snapshots" / sid
+            if snap.exists():
+                unmount_all(snap)
+                self.discard(snap)
             with self._tx() as db:
                 db.execute("DELETE FROM snapshots WHERE key=?", (key,))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.home / "locks" / f"snap-{sid}.lock")
+
+    def discard(self, path: str | os.PathLike[str]) -> None:
+        """Make the tree `path` vanish at once and delete it later (`empty_trash`, or
+        `close`): it is renamed into tmp/ under a held tmp lock, so a kill -9 leaves a
+        leftover that `recover` removes. Deleting a tree costs 0.5 to 3 ms per directory
+        on this machine's disk (`run --rm` had ~10 of them); a rename is one step. A tree
+        on another filesystem is deleted now."""
+        name = f"trash-{os.urandom(6).hex()}"
+        lock = self.home / "locks" / f"tmp-{name}.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(path, self.home / "tmp" / name)
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+            if exc.errno == errno.ENOENT:
+                return
+            remove_tree(path)  # another filesystem (EXDEV) or not renamable
+            return
+        self._trash.append((name, fd))
+
+    def empty_trash(self) -> None:
+        """Delete what `discard` set aside (in this process)."""
+        self.take_trash()()
+
+    def take_trash(self) -> Callable[[], None]:
+        """What `discard` set aside, as a deletion to run later (it needs no connection)."""
+        trash, self._trash = self._trash, []
+        home = self.home
+
+        def empty() -> None:
+            while trash:
+                name, fd = trash.pop()
+                try:
+                    remove_tree(home / "tmp" / name)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(home / "locks" / f"tmp-{name}.lock")
+                finally:
+                    os.close(fd)
+
+        return empty
 
     remove = remove_snapshot  # the snapshotter verb
 

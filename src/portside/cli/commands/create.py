@@ -21,7 +21,10 @@ def get_engine(ctx: click.Context | None = None) -> LocalEngine:
     obj = root_ctx.obj if isinstance(root_ctx.obj, dict) else {}
     engine = obj.get("engine")
     if engine is None:
+        from portside.cli.warm import after_reply
+
         engine = LocalEngine(obj.get("root"), obj.get("runroot"), obj.get("config"))
+        engine.defer = after_reply  # removed dirs are deleted once the caller has its answer
         obj["engine"] = engine
         root_ctx.call_on_close(engine.close)
     assert isinstance(engine, LocalEngine)
