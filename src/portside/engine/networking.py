@@ -401,14 +401,17 @@ class EngineNetworking:
                         os.unlink(self.runroot / "netdown" / cid)
         return report
 
-    def remove_unused_networks(self) -> list[str]:
+    def remove_unused_networks(self, live_docs: Sequence[dict[str, Any]]) -> list[str]:
         """`system prune`: our networks (not the default) that no container is on."""
         from portside.network.cni.config import DEFAULT_NETWORK
 
         net = self.networking()
+        named = {
+            r.get("name") for d in live_docs for r in (d.get("net") or {}).get("requests") or []
+        }
         gone = []
         for c in net.store.list():
-            if c.name == DEFAULT_NETWORK or net.in_use(c.name):
+            if c.name == DEFAULT_NETWORK or net.in_use(c.name) or c.name in named:
                 continue
             if c.path is None or c.path.parent != net.store.directory:
                 continue

@@ -150,6 +150,11 @@ def rm(names: tuple[str, ...]) -> None:
     for n in names:
         if n == DEFAULT_NETWORK:
             raise InvalidArgument(f"network {n} is the default network and cannot be removed")
+        users = _configured_users(n)
+        if users:
+            from portside.errors import InUse
+
+            raise InUse(f"network {n} is used by container {users[0]} (remove it first)")
         net.remove_network(n)
         click.echo(n)
 
@@ -182,6 +187,18 @@ def disconnect(force: bool, name: str, container: str) -> None:
     disconnect_container(get_engine(), container, name)
 
 
+def _configured_users(name: str) -> list[str]:
+    """Containers (running or not) that join `name` when they start (podman refuses to
+    remove a network those still name)."""
+    from portside.cli.commands.create import get_engine
+
+    return [
+        d["name"]
+        for d in get_engine().db.all()
+        if any(r.get("name") == name for r in (d.get("net") or {}).get("requests") or [])
+    ]
+
+
 @network.command("prune")
 @click.option("--force", "-f", is_flag=True, help="Do not ask (accepted for compatibility).")
 def prune(force: bool) -> None:
@@ -190,7 +207,7 @@ def prune(force: bool) -> None:
 
     net = _networking()
     for c in net.store.list():
-        if c.name == DEFAULT_NETWORK or net.in_use(c.name):
+        if c.name == DEFAULT_NETWORK or net.in_use(c.name) or _configured_users(c.name):
             continue
         if c.path is None or c.path.parent != net.store.directory:
             continue

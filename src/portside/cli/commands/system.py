@@ -67,7 +67,7 @@ def prune(all_images: bool, force: bool) -> None:
             click.echo(f"Deleted {kind} {item}")
     for err in report.errors:
         click.echo(f"warning: {err}", err=True)
-    for name in engine.network.remove_unused_networks():
+    for name in engine.network.remove_unused_networks(engine.db.all()):
         click.echo(f"Deleted network {name}")
     store = open_store()
     removed = store.prune(all_images=all_images)
