@@ -40,6 +40,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/portside-runtime.in
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@# the runtime starts on every container: replace pip's wrapper by one without site
 	@sed -e 's|@PYTHON@|$(CURDIR)/$(PY)|' -e 's|@SRC@|$(CURDIR)/src|' \
+		-e 's|@BUNDLE@|$(CURDIR)/$(VENV)/lib/portside-runtime.bundle|' \
 		scripts/portside-runtime.in > $(VENV)/bin/portside-runtime.tmp
 	@chmod 755 $(VENV)/bin/portside-runtime.tmp
 	@mv $(VENV)/bin/portside-runtime.tmp $(VENV)/bin/portside-runtime
@@ -49,6 +50,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/portside-runtime.in
 # compile sources (some environments set PYTHONDONTWRITEBYTECODE), so compile once.
 bytecode: venv
 	@$(PY) -m compileall -q src >/dev/null
+	@$(PY) -m portside.runtime.hotpath $(VENV)/lib/portside-runtime.bundle
 
 demo: setup bytecode
 	bash scripts/demo.sh

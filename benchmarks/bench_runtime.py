@@ -22,9 +22,12 @@ NONET = WORK / "bundle-busybox-nonet"
 STATE = WORK / "portside-runtime-state"
 PYTHON = REPO / ".venv" / "bin" / "python"
 
-# compile once; derive the no-netns bundle from the default one (same rootfs)
+# compile once (and the launcher's module bundle, as `make bytecode` does); derive the
+# no-netns bundle from the default one (same rootfs)
 SETUP = (
-    f"{PYTHON} -m compileall -q {REPO / 'src'} >/dev/null && mkdir -p {NONET} && "
+    f"{PYTHON} -m compileall -q {REPO / 'src'} >/dev/null && "
+    f"{PYTHON} -m portside.runtime.hotpath {REPO / '.venv' / 'lib' / 'portside-runtime.bundle'} && "
+    f"mkdir -p {NONET} && "
     f"jq --arg rf {BUSYBOX_BUNDLE}/rootfs "
     "'.root.path=$rf | .linux.namespaces |= map(select(.type!=\"network\"))' "
     f"{BUSYBOX_BUNDLE}/config.json > {NONET}/config.json"

@@ -1,0 +1,109 @@
+"""The launcher's module bundle: modules come from it while unchanged, never when stale."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from portside.runtime import hotpath
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of the sources the bundle holds, so a test may change one."""
+    src = tmp_path / "src"
+    for rel in hotpath.MODULES:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / "src" / rel, src / rel)
+    for pkg in hotpath.PACKAGES:
+        shutil.copytree(REPO / "src" / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    return src
+
+
+def launcher(tmp_path: Path, src: Path, bundle: Path) -> Path:
+    text = (REPO / "scripts" / "portside-runtime.in").read_text()
+    text = text.replace("@PYTHON@", sys.executable).replace("@SRC@", str(src))
+    script = tmp_path / "portside-runtime"
+    script.write_text(text.replace("@BUNDLE@", str(bundle)))
+    script.chmod(0o755)
+    return script
+
+
+def loaders(script: Path, *modules: str) -> list[str]:
+    """Which loader each module came through when the launcher set up the imports."""
+    head = script.read_text().split("from portside.runtime.cli.main import main")[0]
+    code = (
+        head
+        + f"import importlib\nfor m in {list(modules)!r}:\n"
+        + "    ld = importlib.import_module(m).__spec__.loader\n"
+        + "    print(getattr(ld, '__name__', type(ld).__name__))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
+    )
+    return r.stdout.split()
+
+
+def test_unchanged_modules_come_from_the_bundle(tmp_path: Path, tree: Path) -> None:
+    bundle = tmp_path / "bundle"
+    assert hotpath.build(str(bundle), str(tree)) > 20
+    script = launcher(tmp_path, tree, bundle)
+    got = loaders(script, "portside.runtime.cli.main", "portside.linux.libc", "portside")
+    assert got == ["HotPath", "HotPath", "HotPath"]
+    r = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and "version" in r.stdout, r.stderr
+
+
+def test_a_changed_source_is_imported_the_usual_way(tmp_path: Path, tree: Path) -> None:
+    bundle = tmp_path / "bundle"
+    hotpath.build(str(bundle), str(tree))
+    state = tree / "portside" / "runtime" / "cli" / "state.py"
+    state.write_text(state.read_text() + "\nCHANGED = True\n")
+    script = launcher(tmp_path, tree, bundle)
+    got = loaders(script, "portside.runtime.cli.state", "portside.runtime.cli.main")
+    assert got == ["SourceFileLoader", "HotPath"]
+    head = script.read_text().split("from portside.runtime.cli.main import main")[0]
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            head + "import portside.runtime.cli.state as s\nprint(s.CHANGED)",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.stdout.strip() == "True", r.stderr
+
+
+def test_a_missing_or_foreign_bundle_changes_nothing(tmp_path: Path, tree: Path) -> None:
+    script = launcher(tmp_path, tree, tmp_path / "missing")
+    assert loaders(script, "portside.runtime.cli.main") == ["SourceFileLoader"]
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"not marshal data")
+    script = launcher(tmp_path, tree, junk)
+    assert loaders(script, "portside.runtime.cli.main") == ["SourceFileLoader"]
+
+
+def test_build_is_atomic_and_names_modules_by_path(tmp_path: Path, tree: Path) -> None:
+    import marshal
+
+    out = tmp_path / "b"
+    hotpath.build(str(out), str(tree))
+    data = marshal.loads(out.read_bytes())
+    assert data["magic"] == sys.implementation.cache_tag
+    mods = data["modules"]
+    origin, is_pkg, mtime_ns, size, _code = mods["portside.runtime"]
+    assert is_pkg and origin == str(tree / "portside" / "runtime" / "__init__.py")
+    st = os.stat(origin)
+    assert (st.st_mtime_ns, st.st_size) == (mtime_ns, size)
+    assert not mods["portside.runtime.cli.main"][1]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("b.")] == []
