@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import IO, Any, Self, cast
 
 from portside.errors import PortsideError, StorageError, UnsafeLayer
+from portside.storage.rmtree import DIR_FLAGS as _DIR_FLAGS
+from portside.storage.rmtree import remove_tree, rmtree_at
 
 __all__ = [
     "ApplyOptions",
@@ -57,7 +59,6 @@ OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # Files up to this size are read into memory and handed to a worker thread;
@@ -598,7 +599,7 @@ class _Applier:
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
-            _rmtree_at(pfd, name)
+            rmtree_at(pfd, name)
         else:
             os.unlink(name, dir_fd=pfd)
 
@@ -1025,28 +1026,6 @@ def _copy_at(src: IO[bytes], fd: int, offset: int, length: int, entry: str) -> N
         left -= len(chunk)
 
 
-def _rmtree_at(pfd: int, name: str) -> None:
-    """Remove a tree under a directory fd, never following a symlink."""
-    fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
-    try:
-        if os.geteuid() != 0:
-            with contextlib.suppress(OSError):
-                os.fchmod(fd, 0o700)  # a read-only dir of the layer
-        for child in os.listdir(fd):
-            try:
-                os.unlink(child, dir_fd=fd)
-            except IsADirectoryError:
-                _rmtree_at(fd, child)
-            except PermissionError:
-                st = os.stat(child, dir_fd=fd, follow_symlinks=False)
-                if not stat.S_ISDIR(st.st_mode):
-                    raise
-                _rmtree_at(fd, child)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=pfd)
-
-
 def _raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
@@ -1137,24 +1116,3 @@ def unpack_layer(
     except BaseException:
         remove_tree(tmp)
         raise
-
-
-def remove_tree(path: str | os.PathLike[str]) -> None:
-    """rm -rf that never follows symlinks and copes with read-only dirs."""
-    p = os.fspath(path)
-    parent, name = os.path.split(p.rstrip("/"))
-    try:
-        pfd = os.open(parent or ".", _DIR_FLAGS)
-    except FileNotFoundError:
-        return
-    try:
-        try:
-            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            _rmtree_at(pfd, name)
-        else:
-            os.unlink(name, dir_fd=pfd)
-    finally:
-        os.close(pfd)

@@ -12,11 +12,13 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from portside.errors import ConfigError, StorageError
-from portside.storage.apply import ApplyOptions, ApplyResult
 from portside.storage.mounts import Mount
+
+if TYPE_CHECKING:
+    from portside.storage.apply import ApplyOptions, ApplyResult
 
 __all__ = ["DRIVERS", "Driver", "choose_driver", "overlay_supported"]
 
@@ -98,7 +100,7 @@ def _probe(storage_root: Path) -> bool:
     if os.geteuid() != 0:
         return False
     from portside.linux import libc
-    from portside.storage.apply import remove_tree
+    from portside.storage.rmtree import remove_tree
 
     storage_root.mkdir(parents=True, exist_ok=True)
     base = storage_root / f"probe-{os.getpid()}"

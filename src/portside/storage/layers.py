@@ -30,7 +30,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
@@ -45,13 +44,14 @@ from portside.errors import (
     StorageError,
 )
 from portside.oci.digest import Digest
-from portside.storage.apply import ApplyOptions, ApplyResult, MissingLinkTarget, remove_tree
 from portside.storage.drivers import Driver, choose_driver
 from portside.storage.mounts import Mount, mount_all, unmount_all
 from portside.storage.overlay import OverlayDriver, short_link_name
+from portside.storage.rmtree import remove_tree
 from portside.storage.vfs import VfsDriver
 
-if TYPE_CHECKING:  # diffs load on use: `run` never needs them
+if TYPE_CHECKING:  # the tar machinery and diffs load on use: `run` never needs them
+    from portside.storage.apply import ApplyOptions, ApplyResult
     from portside.storage.diff import Change, DiffResult
 
 __all__ = [
@@ -181,7 +181,7 @@ class LayerStore:
         self.driver_name = choose_driver(self.storage_root, driver)
         self.driver: Driver = OverlayDriver() if self.driver_name == "overlay" else VfsDriver()
         self.home = self.storage_root / self.driver_name
-        self.apply_options = apply_options or ApplyOptions()
+        self.apply_options = apply_options  # None: ApplyOptions(), made when unpacking
         for sub in ("layers", "l", "snapshots", "tmp", "locks"):
             (self.home / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         self._db_path = self.home / "storage.db"
@@ -345,7 +345,9 @@ class LayerStore:
     def _create(
         self, blob: BlobSource, tmp: Path, parent: Digest | None, options: ApplyOptions | None
     ) -> ApplyResult:
-        opts = replace(options or self.apply_options)
+        from portside.storage.apply import ApplyOptions
+
+        opts = replace(options or self.apply_options or ApplyOptions())
         lowers = self._lower_dirs(parent)
         parent_dir = lowers[0] if lowers else None
         with _open_blob(blob) as stream:
@@ -404,6 +406,10 @@ class LayerStore:
         jobs = [(d, b, parents[i]) for i, (d, b) in enumerate(layers)]
         if self.driver_name != "overlay" or parallel <= 1 or len(jobs) <= 1:
             return [self.unpack(d, b, parent=p, options=options) for d, b, p in jobs]
+        from concurrent.futures import ThreadPoolExecutor
+
+        from portside.storage.apply import MissingLinkTarget
+
         results: list[Layer | None] = [None] * len(jobs)
         retry: list[int] = []
         with ThreadPoolExecutor(min(parallel, len(jobs)), thread_name_prefix="layer") as pool:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from portside.storage.apply import ApplyOptions, ApplyResult, WhiteoutMode, apply_layer
 from portside.storage.mounts import Mount
+
+if TYPE_CHECKING:
+    from portside.storage.apply import ApplyOptions, ApplyResult
 
 __all__ = ["OverlayDriver"]
 
@@ -30,6 +32,8 @@ class OverlayDriver:
         options: ApplyOptions,
     ) -> ApplyResult:
         dest.mkdir(mode=0o755)
+        from portside.storage.apply import WhiteoutMode, apply_layer
+
         options.whiteouts = WhiteoutMode.OVERLAY
         options.lowers = lowers
         return apply_layer(blob, dest, options)

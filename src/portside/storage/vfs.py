@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from portside.errors import StorageError
-from portside.storage.apply import ApplyOptions, ApplyResult, WhiteoutMode, apply_layer
 from portside.storage.mounts import Mount
+
+if TYPE_CHECKING:
+    from portside.storage.apply import ApplyOptions, ApplyResult
 
 __all__ = ["VfsDriver", "copy_tree"]
 
@@ -45,6 +47,8 @@ class VfsDriver:
             dest.mkdir(mode=0o755)
         else:
             copy_tree(parent, dest)
+        from portside.storage.apply import WhiteoutMode, apply_layer
+
         options.whiteouts = WhiteoutMode.APPLY
         options.lowers = ()
         return apply_layer(blob, dest, options)
