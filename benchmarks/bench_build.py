@@ -6,7 +6,8 @@ COPY of 20 MB (20 files of 1 MB random data), ENV, CMD; the Containerfile of
   writes the cache, as podman and buildah do);
 - "rebuild": nothing changed, every step is a cache hit.
 
-Both tools use their own private roots under $PEERS_DIR/portside-bench (buildah: overlay
+Both tools use their own private roots under $PEERS_DIR/portside-bench/build-case (removed
+at the end; buildah: overlay
 storage, podman-env.sh's containers.conf for runc and this machine's ulimits; isolation
 oci, RUN through runc as portside's RUN goes through portside-runtime). The base image
 is pulled into each root once, in the untimed setup.
@@ -16,10 +17,12 @@ from __future__ import annotations
 
 from benchmarks.harness import PORTSIDE, REG, WORK, Case
 
-CTX = WORK / "out-build-ctx"
-ROOT = WORK / "out-build-root"
-RUNROOT = WORK / "out-build-run"
-BROOT = WORK / "out-build-buildah"
+# not named out-*: another run's teardown removes those, even while this case runs
+BASE = WORK / "build-case"
+CTX = BASE / "ctx"
+ROOT = BASE / "root"
+RUNROOT = BASE / "run"
+BROOT = BASE / "buildah"
 IMAGE = f"{REG}/debian:bookworm"
 
 CONTAINERFILE = f"""FROM {IMAGE}
@@ -49,7 +52,7 @@ cat > {CTX}/Containerfile <<'CF'
 
 CLEANUP = f"""{BR} rm -a >/dev/null 2>&1; {BR} rmi -a -f >/dev/null 2>&1
 umount {BROOT}/storage/overlay 2>/dev/null
-grep -o " {WORK}/out-build-[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l
+grep -o " {BASE}/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l
 rm -rf {ROOT} {RUNROOT} {BROOT}
 """
 

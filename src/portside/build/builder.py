@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import posixpath
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,12 +49,12 @@ from portside.build.evaluate import (
 )
 from portside.build.progress import Progress
 from portside.build.stages import BuildPlan, Stage, plan_build
-from portside.build.workspace import View, Workspace
 from portside.errors import BuildError, BuildStepFailed, NotFound
 from portside.oci import mediatypes as mt
 from portside.oci.digest import Digest
 
 if TYPE_CHECKING:
+    from portside.build.workspace import View, Workspace
     from portside.content.store import Lease
     from portside.engine.local import LocalEngine
     from portside.images.store import ImageRecord
@@ -65,6 +64,8 @@ DOCKER_ONLY = ("Healthcheck", "OnBuild", "Shell")
 
 @dataclass
 class BuildOptions:
+    """What `portside build` was asked for (podman's flags)."""
+
     context: Path
     dockerfile_text: str
     dockerfile_name: str = "Containerfile"
@@ -123,6 +124,18 @@ def _now() -> str:
     else:
         t = _dt.datetime.now(_dt.UTC)
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _mkdtemp(prefix: str, dir: Path) -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix=prefix, dir=dir)
+
+
+def _workspace(layers: Any, parent: str | None) -> Workspace:
+    from portside.build.workspace import Workspace
+
+    return Workspace(layers, parent)
 
 
 def _oci_layer(desc: dict[str, Any]) -> dict[str, Any]:
@@ -269,12 +282,12 @@ class Builder:
                             continue
                     if single:
                         if ws is None:
-                            ws = Workspace(self.engine.layers, state.chain)
+                            ws = _workspace(self.engine.layers, state.chain)
                         self._do(exp, ev, ws, extra, n)
                         state = self._metadata(state, exp, ev, key, extra, empty=True)
                         pending_layer = True
                         continue
-                    with Workspace(self.engine.layers, state.chain) as w:
+                    with _workspace(self.engine.layers, state.chain) as w:
                         self._do(exp, ev, w, extra, n)
                         layer = w.commit(self.engine.images.content, self.opts.compression)
                     self._keep(str(layer.descriptor["digest"]))
@@ -538,7 +551,7 @@ class Builder:
                 # writes to a bind mount are thrown away (buildkit's rule): mount a copy
                 import shutil
 
-                tmp = tempfile.mkdtemp(prefix="build-bind-", dir=self.engine.runroot)
+                tmp = _mkdtemp(prefix="build-bind-", dir=self.engine.runroot)
                 tmpdirs.append(tmp)
                 copy_to = os.path.join(tmp, "src")
                 if os.path.isdir(host):
@@ -572,6 +585,8 @@ class Builder:
             except NotFound as e:
                 raise ins.error(f"--from={ref}: {e}") from None
             chain = self._unpacked(rec, self.engine.images.config(rec))
+        from portside.build.workspace import View
+
         view = View(self.engine.layers, chain)
         self._views.append(view)
         return view.rootfs
@@ -625,7 +640,7 @@ class Builder:
             dest = posixpath.join(target, h.name) if dest_is_dir else target
             copier.write(dest, h.content.encode(), 0o644)
         if remote:
-            tmp = Path(tempfile.mkdtemp(prefix="build-add-", dir=self.engine.runroot))
+            tmp = Path(_mkdtemp(prefix="build-add-", dir=self.engine.runroot))
             try:
                 for url in remote:
                     got = steps.fetch_url(url, tmp, getattr(ins, "checksum", None))
@@ -647,10 +662,7 @@ class Builder:
             return None
 
     def _commit(self, state: ImageState) -> ImageRecord:
-        from portside.images.copy import CopyOptions
-        from portside.images.copy import copy as copy_image
         from portside.images.store import normalize_name
-        from portside.images.transports.local import LocalDestination
 
         o = self.opts
         cfg = copy.deepcopy(state.config)
@@ -695,6 +707,10 @@ class Builder:
             for name in names:
                 store.set_name(name, image.manifest_digest)
         else:
+            from portside.images.copy import CopyOptions
+            from portside.images.copy import copy as copy_image
+            from portside.images.transports.local import LocalDestination
+
             media = str(manifest["mediaType"])
             source = _BuiltSource(self.engine, config_bytes, manifest_bytes, media)
             dest = LocalDestination(store, names=names)

@@ -47,6 +47,8 @@ def find_dockerfile(context_dir: str | Path, name: str | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Pattern:
+    """One ignore-file line, compiled."""
+
     text: str
     exclusion: bool
     regex: re.Pattern[str]

@@ -22,7 +22,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class RunRequest:
+    """What one RUN needs: the command, the stage's config and its mounts."""
+
     argv: list[str]
     config: dict[str, Any]
     """The stage's image config so far (Env, User, WorkingDir, ...)."""
@@ -80,7 +81,7 @@ def run_step(
     from portside.engine import specgen
     from portside.engine.api import CreateOptions
 
-    cid = "build-" + uuid.uuid4().hex
+    cid = "build-" + os.urandom(16).hex()
     work = engine.runroot / "build" / cid[:18]
     bundle = work / "bundle"
     userdata = work / "userdata"
@@ -88,7 +89,7 @@ def run_step(
     argv = list(req.argv)
     script_path: str | None = None
     if req.script is not None:
-        script_path = f"/.portside-heredoc-{uuid.uuid4().hex[:12]}"
+        script_path = f"/.portside-heredoc-{os.urandom(6).hex()}"
         from portside.runtime.rootfs import secure_join
 
         host = secure_join(str(rootfs), script_path)

@@ -55,6 +55,8 @@ def platform_args(build: Platform | None = None, target: Platform | None = None)
 
 @dataclass
 class Stage:
+    """One FROM and the instructions after it, with the stages it needs."""
+
     index: int
     name: str | None
     base: str
@@ -68,6 +70,8 @@ class Stage:
 
 @dataclass
 class BuildPlan:
+    """Stages, the build's ARG values and which stages the target needs."""
+
     dockerfile: Dockerfile
     stages: list[Stage]
     order: list[int]

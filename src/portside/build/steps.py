@@ -25,6 +25,8 @@ from portside.errors import BuildError
 
 @dataclass(frozen=True)
 class Ownership:
+    """The uid/gid COPY and ADD give what they write."""
+
     uid: int
     gid: int
 

@@ -10,7 +10,7 @@ removes the snapshot whatever happened, so a failed step leaves nothing.
 from __future__ import annotations
 
 import contextlib
-import uuid
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class NewLayer:
+    """A committed step's layer: its blob descriptor, diff ID and chain ID."""
+
     descriptor: dict[str, object]
     diff_id: str
     chain_id: str
@@ -50,7 +52,7 @@ class Workspace:
     def __init__(self, layers: LayerStore, parent: str | None) -> None:
         self.layers = layers
         self.parent = parent
-        self.key = f"build-{uuid.uuid4().hex}"
+        self.key = f"build-{os.urandom(16).hex()}"
         self._prepared = False
         layers.prepare(self.key, parent)
         self._prepared = True
@@ -62,7 +64,7 @@ class Workspace:
 
     def commit(self, content: ContentStore, compression: str = "gzip") -> NewLayer:
         """The snapshot's changes as a layer: blob into `content`, layer into the store."""
-        w = content.writer(f"build-layer-{uuid.uuid4().hex}")
+        w = content.writer(f"build-layer-{os.urandom(16).hex()}")
         assert w is not None
         with w:
             result = self.layers.diff(self.key, _WriterFile(w), compression)  # type: ignore[arg-type]
@@ -95,7 +97,7 @@ class View:
 
     def __init__(self, layers: LayerStore, chain: str | None) -> None:
         self.layers = layers
-        self.key = f"build-view-{uuid.uuid4().hex}"
+        self.key = f"build-view-{os.urandom(16).hex()}"
         self._prepared = False
         layers.prepare(self.key, chain, readonly=chain is not None)
         self._prepared = True

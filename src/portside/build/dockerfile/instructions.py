@@ -25,6 +25,8 @@ _UNITS["h"] = 3600 * 10**9
 
 @dataclass(frozen=True, kw_only=True)
 class Instruction:
+    """Where an instruction was written, so every error can name its file and line."""
+
     keyword: str
     line: int
     end_line: int
@@ -49,6 +51,8 @@ class CommandForm:
 
 @dataclass(frozen=True, kw_only=True)
 class From(Instruction):
+    """FROM: the base (image, stage or scratch), kept raw until global ARGs expand it."""
+
     image: str
     name: str | None = None
     platform: str | None = None
@@ -56,6 +60,8 @@ class From(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class Mount:
+    """One RUN --mount: its type and options in the order written."""
+
     type: str
     options: tuple[tuple[str, str], ...]
 
@@ -113,46 +119,64 @@ def _heredoc_word(word: str) -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class Cmd(Instruction):
+    """CMD: the default command (exec or shell form)."""
+
     command: CommandForm
 
 
 @dataclass(frozen=True, kw_only=True)
 class Entrypoint(Instruction):
+    """ENTRYPOINT: what the container runs, CMD becoming its arguments."""
+
     command: CommandForm
 
 
 @dataclass(frozen=True, kw_only=True)
 class Env(Instruction):
+    """ENV: name/value pairs, values raw until the stage's variables are known."""
+
     pairs: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Label(Instruction):
+    """LABEL: key/value pairs, raw until expanded."""
+
     pairs: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Arg(Instruction):
+    """ARG: names with optional defaults (None: no default)."""
+
     pairs: tuple[tuple[str, str | None], ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Expose(Instruction):
+    """EXPOSE: port specs, raw until expanded."""
+
     ports: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class User(Instruction):
+    """USER: user[:group], raw until expanded."""
+
     user: str
 
 
 @dataclass(frozen=True, kw_only=True)
 class Workdir(Instruction):
+    """WORKDIR: a path, relative ones taken from the current working directory."""
+
     path: str
 
 
 @dataclass(frozen=True, kw_only=True)
 class Copy(Instruction):
+    """COPY: sources, destination and the flags that change what lands where."""
+
     sources: tuple[str, ...]
     dest: str
     heredocs: tuple[Heredoc, ...] = ()
@@ -167,6 +191,8 @@ class Copy(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class Add(Copy):
+    """ADD: COPY plus URLs, archives unpacked and their checksums."""
+
     checksum: str | None = None
     keep_git_dir: bool = False
     unpack: bool | None = None
@@ -174,12 +200,16 @@ class Add(Copy):
 
 @dataclass(frozen=True, kw_only=True)
 class Volume(Instruction):
+    """VOLUME: mount points recorded in the config."""
+
     paths: tuple[str, ...]
     json_form: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
 class StopSignal(Instruction):
+    """STOPSIGNAL: a signal name or number, checked once expanded."""
+
     signal: str
 
 
@@ -197,17 +227,23 @@ class Healthcheck(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class Shell(Instruction):
+    """SHELL: the argv prefix shell-form commands run with."""
+
     args: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Onbuild(Instruction):
+    """ONBUILD: a trigger stored in the config, run by a child image's build."""
+
     expression: str
     trigger: Instruction = field(compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Maintainer(Instruction):
+    """MAINTAINER (deprecated): the image's author."""
+
     name: str
 
 

@@ -46,6 +46,8 @@ class Node:
 
 @dataclass
 class Dockerfile:
+    """A parsed file: its nodes and the parser directives that applied."""
+
     filename: str
     nodes: list[Node]
     directives: dict[str, str] = field(default_factory=dict)

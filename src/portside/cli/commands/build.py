@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +46,9 @@ def _context_dir(context: str, runroot: Path) -> Iterator[Path]:
     if context != "-" and Path(context).is_dir():
         yield Path(context)
         return
+    import shutil
+    import tempfile
+
     from portside.build.context import BuildContext
 
     runroot.mkdir(parents=True, exist_ok=True)
@@ -136,10 +137,12 @@ def build(
     from portside.build.builder import BuildOptions
     from portside.build.builder import build as run_build
     from portside.build.context import find_dockerfile
-    from portside.build.output import parse_output
 
-    for spec in outputs:
-        parse_output(spec)  # a bad --output fails before anything is built
+    if outputs:
+        from portside.build.output import parse_output
+
+        for spec in outputs:
+            parse_output(spec)  # a bad --output fails before anything is built
     if pull_always:
         pull = "always"
     if pull_never:
