@@ -150,6 +150,9 @@ class RestartPolicy:
         }
 
 
+NO_RESTART = RestartPolicy()  # shared: a policy is never changed once made
+
+
 class HealthConfig:
     """Docker's HEALTHCHECK: the probe argv (run with `RUNTIME exec`) and its timing."""
 
@@ -284,8 +287,10 @@ class MonitorConfig:
         self.stdin_once = _bool(doc, "stdin_once")
         self.defer_start = _bool(doc, "defer_start")
         self.attach_replay = _int(doc, "attach_replay", 0)
-        self.restart = RestartPolicy.parse(doc.get("restart"))
-        self.healthcheck = HealthConfig.parse(doc.get("healthcheck"))
+        restart = doc.get("restart")
+        self.restart = NO_RESTART if restart is None else RestartPolicy.parse(restart)
+        health = doc.get("healthcheck")
+        self.healthcheck = None if health is None else HealthConfig.parse(health)
         command = doc.get("exit_command")
         if command is not None and (
             not isinstance(command, list)

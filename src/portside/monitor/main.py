@@ -742,8 +742,8 @@ class Monitor:
     def finish(self) -> None:
         self.status = "exited"
         doc = {"id": self.cfg.id, "restart_count": self.restart_count, **self.last_exit}
+        self.write_state()  # first: whoever sees the exit file finds the state final too
         write_json(self.cfg.exit_file, doc)
-        self.write_state()
         packet = bytes((protocol.EXIT,)) + jsonlite.dumps(doc).encode()
         for client in list(self.clients.values()):
             self.send_client(client, packet)
@@ -980,11 +980,12 @@ def read_oom_kills(path: str) -> int:
 # -- entry ---------------------------------------------------------------------
 
 
-def _report(fd: int | None, doc: dict[str, Any]) -> None:
+def _report(fd: int | None, doc: dict[str, Any] | bytes) -> None:
+    """The handshake line on the engine's sync pipe, then the pipe closed."""
     if fd is None:
         return
     try:
-        os.write(fd, (jsonlite.dumps(doc) + "\n").encode())
+        os.write(fd, doc if isinstance(doc, bytes) else (jsonlite.dumps(doc) + "\n").encode())
     except OSError:
         pass
     try:
@@ -1064,7 +1065,8 @@ def launch(path: str, sync_fd: int | None = None, forked: bool = False) -> None:
         monitor.cleanup()
         _report(sync_fd, {"error": str(exc)})
         os._exit(1)
-    _report(sync_fd, {"pid": monitor.init_pid, "monitor_pid": os.getpid()})
+    # formatted by hand: the encoder would be one more thing each monitor touches for good
+    _report(sync_fd, b'{"pid":%d,"monitor_pid":%d}\n' % (monitor.init_pid, monitor.pid))
     try:
         monitor.run_loop()
     finally:

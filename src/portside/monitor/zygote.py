@@ -17,6 +17,7 @@ the new monitor, exactly as when it is started directly.
 
 from __future__ import annotations
 
+import _signal
 import _socket
 import gc
 import os
@@ -139,6 +140,13 @@ def _warm_up() -> None:
         cfg.restart.should_restart(1, 0, False)
         main._error_line(b'time="x" level=error msg="warm up"', "")
     main.oom_counter_file(os.getpid())
+    # first calls resolve symbols and fill caches: do them here, for every fork to share
+    proc.warm_prctl()
+    wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    _signal.set_wakeup_fd(_signal.set_wakeup_fd(wakeup_w, warn_on_full_buffer=False))
+    _signal.signal(_signal.SIGCHLD, _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL))
+    os.close(wakeup_r)
+    os.close(wakeup_w)
 
 
 def _preload_runtime(config_path: str) -> None:
