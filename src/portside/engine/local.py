@@ -486,7 +486,7 @@ class LocalEngine:
             # attached, the CNI ADD runs while the monitor starts and the runtime creates
             token = uuid.uuid4().hex
             net_up = self.network.begin_up(doc, self.ctr_dir(cid), self.record, token, attach)
-            by_monitor = bool(net_up.status.get("own")) and "exit_command" not in config
+            by_monitor = bool(net_up.status.get("cni")) and "exit_command" not in config
             if by_monitor:
                 # attached: the monitor takes the network down at exit, while `run` finishes
                 config["exit_command"] = self.network.down_command(doc, token)

@@ -7,7 +7,7 @@ Container record keys written here:
   net_status  what the last start set up (addresses, MAC, gateway per network), or absent
 
 The namespace of a container started attached (`run` without -d) is taken down by the
-monitor's exit command (`python -m portside.engine.networking down ...`, see main()):
+monitor's exit command (`python ... portside.engine.networking:main down ...`):
 the DEL runs while `run` finishes, not before it returns. `net_status.token` tells that
 command whether the network it was given is still the one up (a restart makes a new one).
 
@@ -25,7 +25,6 @@ import fcntl
 import os
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,6 +180,8 @@ class EngineNetworking:
     def up(self, doc: dict[str, Any], userdata: Path, lookup: Any) -> dict[str, Any]:
         """Make the namespace and run the plugins; write /etc/hosts and resolv.conf. Returns
         the status to record. On failure nothing is left behind and one line is raised."""
+        import uuid
+
         return self.begin_up(doc, userdata, lookup, uuid.uuid4().hex, background=False).wait()
 
     def begin_up(
@@ -215,7 +216,9 @@ class EngineNetworking:
             resolv = _read(src / "resolv.conf") or dns.resolv_content()
             _write_etc(userdata, hostname, hosts, resolv)
             return PendingUp({"networks": onet.get("networks", []), "ports": onet.get("ports", [])})
-        own = {"networks": [], "ports": [], "own": True, "token": token}
+        # cni: plugins ran, so taking it down is worth handing to the monitor's exit
+        # command; a bare namespace (none) is one umount, done right away
+        own = {"networks": [], "ports": [], "own": True, "token": token, "cni": mode == "bridge"}
         if mode != "bridge":
             self._pin(doc)
             _write_etc(
@@ -285,7 +288,11 @@ class EngineNetworking:
     def down_command(self, doc: dict[str, Any], token: str) -> list[str]:
         """The monitor's exit command that takes this start's network down (see main())."""
         plan = doc.get("net") or {}
-        argv = [sys.executable, "-m", "portside.engine.networking", "down"]
+        # isolated and without site (as the monitor's zygote): our source dir on the path
+        src = str(Path(__file__).resolve().parents[2])
+        boot = f"import sys; sys.path.insert(0, {src!r}); from portside.engine.networking "
+        boot += "import main; sys.exit(main(sys.argv[1:]))"
+        argv = [sys.executable, "-I", "-S", "-c", boot, "down"]
         argv += ["--root", str(self.root), "--runroot", str(self.runroot), "--token", token]
         argv += ["--mode", str(plan.get("mode", "none")), "--netns", str(plan.get("netns", ""))]
         if plan.get("host_netns"):
