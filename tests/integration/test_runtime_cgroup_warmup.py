@@ -18,9 +18,16 @@ SRC = str(Path(cgroupctl.__file__).parents[2])
 
 
 def test_own_procs_file_lists_this_process() -> None:
+    """Only a cgroup2 hierarchy is warmed up (v1 cgroups are joined through `tasks`)."""
     need_root()
     target = cgroupctl._own_procs_file()
+    with open("/proc/self/mountinfo") as f:
+        cgroup2 = [ln.split()[4] for ln in f if ln.partition(" - ")[2].startswith("cgroup2 ")]
+    if not cgroup2:
+        assert target is None
+        return
     assert target is not None and target.endswith("/cgroup.procs")
+    assert any(target.startswith(m + "/") for m in cgroup2), target
     pids = Path(target).read_text().split()
     assert str(os.getpid()) in pids
 

@@ -29,23 +29,25 @@ def load(saved: dict[str, Any]) -> Any:
     return cgroups.from_state(saved)
 
 
-# The first cgroup migration of a process waits for an RCU grace period (the kernel
-# switches its global cgroup_threadgroup_rwsem to writer mode), 10-25 ms here; any
-# migration in the next grace period or so is fast. So `exec`, and `create`/`run` when
-# the runtime moves the init into every cgroup itself (a user or cgroup namespace),
-# start a thread that keeps moving the runtime into the cgroup it is already in (a
-# no-op) while they load and fork, and the container's own join finds the kernel
-# ready. It stops once the container has joined its cgroup.
+# The first cgroup migration of a process through cgroup.procs waits for an RCU grace
+# period (the kernel switches its global cgroup_threadgroup_rwsem to writer mode),
+# 10-25 ms here; any migration in the next grace period or so is fast. The child moves
+# itself into its v1 cgroups through `tasks`, which needs no such lock
+# (CgroupManager.self_join_files); only a cgroup2 directory (a hybrid host's, or a
+# unified host's) is joined through cgroup.procs. Where stage 1 has to wait for that
+# (`exec`; a user or cgroup namespace; a cgroup2 directory the init cannot be told),
+# the runtime starts a thread that keeps moving itself into the cgroup2 cgroup it is
+# already in (a no-op) while it loads and forks, so the child's move finds the kernel
+# ready. It stops once the child has joined.
 #
-# The wait happens with the kernel's cgroup_mutex held, so it also stalls every cgroup
-# mkdir meanwhile. Otherwise the init of `create`/`run` joins its v1 cgroups itself
-# through `tasks`, which needs no such lock, and the runtime moves it into a cgroup2
-# directory while it carries on (launcher._join_late): no warm-up then.
+# The wait happens with the kernel's cgroup_mutex held, so it stalls every cgroup
+# mkdir (and `tasks` move) meanwhile: it starts after the cgroup is made.
 _running: list[list[bool]] = []
 
 
 def warm_up() -> None:
-    """Start the no-op migrations in the background (best effort, never an error)."""
+    """Start the no-op migrations in the background (best effort, never an error); a
+    host without a cgroup2 hierarchy has nothing to warm up."""
     import _thread
 
     flag = [True]
@@ -77,7 +79,7 @@ def _warm_loop(flag: list[bool]) -> None:
 
 
 def _own_procs_file() -> str | None:
-    """cgroup.procs of the runtime's own cgroup in some mounted hierarchy that shows it."""
+    """cgroup.procs of the runtime's own cgroup in a mounted cgroup2 hierarchy."""
     with open("/proc/self/cgroup") as f:
         own = {}
         for line in f.read().splitlines():
@@ -94,13 +96,9 @@ def _own_procs_file() -> str | None:
             continue
         root, mountpoint = fields[3], fields[4]
         path: str | None
-        if tail[0] == "cgroup2":
-            path = own.get("")
-        elif tail[0] == "cgroup":
-            opts = set(tail[2].split(","))
-            path = next((p for c, p in own.items() if c and set(c.split(",")) <= opts), None)
-        else:
+        if tail[0] != "cgroup2":
             continue
+        path = own.get("")
         if path is None:
             continue
         if root == "/":

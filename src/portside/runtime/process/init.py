@@ -73,6 +73,8 @@ def stage1(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoRet
         for fd in opts.close_fds:
             if fd >= 0:
                 os.close(fd)
+        for path in opts.cgroup_join:  # still in the runtime's namespaces: the host's files
+            _join_cgroup(path)
         _preload(cfg, proc)
         if proc.terminal:
             from portside.runtime import console
@@ -152,21 +154,13 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
         namespaces.loopback_up()
     rootfs.prepare_root(cfg)
 
-    cgroup2_dir: list[str | None] = [None]
-
     def joined_cgroup() -> str | None:
-        """Wait for the cgroup (see launcher._join_late); the cgroup2 directory the
-        runtime is still moving us into, if any."""
-        if opts.late_cgroup:
-            msg = ch.expect(sync.GO)
-            join = msg.get("join") or ()
-            for path in join:
-                _join_cgroup(path)
-            cgroup2_dir[0] = msg.get("cgroup2")
-            if cgroup2_dir[0] and join:
-                ch.send(sync.JOINED)
-            opts.late_cgroup = False
-        return cgroup2_dir[0]
+        """Ready for the cgroup mount: the cgroup2 directory the runtime is moving us into
+        (see launcher._spawn), after waiting for it where it cannot be named."""
+        if opts.cgroup_wait:
+            ch.expect(sync.GO)
+            opts.cgroup_wait = False
+        return opts.cgroup2_dir
 
     rootfs.mount_all(cfg, before_cgroupfs=joined_cgroup)
     joined_cgroup()

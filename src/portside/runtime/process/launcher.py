@@ -54,16 +54,15 @@ def prepare_seccomp(cfg: Config) -> None:
         raise InvalidDocument(str(e)) from None
 
 
-def _spawn(
-    cfg: Config, proc: Process, opts: Options, get_cgroup: Callable[[], Any]
-) -> tuple[int, sync.Channel]:
-    """Fork stage 1 (the init itself with `opts.direct`), join it to the cgroup and id
-    maps, and learn the init's pid.
+def _spawn(cfg: Config, proc: Process, opts: Options, mgr: Any) -> tuple[int, sync.Channel]:
+    """Fork stage 1 (the init itself with `opts.direct`), finish its cgroup and id maps,
+    and learn the init's pid.
 
-    The cgroup is made (`get_cgroup`) after the fork, while stage 1 loads what the
-    init will need, enters the namespaces and the init mounts its rootfs: on two
-    cores these overlap. Only a user namespace (its id maps) or a new cgroup
-    namespace (rooted where stage 1 stands) makes stage 1 wait for the cgroup.
+    The cgroup exists before the fork, so stage 1 moves itself into what it can first
+    thing (`opts.cgroup_join`, see CgroupManager.self_join_files) and the runtime has
+    little left to do while the child works: no page of ours is copied for nothing.
+    Only a user namespace (its id maps) or a new cgroup namespace (rooted where stage 1
+    stands) makes stage 1 wait for us (GO).
     """
     parent_ch, child_ch = sync.Channel.pair()
     pidns = -1
@@ -92,20 +91,27 @@ def _spawn(
         stage1(cfg, proc, child_ch, opts)
     child_ch.close()
     try:
-        mgr = get_cgroup()
+        # stage 1 has moved itself into its v1 cgroups by now
         hello = parent_ch.expect(sync.HELLO)
         late = bool(hello.get("late"))
         if not late:
             if mgr is not None:
-                mgr.add_process(stage)
+                mgr.add_process_except_self_joined(stage)
             if hello.get("userns"):
                 namespaces.write_id_maps(stage, cfg.uid_mappings, cfg.gid_mappings)
             parent_ch.send(sync.GO)
         pid = stage if opts.direct else _init_pid(parent_ch)
         if late and mgr is not None:
-            _join_late(cfg, mgr, pid, parent_ch)
-        elif late:
-            parent_ch.send(sync.GO)
+            # a cgroup2 move takes the kernel's threadgroup lock, whose first taking waits
+            # an RCU grace period: the init carries on meanwhile, its cgroup mount told the
+            # directory (opts.cgroup2_dir), unless it must wait for us (opts.cgroup_wait)
+            try:
+                mgr.add_process_except_self_joined(pid)
+            except Exception:
+                _init_error(parent_ch)
+                raise
+            if opts.cgroup_wait:
+                parent_ch.send(sync.GO)
     except BaseException:
         _kill_wait(stage)
         parent_ch.close()
@@ -115,6 +121,23 @@ def _spawn(
     if not opts.direct:
         os.waitpid(stage, 0)
     return pid, parent_ch
+
+
+def plan_cgroup_join(cfg: Config, opts: Options, mgr: Any) -> None:
+    """What the child does about its cgroup (set before the fork): the files it moves
+    itself through, and whether the init waits for the runtime before its cgroup mount
+    (a cgroup2 directory that cannot be named to it instead, or a joined mount namespace
+    where the host's path may mean nothing)."""
+    if mgr is None:
+        return
+    opts.cgroup_join = mgr.self_join_files()
+    if not joins_mount_ns(cfg):
+        opts.cgroup2_dir = mgr.deferred_join_dir()
+    opts.cgroup_wait = (
+        opts.late_cgroup
+        and opts.cgroup2_dir is None
+        and (not opts.cgroup_join or mgr.deferred_join_dir() is not None)
+    )
 
 
 def _init_pid(ch: sync.Channel) -> int:
@@ -133,41 +156,6 @@ def _init_pid(ch: sync.Channel) -> int:
     for m in early:
         ch.push_back(m)
     return int(msg["pid"])
-
-
-def _join_late(cfg: Config, mgr: Any, pid: int, ch: sync.Channel) -> None:
-    """Put the init into its cgroup while it sets up: it waits for GO before it mounts
-    cgroupfs or goes past its mounts.
-
-    It is single-threaded and in no user namespace, so it moves itself where it can
-    (CgroupManager.self_join_files). The move into a cgroup2 directory takes the kernel's
-    threadgroup lock, whose first taking waits an RCU grace period holding cgroup_mutex:
-    we make it after the init's own moves (JOINED), and while the init carries on,
-    showing that directory in its cgroup mount (GO names it).
-    """
-    join: list[str] = []
-    later = None
-    try:
-        if joins_mount_ns(cfg):  # the host's cgroup files may be out of its sight
-            mgr.add_process(pid)
-        else:
-            join = mgr.self_join_files()
-            later = mgr.deferred_join_dir()
-            if later is None:
-                mgr.add_process_except_self_joined(pid)
-    except Exception:
-        _init_error(ch)
-        raise
-    ch.send(sync.GO, join=join, cgroup2=later)
-    if later is None:
-        return
-    if join:
-        ch.expect(sync.JOINED)
-    try:
-        mgr.add_process_except_self_joined(pid)
-    except Exception:
-        _init_error(ch)
-        raise
 
 
 def _init_error(ch: sync.Channel) -> None:
@@ -229,12 +217,9 @@ def create(
     pid = 0
     ch: sync.Channel | None = None
     fifo_fd = -1
-
-    def get_cgroup() -> Any:
-        made.append(make_cgroup(cid, cfg, systemd))
-        return made[0]
-
     try:
+        made.append(make_cgroup(cid, cfg, systemd))
+        mgr = made[0]
         os.mkfifo(c.fifo, 0o622)
         os.chmod(c.fifo, 0o622)  # past the umask: the container user must be able to write it
         opts = Options()
@@ -252,13 +237,13 @@ def create(
             or cfg.has("time")
             or any(k == "pid" and p is not None for k, p in cfg.namespaces)
         )
-        if not opts.late_cgroup or joins_mount_ns(cfg):
-            cgroupctl.warm_up()  # the runtime moves the init into every cgroup itself
+        plan_cgroup_join(cfg, opts, mgr)
+        if not opts.late_cgroup or opts.cgroup_wait:
+            cgroupctl.warm_up()  # a cgroup2 move then comes before the child goes on
         opts.no_pivot = no_pivot
         opts.no_new_keyring = no_new_keyring
         opts.preserve_fds = preserve_fds
-        pid, ch = _spawn(cfg, cfg.process, opts, get_cgroup)
-        mgr = made[0]
+        pid, ch = _spawn(cfg, cfg.process, opts, mgr)
         c.manager = mgr
         c.data.update(
             pid=pid,
@@ -511,7 +496,8 @@ def exec_process(
     opts.console_socket = console_socket and os.path.abspath(console_socket)
     opts.preserve_fds = preserve_fds
     mgr = c.cgroup()
-    pid, ch = _spawn(cfg, proc, opts, lambda: mgr)
+    plan_cgroup_join(cfg, opts, mgr)
+    pid, ch = _spawn(cfg, proc, opts, mgr)
     try:
         msg = ch.recv()
     finally:

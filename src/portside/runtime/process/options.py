@@ -26,7 +26,10 @@ class Options:
         self.host_pid = 0
         self.seccomp_conn: Any = None  # listenerPath, connected as early as the console
         self.console_conn: Any = None  # connected before any namespace is entered
-        self.late_cgroup = False  # the init joins its cgroup during setup (see launcher)
+        self.late_cgroup = False  # stage 1 goes on without waiting for the runtime
+        self.cgroup_join: list[str] = []  # files stage 1 moves itself through, first thing
+        self.cgroup2_dir: str | None = None  # what the init's cgroup mount shows for cgroup2
+        self.cgroup_wait = False  # the init waits for GO before its cgroup mount
         self.close_fds: list[int] = []  # the runtime's own (its state lock): not ours to hold
         # stage 1 is the init itself: the runtime made the PID namespace (see launcher)
         self.direct = False

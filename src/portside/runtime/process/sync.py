@@ -15,10 +15,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 # message types
-HELLO = "hello"  # stage 1 -> parent: forked (and unshared the user ns if asked)
+HELLO = "hello"  # stage 1 -> parent: in its v1 cgroups (and its own user ns if asked)
 GO = "go"  # parent -> stage 1: maps written, cgroup joined
 PID = "pid"  # stage 1 -> parent: the init's pid in the parent's pid namespace
-JOINED = "joined"  # init -> parent: moved itself into the cgroups GO listed
 HOOKS = "hooks"  # init -> parent: mounts done, run prestart/createRuntime
 OK = "ok"  # parent -> init: carry on
 READY = "ready"  # init -> parent: blocked on the exec fifo (or about to exec)
