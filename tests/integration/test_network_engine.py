@@ -163,6 +163,8 @@ def test_none_host_and_container_modes(net: NetEnv, runtime: str) -> None:
     ).stdout == ("lo\n")
     links = net.cli("run", "--rm", *rt, "--network", "host", IMAGE, "ip", "-o", "link").stdout
     assert "probe0" in links, links  # the host side's interfaces
+    ns_arg = f"ns:{net.host}"  # a namespace made elsewhere, joined by path
+    assert "probe0" in net.cli("run", "--rm", *rt, "--network", ns_arg, IMAGE, "ip", "link").stdout
     cid = net.cli("run", "-d", *rt, "--name", "base", IMAGE, "sleep", "60").stdout.strip()
     base_ip = net.env.inspect("base")["NetworkSettings"]["IPAddress"]
     assert base_ip.startswith("10.88.")  # the default network

@@ -93,8 +93,11 @@ def test_unknown_and_broken_networks_are_one_line_naming_them(en: EngineNetworki
     (d / "bad.conflist").write_text("{")
     with pytest.raises(ConfigError, match=re.escape(str(d / "bad.conflist"))):
         en.plan(CreateOptions("img", network="bad"), CID, [], _no_lookup)
-    with pytest.raises(InvalidArgument, match="ns: is not supported"):
-        en.plan(CreateOptions("img", network="ns:/x"), CID, [], _no_lookup)
+    with pytest.raises(InvalidArgument, match="not a network namespace"):
+        en.plan(CreateOptions("img", network="ns:/etc/passwd"), CID, [], _no_lookup)
+    ns = en.plan(CreateOptions("img", network="ns:/proc/self/ns/net"), CID, [], _no_lookup)
+    assert (ns["mode"], ns["netns"]) == ("ns", "/proc/self/ns/net")
+    assert network_mode_name(ns) == "ns:/proc/self/ns/net"
 
 
 def test_network_settings_look_like_podmans() -> None:

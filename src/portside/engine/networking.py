@@ -56,6 +56,8 @@ def network_mode_name(net: dict[str, Any]) -> str:
         return "bridge" if names == ["portside"] else ",".join(names)
     if mode == "container":
         return f"container:{net.get('target', '')}"
+    if mode == "ns":
+        return f"ns:{net.get('netns', '')}"
     return str(mode)
 
 
@@ -124,9 +126,13 @@ class EngineNetworking:
             ):
                 if given:
                     raise InvalidArgument(f"{flag} needs a bridge network, not --network {value}")
-        if mode.kind == "ns":
-            raise InvalidArgument(f"--network {value}: ns: is not supported (use container:ID)")
-        if mode.kind == "host":
+        if mode.kind == "ns":  # a namespace someone else made and keeps: joined, not managed
+            from portside.network import netns
+
+            if not netns.is_pinned(mode.target):
+                raise InvalidArgument(f"--network {value}: not a network namespace")
+            plan["netns"] = os.path.abspath(mode.target)
+        elif mode.kind == "host":
             plan["netns"] = self.host_netns or ""
         elif mode.kind == "container":
             other = lookup(mode.target)
@@ -203,6 +209,10 @@ class EngineNetworking:
         names = [doc["name"]]
         if mode == "host":
             _write_etc(userdata, hostname, _host_hosts(hostname), _host_resolv())
+            return PendingUp({"networks": [], "ports": []})
+        if mode == "ns":
+            hosts = dns.hosts_content(hostname, (), names)
+            _write_etc(userdata, hostname, hosts, dns.resolv_content())
             return PendingUp({"networks": [], "ports": []})
         if mode == "container":
             other = lookup(plan["target"])
@@ -315,7 +325,7 @@ class EngineNetworking:
         """DEL every attachment (from the CNI cache) and unpin the namespace; idempotent and
         cheap when nothing is up."""
         plan = doc.get("net") or {}
-        if plan.get("mode") in ("host", "container"):
+        if plan.get("mode") in ("host", "container", "ns"):
             return
         self._down(doc)
 
