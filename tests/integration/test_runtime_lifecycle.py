@@ -749,3 +749,28 @@ def test_library_create_leaves_the_callers_pid_namespace_for_children_alone(
     r = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "1", "True"], r.stdout
+
+
+def test_main_with_argv_runs_in_a_callers_process_and_returns(
+    tmp_path: Path, rootfs_template: Path
+) -> None:
+    """main(argv) is the entry point a monitor may call in a forked child instead of
+    exec'ing the runtime: it returns the container's status and leaves the collector
+    and the PID namespace for new children as it found them."""
+    need_root()
+    b = bundle(tmp_path, rootfs_template, ["sh", "-c", "exit 7"])
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    argv = ["--root", str(tmp_path / "state"), "run", "-b", str(b), "inproc"]
+    code = (
+        f"import gc, os, sys; sys.path.insert(0, {src!r})\n"
+        "gc.enable()\n"
+        "from portside.runtime.cli.main import main\n"
+        f"status = main({argv!r})\n"
+        "same = os.readlink('/proc/self/ns/pid_for_children') == "
+        "os.readlink('/proc/self/ns/pid')\n"
+        "print(status, gc.isenabled(), same)\n"
+    )
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["7", "True", "True"], r.stdout
+    assert not (tmp_path / "state" / "inproc").exists()

@@ -108,8 +108,24 @@ def main(argv: list[str] | None = None) -> int:
     Tearing down the interpreter (every module, every object) took longer than a whole
     `run` of /bin/true spends in the kernel; the state is on disk and the output is
     flushed, so there is nothing left for it to do.
+
+    With `argv` (a caller's process, e.g. a monitor's forked child) it returns the exit
+    status instead. It then leaves behind what a runtime process would: the signal
+    handlers of a foreground `run`/`exec` (forwarding to the container), the child
+    subreaper flag where the init is a grandchild, the log settings; the collector's
+    setting and the PID namespace for new children are restored.
     """
-    code = _main(argv)
+    import gc
+
+    # a short-lived process that makes few cycles: the collector's passes during the
+    # imports cost more than the garbage they would find (a caller's setting is kept)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        code = _main(argv)
+    finally:
+        if collecting and argv is not None:
+            gc.enable()
     if argv is None:
         try:
             sys.stdout.flush()
@@ -121,11 +137,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    import gc
-
-    # a short-lived process that makes few cycles: the collector's passes during
-    # the imports cost more than the garbage they would find
-    gc.disable()
     args = sys.argv[1:] if argv is None else argv
     from portside.errors import PortsideError
     from portside.runtime import log
