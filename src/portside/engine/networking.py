@@ -307,6 +307,8 @@ class EngineNetworking:
         argv += ["--mode", str(plan.get("mode", "none")), "--netns", str(plan.get("netns", ""))]
         if plan.get("host_netns"):
             argv += ["--host-netns", str(plan["host_netns"])]
+        for d in self.settings.get("cni_plugin_dirs") or ():
+            argv += ["--plugin-dir", str(d)]
         return [*argv, doc["id"]]
 
     def release(self, doc: dict[str, Any], exited: bool) -> bool:
@@ -569,6 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for opt in ("--root", "--runroot", "--token", "--mode", "--netns"):
         ap.add_argument(opt, required=True)
     ap.add_argument("--host-netns", default=None)
+    ap.add_argument("--plugin-dir", action="append", default=[])
     ap.add_argument("cid")
     a = ap.parse_args(argv)
     root, runroot = Path(a.root), Path(a.runroot)
@@ -583,7 +586,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0  # already down, or up again from a newer start
             plan = {"mode": a.mode, "netns": a.netns, "host_netns": a.host_netns}
             try:
-                EngineNetworking(root, runroot, {})._down({"id": a.cid, "net": plan})
+                settings = {"cni_plugin_dirs": a.plugin_dir}
+                EngineNetworking(root, runroot, settings)._down({"id": a.cid, "net": plan})
             finally:
                 if doc is not None and db is not None:
                     db.update(a.cid, net_status=None)
