@@ -276,3 +276,26 @@ def test_two_networks_static_ip_mac_and_publish_all(net: NetEnv) -> None:
     assert "hello-P" in _retry(net, [BUSYBOX, "wget", "-q", "-O", "-", url], "hello-P", host=True)
     net.cli("rm", "-f", "pw", "src")
     net.settled()
+
+
+def test_exit_command_takes_down_only_the_network_it_was_given(net: NetEnv) -> None:
+    """The monitor's exit command names the start it belongs to (a token): after a restart
+    it must leave the new network alone; with the current token it takes it down."""
+    from portside.engine.networking import main
+
+    net.cli("run", "-d", "--name", "box", IMAGE, "sleep", "60")
+    engine = net.env.engine()
+    try:
+        doc = engine.record("box")
+        argv = engine.network.down_command(doc, "a-token-of-an-earlier-start")
+    finally:
+        engine.close()
+    args = argv[argv.index("down") :]
+    assert main(args) == 0
+    assert len(net.veths()) == 1 and net.pins() == [doc["id"]]
+    args[args.index("--token") + 1] = doc["net_status"]["token"]
+    assert main(args) == 0
+    assert net.veths() == [] and net.pins() == [] and net.leases() == []
+    assert net.env.inspect("box")["NetworkSettings"]["IPAddress"] == ""
+    net.cli("rm", "-f", "box")
+    net.settled()
