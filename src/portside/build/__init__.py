@@ -1,27 +1,26 @@
-"""Image builds from Dockerfiles/Containerfiles.
+"""Image builds from Dockerfiles/Containerfiles (`portside build`).
 
-What is here so far is everything a builder needs that does not run containers:
+The whole build, as the CLI runs it:
 
-    path = context.find_dockerfile(dir, dash_f)               # Containerfile, Dockerfile
-    df   = dockerfile.parser.parse(text, filename)            # nodes with line numbers
-    plan = stages.plan_build(df, build_args=..., target=..., target_platform=...)
-    plan.unused_build_args()                                  # for docker's warning
-    ctx  = context.BuildContext.from_directory(dir, path.name)   # or from_tar(stdin, tmp)
-    for stage in plan.needed:                                 # only what --target needs
-        base = evaluate.scratch_config() if stage.base == "scratch" else <image config>
-        # (stage.base_stage is not None: the config of that stage's result)
-        ev = evaluate.StageEvaluator(plan, stage, base)
-        for ins in [*ev.triggers, *stage.instructions]:       # base image ONBUILD first
-            ins = ev.apply(ins)       # metadata applied to ev.config; COPY/ADD expanded
-            # RUN: instructions.run_command(ins, ev.shell()) with env ev.run_environment()
-            # COPY/ADD: ctx.plan_copy(ins.sources, ins.dest,
-            #               workdir=ev.config.get("WorkingDir") or "/",
-            #               parents=ins.parents, excludes=ins.excludes)
-            #           cache key part: ctx.content_hash(ins.sources, ins.excludes)
-            #           ADD: context.add_source_kind(src), context.tar_compression(path)
-            #           COPY --from: BuildContext(<that stage's rootfs>).plan_copy(...)
-            # history: evaluate.created_by(ins, stage_args=ev.args, source_ref=...)
+    from portside.build.builder import BuildOptions, build
+    record = build(engine, BuildOptions(context=dir, dockerfile_text=text, tags=[...]))
 
-Errors are DockerfileSyntaxError / BuildError (portside.errors), one line each,
-`FILE:LINE: KEYWORD: message` when an instruction is at fault (Instruction.error()).
+Modules, one responsibility each, bottom up:
+
+    dockerfile/parser.py        text -> nodes (directives, continuations, heredocs, lines)
+    dockerfile/instructions.py  nodes -> typed instructions, flags checked
+    dockerfile/expand.py        $VAR / ${VAR:-w} substitution
+    stages.py                   the plan: stages, global ARGs, pruned to --target
+    evaluate.py                 what each instruction does to the image config
+    context.py                  the build context, ignore files, COPY selection, content hashes
+    cache.py                    the step cache (SQLite under ROOT/build/) and context file digests
+    workspace.py                a step's snapshot over the parent's layers; its diff -> a layer
+    runner.py                   RUN in a container through the engine's OCI runtime
+    steps.py                    COPY/ADD into a build root (chown, chmod, tars, URLs)
+    progress.py                 STEP n/m, --> Using cache, COMMIT, the image ID
+    output.py                   --output archives and file trees
+    builder.py                  stages in order, steps, cache lookups, the image commit
+
+Errors are DockerfileSyntaxError / BuildError / BuildStepFailed (portside.errors), one
+line each, `FILE:LINE: KEYWORD: message` when an instruction is at fault.
 """
