@@ -199,6 +199,14 @@ def test_syntax_error_is_one_line_naming_it(env: Env, tmp_path: Path) -> None:
     assert res.returncode == 125
     assert len(res.stderr.strip().splitlines()) == 1
     assert "Containerfile:2" in res.stderr
+    ctx3 = _ctx(tmp_path / "c", f"FROM {IMAGE}\nUSER ghost\nRUN true\n")
+    res = env.cli("build", str(ctx3), check=False)
+    assert res.returncode == 125
+    assert res.stderr.strip().splitlines() == [
+        'Error: error building at STEP "RUN true": unable to find user ghost: '
+        "no matching entries in passwd file"
+    ]
+    assert _leftovers(env) == []
 
 
 def test_quiet_stdin_file_and_tar_context(env: Env, tmp_path: Path) -> None:

@@ -49,7 +49,13 @@ from portside.build.evaluate import (
 )
 from portside.build.progress import Progress
 from portside.build.stages import BuildPlan, Stage, plan_build
-from portside.errors import BuildError, BuildStepFailed, NotFound
+from portside.errors import (
+    BuildError,
+    BuildStepFailed,
+    DockerfileSyntaxError,
+    NotFound,
+    PortsideError,
+)
 from portside.oci import mediatypes as mt
 from portside.oci.digest import Digest
 
@@ -480,7 +486,13 @@ class Builder:
         self, ins: Run | Copy, ev: StageEvaluator, ws: Workspace, extra: dict[str, Any], n: int
     ) -> None:
         if isinstance(ins, Run):
-            self._run(ins, ev, ws)
+            try:
+                self._run(ins, ev, ws)
+            except (BuildStepFailed, DockerfileSyntaxError):
+                raise
+            except PortsideError as e:
+                # e.g. USER names nobody in /etc/passwd: say which step, as podman does
+                raise BuildError(f'error building at STEP "{ins.original}": {e}') from None
         else:
             try:
                 self._copy(ins, ev, ws)
