@@ -189,7 +189,7 @@ def test_connect_disconnect_restart_and_prune(net: NetEnv) -> None:
     assert "10.92.0." not in net.cli("exec", "box", "ip", "-o", "-4", "addr").stdout
     # stop takes the network down (exit command); start brings it up again
     net.cli("stop", "-t", "0", "box")
-    net.settled()
+    assert net.traces() == ([], [], [], [])  # down when stop returns
     net.cli("start", "box")
     assert net.env.inspect("box")["NetworkSettings"]["IPAddress"].startswith("10.88.")
     assert len(net.veths()) == 1

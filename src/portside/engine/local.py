@@ -571,6 +571,7 @@ class LocalEngine:
             self.unpause(doc["id"])
         handle.stop(int(doc.get("stop_signal") or 15), t)
         handle.wait(timeout=t + 60)
+        self.cleanup(doc["id"])  # its network down (and unmounted) when stop returns, as podman
 
     def kill(self, ref: str, signal: str | int = "KILL") -> None:
         from portside.engine.specgen import parse_signal
