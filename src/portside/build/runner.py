@@ -78,25 +78,73 @@ def run_step(
     output: Callable[[bytes], None],
 ) -> int:
     """Run `req` in a container rooted at `rootfs`; relays its output; its exit code."""
-    from portside.engine import specgen
-    from portside.engine.api import CreateOptions
+
+    from portside.runtime.rootfs import secure_join
 
     cid = "build-" + os.urandom(16).hex()
     work = engine.runroot / "build" / cid[:18]
-    bundle = work / "bundle"
-    userdata = work / "userdata"
     runtime = engine.runtime_for(req.runtime)
-    argv = list(req.argv)
     script_path: str | None = None
-    if req.script is not None:
-        script_path = f"/.portside-heredoc-{os.urandom(6).hex()}"
-        from portside.runtime.rootfs import secure_join
+    created: list[str] = []
+    cwd = "/"
+    try:
+        argv = list(req.argv)
+        if req.script is not None:
+            script_path = f"/.portside-heredoc-{os.urandom(6).hex()}"
+            host = secure_join(str(rootfs), script_path)
+            with open(host, "w") as f:
+                f.write(req.script)
+            os.chmod(host, 0o755)
+            argv = [script_path, *argv]
+        spec = _spec(engine, rootfs, req, cid, argv, work / "userdata")
+        cwd = spec["process"]["cwd"]
+        created = _mount_points_to_make(rootfs, spec, req)
+        os.makedirs(secure_join(str(rootfs), cwd), exist_ok=True)
+        bundle = work / "bundle"
+        bundle.mkdir(parents=True, exist_ok=True)
+        (bundle / "config.json").write_text(json.dumps(spec))
+        try:
+            proc = subprocess.Popen(
+                runtime.argv("run", "--bundle", str(bundle), cid),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        except OSError as e:
+            raise BuildError(f"running {runtime.name}: {e}") from None
+        assert proc.stdout is not None
+        try:
+            _pump(proc.stdout, output)
+        finally:
+            code = proc.wait()
+        return code
+    finally:
+        if runtime.has_state(cid):
+            runtime.delete(cid)
+        shutil.rmtree(work, ignore_errors=True)
+        if script_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(secure_join(str(rootfs), script_path))
+        # deepest first, so a created parent is empty by the time it is tried
+        for dest in sorted(created, key=lambda d: d.count("/"), reverse=True):
+            if dest == cwd:
+                continue  # the working directory stays, as docker and buildah leave it
+            if dest in LEFT_BEHIND:
+                path = secure_join(str(rootfs), dest)
+                if os.path.isfile(path) and not os.path.islink(path):
+                    with contextlib.suppress(OSError):
+                        os.chmod(path, 0o755)
+                continue
+            _remove_if_empty(rootfs, dest)
 
-        host = secure_join(str(rootfs), script_path)
-        with open(host, "w") as f:
-            f.write(req.script)
-        os.chmod(host, 0o755)
-        argv = [script_path, *argv]
+
+def _spec(
+    engine: LocalEngine, rootfs: Path, req: RunRequest, cid: str, argv: list[str], userdata: Path
+) -> dict[str, Any]:
+    """The container's config.json, from the engine's spec generator (as `run` gets it)."""
+    from portside.engine import specgen
+    from portside.engine.api import CreateOptions
+
     opts = CreateOptions(
         image="",
         command=argv,
@@ -127,56 +175,24 @@ def run_step(
         extra_mounts=mounts,
         cache_dir=engine.runroot / "cache",
     )
-    cwd = spec["process"]["cwd"]
+    specgen.write_etc_files(userdata, spec["hostname"], req.network)
+    return spec
+
+
+def _mount_points_to_make(rootfs: Path, spec: dict[str, Any], req: RunRequest) -> list[str]:
+    """Mount points (and their parents) the runtime will have to create in the root; the
+    parents of RUN --mount targets stay afterwards (buildah leaves them, e.g. /mnt of
+    /mnt/ctx), so they are not listed."""
     dests = [m["destination"] for m in spec["mounts"]]
     user_dests = {m["destination"] for m in req.mounts}
     created: list[str] = []
-    for d in [*dests, cwd]:
-        # the mount point and any parent the runtime will have to make for it; the parents
-        # of RUN --mount targets stay (buildah leaves them, e.g. /mnt of /mnt/ctx)
+    for d in [*dests, spec["process"]["cwd"]]:
         while d not in ("/", "") and d not in created and not _exists(rootfs, d):
             created.append(d)
             if d in user_dests:
                 break
             d = os.path.dirname(d)
-    from portside.runtime.rootfs import secure_join
-
-    os.makedirs(secure_join(str(rootfs), cwd), exist_ok=True)
-    code = 0
-    try:
-        specgen.write_etc_files(userdata, spec["hostname"], req.network)
-        bundle.mkdir(parents=True, exist_ok=True)
-        (bundle / "config.json").write_text(json.dumps(spec))
-        proc = subprocess.Popen(
-            runtime.argv("run", "--bundle", str(bundle), cid),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        assert proc.stdout is not None
-        _pump(proc.stdout, output)
-        code = proc.wait()
-    except OSError as e:
-        raise BuildError(f"running {runtime.name}: {e}") from None
-    finally:
-        if runtime.has_state(cid):
-            runtime.delete(cid)
-        shutil.rmtree(work, ignore_errors=True)
-        if script_path is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(secure_join(str(rootfs), script_path))
-        # deepest first, so a created parent is empty by the time it is tried
-        for dest in sorted(created, key=lambda d: d.count("/"), reverse=True):
-            if dest == cwd:
-                continue  # the working directory stays, as docker and buildah leave it
-            if dest in LEFT_BEHIND:
-                path = secure_join(str(rootfs), dest)
-                if os.path.isfile(path) and not os.path.islink(path):
-                    with contextlib.suppress(OSError):
-                        os.chmod(path, 0o755)
-                continue
-            _remove_if_empty(rootfs, dest)
-    return code
+    return created
 
 
 def _pump(stream: IO[bytes], output: Callable[[bytes], None]) -> None:
