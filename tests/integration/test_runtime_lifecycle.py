@@ -774,3 +774,21 @@ def test_main_with_argv_runs_in_a_callers_process_and_returns(
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["7", "True", "True"], r.stdout
     assert not (tmp_path / "state" / "inproc").exists()
+
+
+def test_run_starts_without_an_exec_fifo(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    """`run` starts the init over the sync pipe: no fifo to make and remove on the state
+    directory's filesystem. The poststart hook still sees the container running."""
+    out = tmp_path / "poststart.txt"
+    state_dir = tmp_path / "state" / "nofifo"
+    hook = {
+        "path": "/bin/sh",
+        "args": ["sh", "-c", f"cat > {out}; echo >> {out}; ls {state_dir} >> {out}"],
+    }
+    b = bundle(tmp_path, rootfs_template, ["true"], hooks={"poststart": [hook]})
+    ok(rt("run", "-b", str(b), "nofifo"))
+    text = out.read_text()
+    assert json.loads(text.splitlines()[0])["status"] == "running"
+    assert "state.json" in text and "exec.fifo" not in text

@@ -62,6 +62,8 @@ class Container:
         self.data = data
         self._lock_fd: int | None = None
         self.manager: Any = None  # the cgroup manager, once made or restored
+        # `run`: the sync pipe the init waits on for START (no exec fifo), see launcher
+        self.start_channel: Any = None
 
     # -- paths
     @property

@@ -52,6 +52,7 @@ def main(g: Globals, verb: str, argv: list[str]) -> int:
             preserve_fds=int(opts.get("preserve_fds") or 0),  # type: ignore[call-overload]
             systemd=g.systemd_cgroup,
             detached=detach,
+            exec_fifo=False,  # started right below, in this process
         )
     except BaseException:
         if proxy is not None:

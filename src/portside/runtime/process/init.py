@@ -321,12 +321,19 @@ def finish(cfg: Config, proc: Process, ch: sync.Channel, opts: Options, fifo: in
         except OSError:
             pass
     ch.send(sync.READY)
-    ch.close()
+    started = False
+    if opts.start_on_pipe:
+        if ch.recv()["t"] != sync.START:
+            os._exit(1)  # the runtime went away without starting us
+        started = True
+    ch.close()  # with start_on_pipe, the runtime's cue that we are past the start
     if fifo >= 0:
         w = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
         os.write(w, b"0")
         os.close(w)
         os.close(fifo)
+        started = True
+    if started:
         start_hooks = cfg.hooks.get("startContainer")
         if start_hooks:
             from portside.runtime.hooks import run_hooks

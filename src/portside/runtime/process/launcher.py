@@ -197,8 +197,13 @@ def create(
     preserve_fds: int = 0,
     systemd: bool = False,
     detached: bool = True,
+    exec_fifo: bool = True,
 ) -> Container:
-    """Build the container and leave its init blocked on the exec fifo."""
+    """Build the container and leave its init blocked on the exec fifo.
+
+    Without `exec_fifo` (`run`, which starts it at once) the init waits for START on
+    the sync pipe instead, held in `Container.start_channel` for start(): no fifo to
+    make, open and remove on the state directory's filesystem."""
     from portside.runtime import specconv
 
     cfg = specconv.convert(specconv.load_spec(bundle), bundle)
@@ -220,12 +225,15 @@ def create(
     try:
         made.append(make_cgroup(cid, cfg, systemd))
         mgr = made[0]
-        os.mkfifo(c.fifo, 0o622)
-        os.chmod(c.fifo, 0o622)  # past the umask: the container user must be able to write it
         opts = Options()
         opts.id = cid
-        fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
-        opts.fifo_fd = fifo_fd
+        if exec_fifo:
+            os.mkfifo(c.fifo, 0o622)
+            os.chmod(c.fifo, 0o622)  # past the umask: the container user must write it
+            fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
+            opts.fifo_fd = fifo_fd
+        else:
+            opts.start_on_pipe = True
         opts.console_socket = console_socket and os.path.abspath(console_socket)
         opts.close_fds = [c.lock_fd]
         opts.late_cgroup = not (cfg.has("user") or cfg.has_new("cgroup"))
@@ -274,6 +282,8 @@ def create(
         from portside.runtime import log
 
         log.debug(f"created container {cid}: init pid {pid}, bundle {cfg.bundle}")
+        if not exec_fifo:
+            c.start_channel, ch = ch, None
     except BaseException:
         if pid:
             _kill_wait(pid)
@@ -295,6 +305,9 @@ def create(
 
 def start(c: Container) -> None:
     """Release the init from the exec fifo, then run the poststart hooks."""
+    if c.start_channel is not None:
+        _start_on_pipe(c)
+        return
     status = c.status()
     if status != "created":
         if status == "stopped":
@@ -315,6 +328,25 @@ def start(c: Container) -> None:
     except FileNotFoundError:
         pass
     hooks = (c.config.get("hooks") or {}).get("poststart")
+    if hooks:
+        from portside.runtime.hooks import run_hooks_warn
+
+        run_hooks_warn("poststart", hooks, c.hook_state("running"))
+
+
+def _start_on_pipe(c: Container) -> None:
+    """START for an init made by create(exec_fifo=False); the poststart hooks wait
+    until it is past it (it closes its end of the pipe)."""
+    ch, c.start_channel = c.start_channel, None
+    hooks = (c.config.get("hooks") or {}).get("poststart")
+    try:
+        ch.send(sync.START)
+        if hooks:
+            ch.recv()  # EOF: the init has closed its end
+    except OSError:
+        raise RuntimeFailure("cannot start a container that has stopped") from None
+    finally:
+        ch.close()
     if hooks:
         from portside.runtime.hooks import run_hooks_warn
 

@@ -17,6 +17,7 @@ class Options:
     def __init__(self) -> None:
         self.console_socket: str | None = None
         self.fifo_fd = -1  # O_PATH fd of the exec fifo, opened by the runtime
+        self.start_on_pipe = False  # `run`: START comes on the sync pipe instead (no fifo)
         self.no_pivot = False
         self.no_new_keyring = False
         self.preserve_fds = 0

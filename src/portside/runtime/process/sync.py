@@ -21,6 +21,7 @@ PID = "pid"  # stage 1 -> parent: the init's pid in the parent's pid namespace
 HOOKS = "hooks"  # init -> parent: mounts done, run prestart/createRuntime
 OK = "ok"  # parent -> init: carry on
 READY = "ready"  # init -> parent: blocked on the exec fifo (or about to exec)
+START = "start"  # parent -> init: `run` starts it this way, without an exec fifo
 ERROR = "error"  # child -> parent: setup failed, with the message
 EOF = "eof"
 
