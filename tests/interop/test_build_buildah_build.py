@@ -63,6 +63,8 @@ ARG GREETING
 ENV GREETING=${GREETING:-unset} EMPTY=
 COPY --from=builder /opt/app/out/ /srv/out/
 COPY --chown=65534:65534 data/ /srv/data/
+COPY --chmod=750 data/ /srv/chmodded/
+ADD --chown=65534:65534 data /srv/added/
 COPY a.txt b.txt /srv/two/
 COPY ["spaced name.txt", "/srv/spaced name.txt"]
 COPY link-to-a /srv/followed
