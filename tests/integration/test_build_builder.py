@@ -232,7 +232,8 @@ def test_quiet_stdin_file_and_tar_context(env: Env, tmp_path: Path) -> None:
     assert _run(env, "localhost/q:2", "cat", "/data.txt") == "from stdin\n"
     archive = tmp_path / "ctx.tar"
     archive.write_bytes(buf.getvalue())
-    env.cli("build", "-q", "-t", "localhost/q:3", str(archive))
+    # a bare --layers (podman: --layers=true) does not take the context as its value
+    env.cli("build", "-q", "-t", "localhost/q:3", "--layers", str(archive))
     assert _run(env, "localhost/q:3", "cat", "/data.txt") == "from stdin\n"
 
 

@@ -66,7 +66,23 @@ def _context_dir(context: str, runroot: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@click.command()
+# flags that may stand alone or take `=VALUE` (podman's pflag NoOptDefVal): alone, they
+# must not swallow the next word (`build --pull DIR` builds DIR)
+_BARE = {"--pull": "--pull=always", "--layers": "--layers=true"}
+
+
+class _BuildCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        fixed: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                fixed += args[i:]
+                break
+            fixed.append(_BARE.get(arg, arg))
+        return super().parse_args(ctx, fixed)
+
+
+@click.command(cls=_BuildCommand)
 @click.option("--tag", "-t", "tags", multiple=True, metavar="NAME", help="Name the image.")
 @click.option("--file", "-f", "file", default=None, help="Containerfile (default: Containerfile, "
               "then Dockerfile in the context; - for stdin).")  # fmt: skip
@@ -75,8 +91,6 @@ def _context_dir(context: str, runroot: Path) -> Iterator[Path]:
 @click.option("--no-cache", is_flag=True, help="Do not use cached steps.")
 @click.option(
     "--pull",
-    is_flag=False,
-    flag_value="always",
     default="missing",
     type=click.Choice(["always", "missing", "never", "newer", "true", "false"]),
     help="Pull the base images: always (bare --pull), missing (default), never.",
@@ -88,8 +102,6 @@ def _context_dir(context: str, runroot: Path) -> Iterator[Path]:
 @click.option(
     "--layers",
     "layers_flag",
-    is_flag=False,
-    flag_value="true",
     default="true",
     type=click.Choice(["true", "false", "1", "0"], case_sensitive=False),
     help="Cache each step as a layer (default); false: one layer per stage, no cache.",
