@@ -98,10 +98,14 @@ def test_build_is_atomic_and_names_modules_by_path(tmp_path: Path, tree: Path) -
 
     out = tmp_path / "b"
     hotpath.build(str(out), str(tree))
-    data = marshal.loads(out.read_bytes())
+    raw = out.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    data = marshal.loads(raw[8 : 8 + n])
     assert data["magic"] == sys.implementation.cache_tag
     mods = data["modules"]
-    origin, is_pkg, mtime_ns, size, _code = mods["portside.runtime"]
+    origin, is_pkg, mtime_ns, size, offset, length = mods["portside.runtime"]
+    code = marshal.loads(raw[8 + n + offset : 8 + n + offset + length])
+    assert code.co_filename == origin
     assert is_pkg and origin == str(tree / "portside" / "runtime" / "__init__.py")
     st = os.stat(origin)
     assert (st.st_mtime_ns, st.st_size) == (mtime_ns, size)
