@@ -142,6 +142,16 @@ def test_httpd_reached_by_name_alias_and_published_port(net: NetEnv, runtime: st
     assert out.count("hello-web") == 2, out
     look = net.cli("run", "--rm", *rt, "--network", "appnet", IMAGE, "nslookup", "www").stdout
     assert ip in look and "10.91.0.1" in look  # answered by the responder on the gateway
+    # its files, filled once ADD returned (in place: the runtime had bind-mounted them)
+    files = "ip -o -4 addr show eth0; cat /etc/hosts /etc/resolv.conf"
+    out = net.cli(
+        "run", "--rm", *rt, "--network", "appnet", "--name", "cli", IMAGE, "sh", "-c", files
+    )
+    own = re.search(r"inet (10\.91\.0\.\d+)/24", out.stdout)
+    assert own, out.stdout
+    assert re.search(rf"^{re.escape(own.group(1))}\s.*\bcli\b", out.stdout, re.M), out.stdout
+    assert re.search(rf"^{re.escape(ip)}\s+web\b.*\bwww\b", out.stdout, re.M), out.stdout
+    assert "nameserver 10.91.0.1" in out.stdout and "search dns.portside" in out.stdout
     # the host side, through the published port on its loopback
     url = "http://127.0.0.1:18081/"
     out = _retry(net, [BUSYBOX, "wget", "-q", "-O", "-", url], "hello-web", host=True)
