@@ -10,7 +10,9 @@ The engine's surface is `portside.network.api`:
     net.teardown(cid); net.remove_netns(path)          # on rm, from the result cache
     portside.network.cleanup.cleanup(net, live_ids)    # start-up and system prune
 
-The rest are the parts it is built from: netns (pinned namespaces), cni/ (conflists,
-plugin invocation, result cache), ports (-p/-P), dns (container files, name registry,
-responder control), dnsserver (the responder process), cleanup (the sweep).
+The rest are the parts it is built from: mode (--network values), netns (pinned
+namespaces), cni/ (conflists, plugin invocation, result cache), ports (-p/-P), dns
+(container files, name registry, responder control), dnsserver (the responder process),
+cleanup (the sweep). The engine's glue (plans at create, up at start, down at exit and
+rm, the monitor's exit command) is portside.engine.networking.
 """
