@@ -2,8 +2,9 @@
 
 The goal (issue 6): portside's median at most half of podman's. Two portside rows: with
 its own runtime (the default) and with runc (podman's runtime here), so the engine's own
-cost shows apart from the runtime's. Both portside rows go through the warm CLI (after
-the setup's first call starts it, as a user's first call does).
+cost shows apart from the runtime's. Both go through the warm CLI (cli/warm.py; the
+setup's first call starts it, as a user's first call does); a third row runs the CLI in
+its own process (PORTSIDE_WARM=0), as every call did before it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def cases() -> list[Case]:
                 "podman": f"podman run --rm --network none --label {PODMAN_LABEL} {IMAGE} true",
                 "portside --runtime runc": f"{PORTSIDE} run --rm --network none --runtime runc "
                 f"{IMAGE} true",
+                "portside without the warm CLI": f"PORTSIDE_WARM=0 {PORTSIDE} run --rm "
+                f"--network none {IMAGE} true",
             },
             needs=("registry", "peer-images", "podman"),
             setup=f"{pull} && {warm}",
