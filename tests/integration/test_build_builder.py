@@ -407,3 +407,38 @@ def test_output_archives_and_files(env: Env, tmp_path: Path) -> None:
     assert env.mounts_under(env.root) == []
     bad = env.cli("build", "-o", "type=zip,dest=x", str(ctx), check=False)
     assert bad.returncode == 125 and "type=zip" in bad.stderr
+
+
+def test_secret_mount_is_readable_in_run_and_never_in_the_image(env: Env, tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("s3cr3t\n")
+    text = f"""FROM {IMAGE}
+RUN --mount=type=secret,id=token grep -c cr3 /run/secrets/token > /seen \
+ && stat -c %a /run/secrets/token >> /seen
+RUN --mount=type=secret,id=token,target=/etc/tok,mode=0440,uid=65534 \
+    stat -c '%a %u' /etc/tok > /seen2
+RUN --mount=type=secret,id=absent echo optional > /optional
+"""
+    ctx = _ctx(tmp_path, text)
+    env.cli("build", "-q", "--secret", f"id=token,src={secret}", "-t", "localhost/s:1", str(ctx))
+    script = "cat /seen /seen2 /optional; ls -A /run/secrets; test -e /etc/tok || echo no-tok"
+    assert _run(env, "localhost/s:1", "sh", "-c", script).splitlines() == [
+        "1",
+        "400",
+        "440 65534",
+        "optional",
+        "no-tok",
+    ]
+    # no layer blob holds the secret
+    import gzip
+
+    for blob in (env.root / "content" / "blobs" / "sha256").iterdir():
+        data = blob.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        assert b"s3cr3t" not in data, blob.name
+    required = _ctx(
+        tmp_path / "r", f"FROM {IMAGE}\nRUN --mount=type=secret,id=x,required cat /run/secrets/x\n"
+    )
+    res = env.cli("build", str(required), check=False)
+    assert res.returncode == 125 and "no --secret id=x was given" in res.stderr

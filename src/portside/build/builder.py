@@ -90,6 +90,8 @@ class BuildOptions:
     squash: bool = False
     compression: str = "gzip"
     outputs: list[str] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)
+    """--secret id -> file (RUN --mount=type=secret); never part of a cache key."""
 
 
 @dataclass
@@ -513,7 +515,8 @@ class Builder:
         extra_env = [kv for kv in ev.run_environment() if kv.partition("=")[0] not in have]
         tmpdirs: list[str] = []
         try:
-            mounts = [self._run_mount(ins, m.type, dict(m.options), tmpdirs) for m in ins.mounts]
+            made = [self._run_mount(ins, m.type, dict(m.options), tmpdirs) for m in ins.mounts]
+            mounts = [m for m in made if m is not None]
             req = RunRequest(
                 argv=cmd.argv if cmd.script is None else cmd.args,
                 config=dict(ev.config),
@@ -537,7 +540,7 @@ class Builder:
 
     def _run_mount(
         self, ins: Run, mtype: str, opts: dict[str, str], tmpdirs: list[str]
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
         target = opts.get("target") or ""
         if not target.startswith("/"):
             target = posixpath.join("/", target)
@@ -583,9 +586,47 @@ class Builder:
             ro = opts.get("ro") == "true"
             options = ["rbind", "ro" if ro else "rw"]
             return {"destination": target, "type": "bind", "source": str(path), "options": options}
+        if mtype == "secret":
+            return self._secret_mount(ins, opts, tmpdirs)
         raise ins.error(
-            f"--mount=type={mtype} is not supported by this builder (bind, cache and tmpfs are)"
+            f"--mount=type={mtype} is not supported by this builder "
+            "(bind, cache, tmpfs and secret are)"
         )
+
+    def _secret_mount(
+        self, ins: Run, opts: dict[str, str], tmpdirs: list[str]
+    ) -> dict[str, Any] | None:
+        """A --secret file, copied with the mount's mode and owner (0400 root by default)
+        and bound read-only; the mount point is removed after the step, so the secret
+        never reaches a layer."""
+        ident = opts.get("id") or posixpath.basename(opts.get("target") or "")
+        source = self.opts.secrets.get(ident)
+        if source is None:
+            if opts.get("required", "false").lower() == "true":
+                raise ins.error(f"--mount=type=secret: no --secret id={ident} was given")
+            return None
+        target = opts.get("target") or f"/run/secrets/{ident}"
+        if not target.startswith("/"):
+            target = posixpath.join("/run/secrets", target)
+        tmp = _mkdtemp(prefix="build-secret-", dir=self.engine.runroot)
+        tmpdirs.append(tmp)
+        copy_to = os.path.join(tmp, "secret")
+        try:
+            with open(source, "rb") as fin:
+                data = fin.read()
+        except OSError as e:
+            raise BuildError(f"--secret id={ident}: {source}: {e.strerror}") from None
+        fd = os.open(copy_to, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        with os.fdopen(fd, "wb") as fout:
+            fout.write(data)
+        os.chmod(copy_to, int(opts.get("mode") or "0400", 8))
+        os.chown(copy_to, int(opts.get("uid") or 0), int(opts.get("gid") or 0))
+        return {
+            "destination": target,
+            "type": "bind",
+            "source": copy_to,
+            "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+        }
 
     def _from_root(self, ref: str, ins: Instruction) -> Path:
         st = self._stage_ref(ref)

@@ -30,6 +30,34 @@ def _build_args(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _secrets(values: tuple[str, ...]) -> dict[str, str]:
+    """podman's --secret id=ID,src=PATH (or env=VAR: the variable's value)."""
+    out: dict[str, str] = {}
+    for v in values:
+        fields = dict(part.partition("=")[::2] for part in v.split(",") if part)
+        ident = fields.get("id")
+        src = fields.get("src") or fields.get("source")
+        if not ident:
+            raise InvalidArgument(f"--secret {v!r}: id= is required")
+        if src is None and fields.get("env"):
+            value = os.environ.get(fields["env"])
+            if value is None:
+                raise InvalidArgument(f"--secret {v!r}: ${fields['env']} is not set")
+            import tempfile
+
+            fd, src = tempfile.mkstemp(prefix="portside-secret-")
+            os.write(fd, value.encode())
+            os.close(fd)
+            _TEMP_SECRETS.append(src)
+        if not src:
+            raise InvalidArgument(f"--secret {v!r}: src= (a file) or env= is required")
+        out[ident] = src
+    return out
+
+
+_TEMP_SECRETS: list[str] = []
+
+
 def _labels(values: tuple[str, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
     for v in values:
@@ -115,6 +143,13 @@ class _BuildCommand(click.Command):
     help="Network of RUN steps (default: host).",
 )
 @click.option("--iidfile", default=None, help="Write the image ID to this file.")
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    metavar="id=ID,src=PATH",
+    help="A secret for RUN --mount=type=secret (file, or env=VAR).",
+)
 @click.option("--squash", is_flag=True, help="Squash the new layers of the last stage into one.")
 @click.option(
     "--output",
@@ -143,6 +178,7 @@ def build(
     iidfile: str | None,
     squash: bool,
     outputs: tuple[str, ...],
+    secrets: tuple[str, ...],
     context: str,
 ) -> None:
     """Build an image from a Containerfile or Dockerfile."""
@@ -194,5 +230,11 @@ def build(
             iidfile=iidfile,
             squash=squash,
             outputs=list(outputs),
+            secrets=_secrets(secrets),
         )
-        run_build(engine, opts)
+        try:
+            run_build(engine, opts)
+        finally:
+            for temp in _TEMP_SECRETS:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
