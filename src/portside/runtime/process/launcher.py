@@ -54,9 +54,16 @@ def prepare_seccomp(cfg: Config) -> None:
         raise InvalidDocument(str(e)) from None
 
 
-def _spawn(cfg: Config, proc: Process, opts: Options, mgr: Any) -> tuple[int, sync.Channel]:
+def _spawn(
+    cfg: Config,
+    proc: Process,
+    opts: Options,
+    mgr: Any,
+    on_pid: Callable[[int], None] | None = None,
+) -> tuple[int, sync.Channel]:
     """Fork stage 1 (the init itself with `opts.direct`), finish its cgroup and id maps,
-    and learn the init's pid.
+    and learn the init's pid (`on_pid` gets it as soon as it is known, while the child
+    is still at work).
 
     The cgroup exists before the fork, so stage 1 moves itself into what it can first
     thing (`opts.cgroup_join`, see CgroupManager.self_join_files) and the runtime has
@@ -101,6 +108,8 @@ def _spawn(cfg: Config, proc: Process, opts: Options, mgr: Any) -> tuple[int, sy
                 namespaces.write_id_maps(stage, cfg.uid_mappings, cfg.gid_mappings)
             parent_ch.send(sync.GO)
         pid = stage if opts.direct else _init_pid(parent_ch)
+        if on_pid is not None:
+            on_pid(pid)
         if late and mgr is not None:
             # a cgroup2 move takes the kernel's threadgroup lock, whose first taking waits
             # an RCU grace period: the init carries on meanwhile, its cgroup mount told the
@@ -251,18 +260,24 @@ def create(
         opts.no_pivot = no_pivot
         opts.no_new_keyring = no_new_keyring
         opts.preserve_fds = preserve_fds
-        pid, ch = _spawn(cfg, cfg.process, opts, mgr)
         c.manager = mgr
-        c.data.update(
-            pid=pid,
-            pid_start=process_start_time(pid),
-            bundle=cfg.bundle,
-            rootfs=cfg.rootfs,
-            created=now_rfc3339(),
-            annotations=cfg.annotations,
-            config=cfg.spec,
-            cgroup=cgroupctl.dump(mgr),
-        )
+
+        def record(init_pid: int) -> None:
+            """The state, written while the child sets up (not after, on the way to
+            start); a failed create removes it with the rest."""
+            c.data.update(
+                pid=init_pid,
+                pid_start=process_start_time(init_pid),
+                bundle=cfg.bundle,
+                rootfs=cfg.rootfs,
+                created=now_rfc3339(),
+                annotations=cfg.annotations,
+                config=cfg.spec,
+                cgroup=cgroupctl.dump(mgr),
+            )
+            c.save()
+
+        pid, ch = _spawn(cfg, cfg.process, opts, mgr, record)
         msg = ch.recv()
         if msg["t"] == sync.HOOKS:
             from portside.runtime.hooks import run_hooks
@@ -276,7 +291,6 @@ def create(
             raise RuntimeFailure(f"unable to start container process: {msg.get('msg')}")
         if msg["t"] != sync.READY:
             raise RuntimeFailure("container init exited before it was set up")
-        c.save()
         if pid_file:
             write_pid_file(pid_file, pid)
         from portside.runtime import log
@@ -285,8 +299,8 @@ def create(
         if not exec_fifo:
             c.start_channel, ch = ch, None
     except BaseException:
-        if pid:
-            _kill_wait(pid)
+        if pid or c.pid:  # c.pid: known to record() even if _spawn failed later on
+            _kill_wait(pid or c.pid)
         for made_mgr in made:
             try:  # noqa: SIM105 - contextlib costs start-up time
                 made_mgr.destroy()
