@@ -223,11 +223,14 @@ def forward(args: list[str]) -> int | None:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     try:
         sock.connect(path)
+        cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
     except OSError:
         sock.close()
         _start_server(directory)
         return None
     try:
+        if int.from_bytes(cred[4:8], sys.byteorder) != os.getuid():
+            return None  # our stdio and environment go to our own user's server only
         return _call(sock, directory)
     finally:
         sock.close()
