@@ -13,6 +13,7 @@ is imported the usual way. `make bytecode` and the runtime benchmark build it:
 
 from __future__ import annotations
 
+import importlib.util
 import marshal
 import os
 import sys
@@ -20,6 +21,8 @@ import sys
 # the packages the runtime's verbs load (its own, the syscalls, the error classes)
 PACKAGES = ("portside/runtime", "portside/linux")
 MODULES = ("portside/__init__.py", "portside/errors.py")
+# the stdlib's source modules they load (the rest are built in or frozen)
+STDLIB = ("__future__",)
 # loaded by no container's start or stop: left out, so the launcher reads less
 COLD = frozenset(
     {
@@ -63,11 +66,15 @@ def build(out: str, src: str | None = None) -> int:
     entries: dict[str, tuple[str, bool, int, int, int, int]] = {}
     blobs: list[bytes] = []
     offset = 0
-    for path in _sources(src):
+    sources = [(path, *_module_name(src, path)) for path in _sources(src)]
+    for name in STDLIB:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            sources.append((spec.origin, name, False))
+    for path, name, is_pkg in sources:
         with open(path, "rb") as f:
             source = f.read()
         st = os.stat(path)
-        name, is_pkg = _module_name(src, path)
         blob = marshal.dumps(compile(source, path, "exec", dont_inherit=True))
         entries[name] = (path, is_pkg, st.st_mtime_ns, st.st_size, offset, len(blob))
         blobs.append(blob)
