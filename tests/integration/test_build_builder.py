@@ -442,3 +442,54 @@ RUN --mount=type=secret,id=absent echo optional > /optional
     )
     res = env.cli("build", str(required), check=False)
     assert res.returncode == 125 and "no --secret id=x was given" in res.stderr
+
+
+def test_podman_flags_env_annotation_argfile_timestamp_ignorefile_platform(
+    env: Env, tmp_path: Path
+) -> None:
+    text = f"""FROM {IMAGE}
+ARG FROM_FILE
+ARG FROM_CLI
+RUN echo "$FROM_FILE $FROM_CLI" > /args
+COPY . /ctx/
+ENV KEEP=1 OVERRIDE=image
+"""
+    ctx = _ctx(tmp_path, text, {"data.txt": "x\n", "secret.key": "k\n", "keep.txt": "k\n"})
+    (ctx / ".containerignore").write_text("keep.txt\n")
+    ignore = tmp_path / "my.ignore"
+    ignore.write_text("secret.key\nContainerfile\n.containerignore\n")
+    argfile = tmp_path / "args"
+    argfile.write_text("# a comment\nFROM_FILE=file\n\nFROM_CLI=overridden\n")
+    env.cli(
+        "build", "-q", "-t", "localhost/f:1", "--build-arg-file", str(argfile),
+        "--build-arg", "FROM_CLI=cli", "--env", "OVERRIDE=cli", "--env", "ADDED=yes",
+        "--annotation", "org.example.note=hi", "--timestamp", "1600000000",
+        "--ignorefile", str(ignore), "--platform", "linux/" + _arch(), "--rm", "--force-rm",
+        str(ctx),
+    )  # fmt: skip
+    out = _run(
+        env,
+        "localhost/f:1",
+        "sh",
+        "-c",
+        "cat /args; ls /ctx; env | grep -E '^(KEEP|OVERRIDE|ADDED)=' | sort",
+    )
+    assert out.splitlines() == [
+        "file cli", "data.txt", "keep.txt", "ADDED=yes", "KEEP=1", "OVERRIDE=cli",
+    ]  # fmt: skip
+    doc = json.loads(env.cli("image", "inspect", "localhost/f:1").stdout)[0]
+    assert doc["Created"].startswith("2020-09-13T12:26:40")
+    engine = env.engine()
+    try:
+        manifest = engine.images.manifest(engine.images.get("localhost/f:1"))
+    finally:
+        engine.close()
+    assert manifest["annotations"] == {"org.example.note": "hi"}
+    res = env.cli("build", "--platform", "linux/s390x", str(ctx), check=False)
+    assert res.returncode == 125 and "only linux/" in res.stderr
+
+
+def _arch() -> str:
+    from portside.oci.platform import host_platform
+
+    return host_platform().architecture

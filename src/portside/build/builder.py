@@ -92,6 +92,10 @@ class BuildOptions:
     outputs: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)
     """--secret id -> file (RUN --mount=type=secret); never part of a cache key."""
+    env: list[str] = field(default_factory=list)
+    """--env K=V: added to the built image's Env (not to RUN steps), as podman does."""
+    annotations: dict[str, str] = field(default_factory=dict)
+    ignorefile: str | None = None
 
 
 @dataclass
@@ -181,7 +185,19 @@ class Builder:
         self.progress = Progress(opts.quiet)
         self.cache = BuildCache(engine.root)
         self.results: dict[int, ImageState] = {}
-        self.ctx = BuildContext.from_directory(opts.context, opts.dockerfile_name)
+        if opts.ignorefile:
+            from portside.build.context import IgnoreMatcher
+
+            try:
+                lines = Path(opts.ignorefile).read_text().splitlines()
+            except OSError as e:
+                raise BuildError(f"--ignorefile {opts.ignorefile}: {e.strerror}") from None
+            root = Path(opts.context)
+            if not root.is_dir():
+                raise BuildError(f"build context {str(root)!r} is not a directory")
+            self.ctx = BuildContext(root, IgnoreMatcher(lines, opts.ignorefile))
+        else:
+            self.ctx = BuildContext.from_directory(opts.context, opts.dockerfile_name)
         self._lease: Lease | None = None
         self._views: list[View] = []
         self._plan: BuildPlan | None = None
@@ -722,6 +738,12 @@ class Builder:
         inner = dict(cfg.get("config") or {})
         if o.labels:
             inner["Labels"] = {**(inner.get("Labels") or {}), **o.labels}
+        if o.env:
+            env = list(inner.get("Env") or [])
+            for kv in o.env:
+                key = kv.partition("=")[0]
+                env = [e for e in env if e.partition("=")[0] != key] + [kv]
+            inner["Env"] = env
         docker = o.format == "docker"
         if not docker:
             for k in DOCKER_ONLY:
@@ -752,6 +774,8 @@ class Builder:
             },
             "layers": layers,
         }
+        if o.annotations:
+            manifest["annotations"] = dict(o.annotations)
         manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
         store = self.engine.images
         image = self._existing(Digest.from_bytes(manifest_bytes))

@@ -58,12 +58,48 @@ def _secrets(values: tuple[str, ...]) -> dict[str, str]:
 _TEMP_SECRETS: list[str] = []
 
 
-def _labels(values: tuple[str, ...]) -> dict[str, str]:
+def _arg_file(path: str) -> dict[str, str]:
+    """--build-arg-file: K=V lines, # comments and blank lines skipped."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise InvalidArgument(f"--build-arg-file {path}: {e.strerror}") from None
+    lines = [ln.strip() for ln in text.splitlines()]
+    return _build_args(tuple(ln for ln in lines if ln and not ln.startswith("#")))
+
+
+def _env(values: tuple[str, ...]) -> list[str]:
+    """--env K=V, or K alone: the caller's value (skipped when unset), as podman."""
+    out = []
+    for v in values:
+        k, eq, _ = v.partition("=")
+        if not k:
+            raise InvalidArgument(f"--env {v!r}: expected NAME=VALUE")
+        if eq:
+            out.append(v)
+        elif k in os.environ:
+            out.append(f"{k}={os.environ[k]}")
+    return out
+
+
+def _check_platform(value: str | None) -> None:
+    """Builds run on this machine's platform only (no emulation here)."""
+    if not value:
+        return
+    from portside.oci.platform import host_platform, parse_platform
+
+    want = parse_platform(value).normalized()
+    have = host_platform()
+    if (want.os, want.architecture) != (have.os, have.architecture):
+        raise InvalidArgument(f"--platform {value}: only {have} can be built on this machine")
+
+
+def _labels(values: tuple[str, ...], flag: str = "--label") -> dict[str, str]:
     out: dict[str, str] = {}
     for v in values:
         k, _, val = v.partition("=")
         if not k:
-            raise InvalidArgument(f"--label {v!r}: expected KEY=VALUE")
+            raise InvalidArgument(f"{flag} {v!r}: expected KEY=VALUE")
         out[k] = val
     return out
 
@@ -150,6 +186,37 @@ class _BuildCommand(click.Command):
     metavar="id=ID,src=PATH",
     help="A secret for RUN --mount=type=secret (file, or env=VAR).",
 )
+@click.option(
+    "--build-arg-file",
+    "arg_files",
+    multiple=True,
+    metavar="FILE",
+    help="ARG values from a file of NAME=VALUE lines.",
+)
+@click.option("--env", "envs", multiple=True, metavar="K=V", help="Add to the image's Env.")
+@click.option(
+    "--annotation",
+    "annotations",
+    multiple=True,
+    metavar="K=V",
+    help="Add an annotation to the image's manifest.",
+)
+@click.option(
+    "--timestamp",
+    type=int,
+    default=None,
+    help="Created time and file times (seconds since the epoch), as SOURCE_DATE_EPOCH.",
+)
+@click.option("--platform", default=None, help="Only this machine's platform is built.")
+@click.option("--ignorefile", default=None, help="Ignore file to use instead of the context's.")
+@click.option(
+    "--rm/--no-rm",
+    "remove",
+    default=True,
+    hidden=True,
+    help="Accepted: no intermediate containers are ever left.",
+)
+@click.option("--force-rm", is_flag=True, hidden=True)
 @click.option("--squash", is_flag=True, help="Squash the new layers of the last stage into one.")
 @click.option(
     "--output",
@@ -179,6 +246,14 @@ def build(
     squash: bool,
     outputs: tuple[str, ...],
     secrets: tuple[str, ...],
+    arg_files: tuple[str, ...],
+    envs: tuple[str, ...],
+    annotations: tuple[str, ...],
+    timestamp: int | None,
+    platform: str | None,
+    ignorefile: str | None,
+    remove: bool,
+    force_rm: bool,
     context: str,
 ) -> None:
     """Build an image from a Containerfile or Dockerfile."""
@@ -191,6 +266,13 @@ def build(
 
         for spec in outputs:
             parse_output(spec)  # a bad --output fails before anything is built
+    _check_platform(platform)
+    if timestamp is not None:
+        os.environ["SOURCE_DATE_EPOCH"] = str(timestamp)  # what the layer writer reads
+    args: dict[str, str] = {}
+    for f in arg_files:
+        args.update(_arg_file(f))
+    args.update(_build_args(build_args))
     if pull_always:
         pull = "always"
     if pull_never:
@@ -218,7 +300,7 @@ def build(
             dockerfile_name=name,
             tags=list(tags),
             target=target,
-            build_args=_build_args(build_args),
+            build_args=args,
             no_cache=no_cache,
             pull=pull,
             quiet=quiet,
@@ -231,6 +313,9 @@ def build(
             squash=squash,
             outputs=list(outputs),
             secrets=_secrets(secrets),
+            env=_env(envs),
+            annotations=_labels(annotations, "--annotation"),
+            ignorefile=ignorefile,
         )
         try:
             run_build(engine, opts)
