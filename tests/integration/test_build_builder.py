@@ -493,3 +493,36 @@ def _arch() -> str:
     from portside.oci.platform import host_platform
 
     return host_platform().architecture
+
+
+@pytest.mark.parametrize("runtime", ["portside-runtime", "runc"])
+def test_kill_9_mid_run_is_cleaned_by_the_next_build(
+    env: Env, tmp_path: Path, runtime: str
+) -> None:
+    import signal
+    import time
+
+    ctx = _ctx(tmp_path, f"FROM {IMAGE}\nRUN touch /started && sleep 300\n")
+    proc = subprocess.Popen(
+        [*env_cli(env), "build", "--runtime", runtime_arg(runtime), str(ctx)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list((env.runroot / "runtime").glob("*/build-*")):
+            assert time.monotonic() < deadline, "the RUN container never started"
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the builder only: its RUN container lives on
+        proc.wait()
+    assert _leftovers(env) != []
+    # the next build (of anything) removes the dead build's container, mounts and snapshot
+    quick = _ctx(tmp_path / "q", f"FROM {IMAGE}\nENV A=1\n")
+    env.cli("build", "-q", str(quick))
+    deadline = time.monotonic() + 30
+    while _leftovers(env):
+        assert time.monotonic() < deadline, _leftovers(env)
+        time.sleep(0.2)

@@ -139,9 +139,12 @@ def _now() -> str:
 
 
 def _mkdtemp(prefix: str, dir: Path) -> str:
-    import tempfile
+    """A temp dir under RUNROOT/build, named so reap_stale can tell a killed build's."""
+    from portside.build.workspace import owned_name
 
-    return tempfile.mkdtemp(prefix=prefix, dir=dir)
+    path = dir / "build" / f"{owned_name('buildtmp')}-{prefix.strip('-')}"
+    path.mkdir(parents=True)
+    return str(path)
 
 
 def _workspace(layers: Any, parent: str | None) -> Workspace:
@@ -214,6 +217,9 @@ class Builder:
         self._plan = plan
         for name in plan.unused_build_args():
             self.progress.warn(f"one or more build args were not consumed: [{name}]")
+        from portside.build.workspace import reap_stale
+
+        reap_stale(self.engine)
         content = self.engine.images.content
         self._lease = content.lease()
         try:

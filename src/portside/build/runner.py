@@ -79,10 +79,11 @@ def run_step(
 ) -> int:
     """Run `req` in a container rooted at `rootfs`; relays its output; its exit code."""
 
+    from portside.build.workspace import owned_name
     from portside.runtime.rootfs import secure_join
 
-    cid = "build-" + os.urandom(16).hex()
-    work = engine.runroot / "build" / cid[:18]
+    cid = owned_name("build")
+    work = engine.runroot / "build" / cid
     runtime = engine.runtime_for(req.runtime)
     script_path: str | None = None
     created: list[str] = []
@@ -151,7 +152,7 @@ def _spec(
         entrypoint=[],
         env=list(req.env),
         network=req.network,
-        hostname=cid[6:18],
+        hostname=cid[-12:],
     )
     cfg = dict(req.config)
     cfg.pop("Healthcheck", None)

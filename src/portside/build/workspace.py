@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +21,56 @@ from portside.oci.digest import Digest
 
 if TYPE_CHECKING:
     from portside.content.store import ContentStore, Writer
+    from portside.engine.local import LocalEngine
     from portside.storage.layers import LayerStore
+
+
+def owned_name(kind: str) -> str:
+    """`KIND-PID-RANDOM`: snapshots, containers and work dirs of a build carry the builder's
+    PID, so a later build can tell the leftovers of a killed one (reap_stale)."""
+    return f"{kind}-{os.getpid()}-{os.urandom(8).hex()}"
+
+
+_OWNED = re.compile(r"^(?:build|buildview|buildtmp)-(\d+)-[0-9a-f]+")
+
+
+def _builder_alive(name: str) -> bool:
+    m = _OWNED.match(name)
+    if m is None:
+        return True  # not ours to judge
+    # a live PID keeps its parts (a reused PID only delays the clean-up to a later build)
+    return os.path.exists(f"/proc/{m.group(1)}")
+
+
+def reap_stale(engine: LocalEngine) -> list[str]:
+    """Remove what builds killed with SIGKILL left (their process is gone): RUN containers
+    in each runtime's state dir, work dirs under RUNROOT/build, snapshots (unmounted first).
+    Live builds' parts are left alone."""
+    import shutil
+
+    from portside.engine.runtime_client import RuntimeClient, find_runtime
+
+    gone: list[str] = []
+    states = engine.runroot / "runtime"
+    for state_root in states.iterdir() if states.is_dir() else []:
+        for entry in state_root.iterdir():
+            if _OWNED.match(entry.name) and not _builder_alive(entry.name):
+                with contextlib.suppress(Exception):
+                    RuntimeClient(find_runtime(state_root.name), state_root).delete(entry.name)
+                if entry.exists():
+                    shutil.rmtree(entry, ignore_errors=True)
+                gone.append(entry.name)
+    work = engine.runroot / "build"
+    for entry in work.iterdir() if work.is_dir() else []:
+        if not _builder_alive(entry.name):
+            shutil.rmtree(entry, ignore_errors=True)
+            gone.append(entry.name)
+    for snap in engine.layers.snapshots():
+        if _OWNED.match(snap.key) and not _builder_alive(snap.key):
+            with contextlib.suppress(Exception):
+                engine.layers.remove_snapshot(snap.key)
+            gone.append(snap.key)
+    return gone
 
 
 @dataclass(frozen=True)
@@ -52,7 +102,7 @@ class Workspace:
     def __init__(self, layers: LayerStore, parent: str | None) -> None:
         self.layers = layers
         self.parent = parent
-        self.key = f"build-{os.urandom(16).hex()}"
+        self.key = owned_name("build")
         self._prepared = False
         layers.prepare(self.key, parent)
         self._prepared = True
@@ -97,7 +147,7 @@ class View:
 
     def __init__(self, layers: LayerStore, chain: str | None) -> None:
         self.layers = layers
-        self.key = f"build-view-{os.urandom(16).hex()}"
+        self.key = owned_name("buildview")
         self._prepared = False
         layers.prepare(self.key, chain, readonly=chain is not None)
         self._prepared = True
