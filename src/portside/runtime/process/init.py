@@ -75,6 +75,9 @@ def stage1(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoRet
                 os.close(fd)
         for path in opts.cgroup_join:  # still in the runtime's namespaces: the host's files
             _join_cgroup(path)
+        early_hello = opts.late_cgroup and opts.join_pid is None
+        if early_hello:  # nothing for the runtime to wait for: its cgroup2 move may begin
+            ch.send(sync.HELLO, userns=False, late=True)
         _preload(cfg, proc)
         if proc.terminal:
             from portside.runtime import console
@@ -101,7 +104,8 @@ def stage1(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoRet
             if cfg.has_new("user"):
                 namespaces.unshare(["user"])
                 own_user = True
-            ch.send(sync.HELLO, userns=own_user, late=opts.late_cgroup)
+            if not early_hello:
+                ch.send(sync.HELLO, userns=own_user, late=opts.late_cgroup)
             if not opts.late_cgroup:
                 ch.expect(sync.GO)
             if own_user or cfg.has("user"):
