@@ -299,6 +299,7 @@ class Monitor:
                 doc = {"error": str(exc) or type(exc).__name__}
             try:
                 os.write(report_w, jsonlite.dumps(doc).encode())
+                os.close(report_w)  # the end of the report: our exit may take a while
             finally:
                 os._exit(0)
         os.close(report_w)
@@ -306,7 +307,7 @@ class Monitor:
         while chunk := os.read(report_r, 65536):
             chunks.append(chunk)
         os.close(report_r)
-        os.waitpid(helper, 0)
+        # not waited for here: its exit would delay the start; on_sigchld reaps it
         try:
             report: dict[str, Any] = jsonlite.loads(b"".join(chunks), "helper report")
         except PortsideError:
