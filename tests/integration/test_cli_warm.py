@@ -235,7 +235,7 @@ def test_a_stale_warm_cli_leaves_and_an_idle_one_exits(
     env.wait_for("the stale one to go", lambda: not _alive(pid))
     assert not (warm.dir / "cli.sock").exists()
     # the next call runs itself and starts a fresh one, which leaves when idle
-    monkeypatch.setenv("PORTSIDE_WARM_IDLE", "1")
+    monkeypatch.setenv("PORTSIDE_WARM_IDLE", "2")
     fresh = warm.start(env)
     assert fresh != pid
     env.wait_for("the idle one to exit", lambda: not _alive(fresh))

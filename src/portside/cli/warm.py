@@ -436,7 +436,11 @@ def serve(directory: str, lock: int) -> None:
         f.write(f"{os.getpid()}\n")
     os.replace(f"{pid_file}.tmp", pid_file)
     _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)  # the kernel reaps the workers
-    listener.settimeout(float(os.environ.get("PORTSIDE_WARM_IDLE") or WARM_IDLE))
+    try:
+        idle = float(os.environ.get("PORTSIDE_WARM_IDLE") or WARM_IDLE)
+    except ValueError:
+        idle = WARM_IDLE
+    listener.settimeout(idle)
     try:
         while True:
             try:
