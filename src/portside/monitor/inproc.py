@@ -155,7 +155,7 @@ def _child(argv: list[str], stdin: int, stdout: int, stderr: int) -> NoReturn:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
         for target, fd in enumerate((stdin, stdout, stderr)):
             os.dup2(fd, target)
-        os.closerange(3, 1 << 20)
+        os.closerange(3, max(os.sysconf("SC_OPEN_MAX"), 1024))  # close_range(2): one call
         sys.argv = list(argv)
         from portside.runtime.cli.main import main
 
