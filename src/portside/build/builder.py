@@ -204,6 +204,8 @@ class Builder:
         self._lease: Lease | None = None
         self._views: list[View] = []
         self._plan: BuildPlan | None = None
+        self._downloads: dict[str, Path] = {}
+        self._tmpdirs: list[str] = []
 
     # -- the whole build --------------------------------------------------------------
     def build(self) -> ImageRecord:
@@ -230,8 +232,12 @@ class Builder:
             final = self.results[plan.target]
             return self._commit(final)
         finally:
+            import shutil
+
             for v in self._views:
                 v.close()
+            for d in self._tmpdirs:
+                shutil.rmtree(d, ignore_errors=True)
             self._lease.release()
             self.cache.close()
 
@@ -461,7 +467,9 @@ class Builder:
                 raise ins.error(str(e)) from None
         heredocs = [(h.name, h.content) for h in ins.heredocs]
         kinds += ["file"] * (len(heredocs) + len(remote))
-        key = step_key(state.key, _describe(ins), workdir, digest, heredocs, remote)
+        # a URL's content decides, not its address: fetched now (once; the copy uses it)
+        fetched = [self._fetch(url, ins) for url in remote if isinstance(ins, Add)]
+        key = step_key(state.key, _describe(ins), workdir, digest, heredocs, fetched)
         extra["source_ref"] = copy_source_ref(kinds or ["file"], digest.removeprefix("sha256:"))
         dest = posixpath.normpath(posixpath.join("/", workdir, ins.dest or "."))
         if ins.dest.endswith("/") and dest != "/":
@@ -714,17 +722,27 @@ class Builder:
                 continue
             dest = posixpath.join(target, h.name) if dest_is_dir else target
             copier.write(dest, h.content.encode(), 0o644)
-        if remote:
-            tmp = Path(_mkdtemp(prefix="build-add-", dir=self.engine.runroot))
-            try:
-                for url in remote:
-                    got = steps.fetch_url(url, tmp, getattr(ins, "checksum", None))
-                    dest = posixpath.join(target, got.name) if dest_is_dir else target
-                    copier.put(got, dest, "file")
-            finally:
-                import shutil
+        for url in remote:
+            got = self._downloads[url]
+            dest = posixpath.join(target, got.name) if dest_is_dir else target
+            copier.put(got, dest, "file")
 
-                shutil.rmtree(tmp, ignore_errors=True)
+    def _fetch(self, url: str, ins: Add) -> list[str]:
+        """Download an ADD URL once per build (checksum verified); (url, content sha256)."""
+        from portside.build import steps
+
+        got = self._downloads.get(url)
+        if got is None:
+            tmp = Path(_mkdtemp(prefix="build-add-", dir=self.engine.runroot))
+            self._tmpdirs.append(str(tmp))
+            try:
+                got = steps.fetch_url(url, tmp, ins.checksum)
+            except BuildError as e:
+                raise ins.error(str(e)) from None
+            self._downloads[url] = got
+        from portside.build.context import sha256_file
+
+        return [url, sha256_file(str(got)).hex()]
 
     # -- the image ----------------------------------------------------------------------
     def _existing(self, manifest_digest: Digest) -> ImageRecord | None:
