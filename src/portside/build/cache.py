@@ -27,12 +27,14 @@ CREATE TABLE IF NOT EXISTS build_cache (
     state TEXT NOT NULL,
     created REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS build_file_digests (
+CREATE TABLE IF NOT EXISTS build_file_digests2 (
     path TEXT PRIMARY KEY,
     stat TEXT NOT NULL,
-    digest BLOB NOT NULL
+    digest BLOB NOT NULL,
+    hashed INTEGER NOT NULL
 );
 """
+RACY_NS = 2_000_000_000
 
 
 def step_key(parent: str, *parts: Any) -> str:
@@ -50,8 +52,8 @@ class BuildCache:
         path = Path(root) / "build"
         path.mkdir(parents=True, exist_ok=True)
         self._db = sqlitedb.connect(path / "cache.db", timeout=60)
-        sqlitedb.ensure_schema(self._db, "build_file_digests", _SCHEMA)
-        self._pending: list[tuple[str, str, bytes]] = []
+        sqlitedb.ensure_schema(self._db, "build_file_digests2", _SCHEMA)
+        self._pending: list[tuple[str, str, bytes, int]] = []
 
     def get(self, key: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT state FROM build_cache WHERE key=?", (key,)).fetchone()
@@ -72,17 +74,23 @@ class BuildCache:
 
     def file_digest(self, path: str, st: os.stat_result) -> bytes:
         """A context file's sha256, read again only when its stat changed (device, inode,
-        size, mtime and ctime: any write moves ctime), as buildkit caches them."""
+        size, mtime and ctime: any write moves ctime), as buildkit caches them.
+
+        File times tick coarsely (a few ms), so a write right after the file was hashed
+        may leave its stat as it was: a digest taken within RACY_NS of the file's last
+        change is not trusted (git's "racy" rule) and the file is read again."""
         from portside.build.context import sha256_file
 
         sig = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
         row = self._db.execute(
-            "SELECT stat, digest FROM build_file_digests WHERE path=?", (path,)
+            "SELECT stat, digest, hashed FROM build_file_digests2 WHERE path=?", (path,)
         ).fetchone()
-        if row is not None and row[0] == sig:
+        changed = max(st.st_mtime_ns, st.st_ctime_ns)
+        if row is not None and row[0] == sig and int(row[2]) - changed > RACY_NS:
             return bytes(row[1])
+        hashed = time.time_ns()
         digest = sha256_file(path)
-        self._pending.append((path, sig, digest))
+        self._pending.append((path, sig, digest, hashed))
         return digest
 
     def flush(self) -> None:
@@ -91,7 +99,7 @@ class BuildCache:
             return
         with sqlitedb.transaction(self._db) as db:
             db.executemany(
-                "INSERT OR REPLACE INTO build_file_digests VALUES (?,?,?)", self._pending
+                "INSERT OR REPLACE INTO build_file_digests2 VALUES (?,?,?,?)", self._pending
             )
         self._pending = []
 
