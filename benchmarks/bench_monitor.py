@@ -1,12 +1,13 @@
 """Memory and start latency of portside's per-container monitor beside conmon's, in one run.
 
-For N idle busybox containers (`sleep 1000`, runc, no network namespace) it
+For N idle busybox containers (`sleep 1000`, runc unless --runtime, no network namespace) it
 starts one monitor each and sums the PSS (/proc/PID/smaps_rollup) of every
 process that stays per container: our monitors (plus the zygote, amortised,
 in zygote mode) against conmon started the way podman starts it (a sync pipe,
 then `runc start`). Prints a table of means and the ratios; needs root.
 
     .venv/bin/python benchmarks/bench_monitor.py [--count 20] [--modes direct,zygote,conmon]
+        [--runtime runc|PATH]
 """
 
 from __future__ import annotations
@@ -62,11 +63,12 @@ def smaps(pid: int) -> dict[str, int]:
 
 
 class Run:
-    def __init__(self, base: Path, mode: str) -> None:
+    def __init__(self, base: Path, mode: str, runtime: str = "runc") -> None:
         self.base = base / mode
         self.base.mkdir()
         self.mode = mode
-        self.runtime_root = self.base / "runc"
+        self.runtime = os.path.abspath(shutil.which(runtime) or runtime)
+        self.runtime_root = self.base / "runtime"
         self.ids: list[str] = []
         self.monitor_pids: list[int] = []
         self.extra_pids: list[int] = []  # shared processes (the zygote), amortised
@@ -85,7 +87,7 @@ class Run:
                 {
                     "id": cid,
                     "bundle": str(bundle),
-                    "runtime": shutil.which("runc"),
+                    "runtime": self.runtime,
                     "runtime_args": ["--root", str(self.runtime_root)],
                     "state_dir": str(state),
                 },
@@ -120,7 +122,7 @@ class Run:
         subprocess.run(
             [
                 *("conmon", "--api-version", "1", "-c", cid, "-u", cid, "-n", cid),
-                *("-r", shutil.which("runc") or "runc", *root, "-b", str(bundle)),
+                *("-r", self.runtime, *root, "-b", str(bundle)),
                 *("-p", str(state / "pid"), "-P", str(state / "conmon.pid")),
                 *("-l", f"k8s-file:{state / 'ctr.log'}", "--exit-dir", str(state)),
                 *("--socket-dir-path", str(sock_dir), "--log-level", "error"),
@@ -134,8 +136,8 @@ class Run:
             reply = json.loads(sync.readline())
         if reply.get("data", -1) < 0:
             raise RuntimeError(f"conmon: {reply}")
-        runc = ["runc", "--root", str(self.runtime_root)]
-        subprocess.run([*runc, "start", cid], check=True)
+        runtime = [self.runtime, "--root", str(self.runtime_root)]
+        subprocess.run([*runtime, "start", cid], check=True)
         return int((state / "conmon.pid").read_text())
 
     def measure(self) -> dict[str, float]:
@@ -153,7 +155,7 @@ class Run:
     def cleanup(self) -> None:
         for cid in self.ids:
             subprocess.run(
-                ["runc", "--root", str(self.runtime_root), "delete", "-f", cid],
+                [self.runtime, "--root", str(self.runtime_root), "delete", "-f", cid],
                 capture_output=True,
                 check=False,
             )
@@ -166,6 +168,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--modes", default="direct,zygote,conmon")
+    parser.add_argument(
+        "--runtime",
+        default="runc",
+        help="runc (default), or e.g. .venv/bin/portside-runtime: the monitors then run its "
+        "create and start in forked children, and conmon execs it",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_monitor needs root (it runs containers)")
@@ -174,7 +182,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     try:
         for mode in args.modes.split(","):
-            run = Run(base, mode)
+            run = Run(base, mode, args.runtime)
             try:
                 for i in range(args.count):
                     run.start(spec, i)
