@@ -205,6 +205,8 @@ class Builder:
         self._views: list[View] = []
         self._plan: BuildPlan | None = None
         self._downloads: dict[str, Path] = {}
+        self._quiet_done = False
+        self._stage_prefix = ""
         self._tmpdirs: list[str] = []
 
     # -- the whole build --------------------------------------------------------------
@@ -226,6 +228,8 @@ class Builder:
         self._lease = content.lease()
         try:
             stages = plan.needed
+            if len(stages) > 1:
+                self._stage_prefix = f"[{len(stages)}/{len(stages)}] "
             for i, st in enumerate(stages):
                 last = i == len(stages) - 1
                 self.results[st.index] = self._stage(plan, st, i + 1, len(stages), last)
@@ -307,6 +311,8 @@ class Builder:
         pending_layer = False
         try:
             for n, ins in enumerate(instrs, start=2):
+                # buildah prints no "--> ID" for the last step of the last stage: COMMIT follows
+                self._quiet_done = last and n == len(instrs) + 1
                 self.progress.step(stage_no, stages, n, total, ins.original)
                 exp = ev.apply(ins)
                 if isinstance(exp, Run | Copy):
@@ -348,7 +354,7 @@ class Builder:
                 state.config["rootfs"]["diff_ids"].append(layer.diff_id)
                 # buildah puts the stage's one layer on its last instruction
                 state.config["history"][-1].pop("empty_layer", None)
-            if single:
+            if single and not last:
                 self.progress.done(state.image_id)
             return state
         finally:
@@ -386,7 +392,8 @@ class Builder:
 
     def _stored(self, key: str, state: ImageState) -> None:
         self.cache.put(key, state.to_json())
-        self.progress.done(state.image_id)
+        if not self._quiet_done:
+            self.progress.done(state.image_id)
 
     def _metadata(
         self,
@@ -780,7 +787,7 @@ class Builder:
         cfg["config"] = inner
         cfg.setdefault("created", _now())
         names = [normalize_name(t) for t in o.tags]
-        self.progress.commit(names[0] if names else None)
+        self.progress.commit(self._stage_prefix + (o.tags[0] if o.tags else ""))
         config_bytes = json.dumps(cfg, separators=(",", ":")).encode()
         layers = []
         for d in state.layers:

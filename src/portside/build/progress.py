@@ -53,8 +53,10 @@ class Progress:
         self.err.write(f"WARN: {text}\n")
         self.err.flush()
 
-    def commit(self, name: str | None) -> None:
-        self._line(f"COMMIT {name or ''}".rstrip())
+    def commit(self, name: str) -> None:
+        """`COMMIT NAME`; `[n/n] COMMIT NAME` in a multi-stage build, as buildah."""
+        prefix, sep, rest = name.rpartition("] ")
+        self._line(f"{prefix}{sep}COMMIT {rest}".rstrip())
 
     def tagged(self, name: str) -> None:
         self._line(f"Successfully tagged {name}")
