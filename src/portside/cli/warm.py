@@ -471,8 +471,7 @@ def _serve_one(
     conn.settimeout(5.0)
     fds: list[int] = []
     try:
-        data, ancdata, _, _ = conn.recvmsg(_MAX_REQUEST, _socket.CMSG_SPACE(5 * 4))
-        # (a request that does not fit comes truncated and fails the checks below)
+        data, ancdata, flags, _ = conn.recvmsg(_MAX_REQUEST, _socket.CMSG_SPACE(5 * 4))
         for level, kind, payload in ancdata:
             if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
                 n = len(payload) - len(payload) % 4
@@ -481,7 +480,8 @@ def _serve_one(
         peer_pid = int.from_bytes(cred[0:4], sys.byteorder)
         peer_uid = int.from_bytes(cred[4:8], sys.byteorder)
         fields = data.split(b"\0")
-        if len(fds) != 5 or fields[0] != b"1":
+        if len(fds) != 5 or fields[0] != b"1" or flags & (_socket.MSG_TRUNC | _socket.MSG_CTRUNC):
+            conn.send(b"L")  # not a call we can read whole: the caller runs it itself
             return True
         if fields[1] != own_tag[0]:
             conn.send(b"S")
