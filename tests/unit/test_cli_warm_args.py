@@ -42,7 +42,10 @@ def test_where_it_lives(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PORTSIDE_WARM_DIR")
     monkeypatch.setattr(warm.os, "getuid", lambda: 1000)
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
-    assert warm.warm_dir() == "/run/user/1000/portside-warm"
+    mine = warm.warm_dir()
+    assert mine is not None and mine.startswith("/run/user/1000/portside-warm/")
+    monkeypatch.setattr(warm.sys, "executable", "/another/venv/bin/python")
+    assert warm.warm_dir() != mine  # another installation: its own
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     assert warm.warm_dir() is None  # no private place: every call runs itself
 

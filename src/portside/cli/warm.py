@@ -24,8 +24,9 @@ hand the terminal to another process (`exec`, `attach`) or talk to registries (`
 `login`: progress bars and password prompts) are not forwarded.
 
     PORTSIDE_WARM=0        never use it (the CLI runs in its own process, as before)
-    PORTSIDE_WARM_DIR=DIR  its socket, lock and PID file (default /run/portside-warm for
-                           root, $XDG_RUNTIME_DIR/portside-warm otherwise)
+    PORTSIDE_WARM_DIR=DIR  its socket, lock and PID file (default /run/portside-warm/KEY
+                           for root, $XDG_RUNTIME_DIR/portside-warm/KEY otherwise; KEY
+                           names the installation)
     PORTSIDE_WARM_IDLE=S   seconds without a call before it exits (default WARM_IDLE)
 """
 
@@ -98,10 +99,15 @@ def warm_dir() -> str | None:
     override = os.environ.get("PORTSIDE_WARM_DIR")
     if override:
         return override
+    # one per installation, so that two (another venv, another checkout) do not take
+    # turns replacing each other's as stale
+    key = 0
+    for byte in f"{sys.executable}:{__file__}".encode():
+        key = (key * 131 + byte) & 0xFFFFFFFF
     if os.getuid() == 0:
-        return "/run/portside-warm"
+        return f"/run/portside-warm/{key:08x}"
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    return f"{xdg}/portside-warm" if xdg else None
+    return f"{xdg}/portside-warm/{key:08x}" if xdg else None
 
 
 def verb_of(args: list[str]) -> str | None:
