@@ -102,6 +102,30 @@ def test_other_runtimes_and_the_switch_keep_exec(
     assert not inproc.is_own_runtime(_launcher(tmp_path / "c", SRC))
 
 
+def test_runtime_code_changed_on_disk_is_exec_ed_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zygote outlives an edit or upgrade of the runtime: its forks must not run old code."""
+    module = tmp_path / "mod.py"
+    module.write_text("x = 1\n")
+    st = module.stat()
+    monkeypatch.setattr(inproc, "_loaded", [(str(module), st.st_mtime_ns, st.st_size)])
+    assert inproc.current()
+    module.write_text("x = 22\n")
+    assert not inproc.current()
+    module.unlink()
+    assert not inproc.current()
+
+
+def test_preload_records_the_runtime_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inproc, "_loaded", [])
+    inproc.preload()
+    files = {path for path, _, _ in inproc._loaded}
+    assert any(path.endswith("runtime/cli/create.py") for path in files)
+    assert not any("/monitor/" in path for path in files)  # the zygote's own tag covers those
+    assert inproc.current()
+
+
 # -- the same results either way -------------------------------------------------
 
 

@@ -127,6 +127,11 @@ def _venv_runs(venv: str, ours: str) -> bool:
     return False
 
 
+# (file, mtime_ns, size) of every portside module outside the monitor loaded in this
+# process: the zygote's code tag covers only the monitor's own files
+_loaded: list[tuple[str, int, int]] = []
+
+
 def preload() -> None:
     """Import the runtime's command modules (the zygote does, before it freezes)."""
     for name in RUNTIME_MODULES:
@@ -134,6 +139,37 @@ def preload() -> None:
             __import__(name)
         except ImportError:
             pass
+    record()
+
+
+def record() -> None:
+    """Note the source files of the portside modules loaded now (see `current`)."""
+    _loaded.clear()
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not name.startswith("portside.") or name.startswith("portside.monitor") or not path:
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        _loaded.append((path, st.st_mtime_ns, st.st_size))
+
+
+def current() -> bool:
+    """Whether the loaded runtime code is still what is on disk.
+
+    A zygote outlives an upgrade (or an edit) of the runtime for a while; its
+    forks must then exec the runtime anew rather than run the old code.
+    """
+    for path, mtime, size in _loaded:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if st.st_mtime_ns != mtime or st.st_size != size:
+            return False
+    return True
 
 
 def fork(argv: list[str], stdin: int, stdout: int, stderr: int) -> int:

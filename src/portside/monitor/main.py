@@ -166,7 +166,7 @@ class Monitor:
         """
         cfg = self.cfg
         argv = cfg.runtime_argv(*args)
-        if cfg.runtime_inprocess and inproc.is_own_runtime(cfg.runtime):
+        if cfg.runtime_inprocess and inproc.is_own_runtime(cfg.runtime) and inproc.current():
             return inproc.fork(argv, stdin, stdout, stderr)
         return proc.spawn(argv, stdin, stdout, stderr)
 
