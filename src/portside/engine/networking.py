@@ -389,14 +389,13 @@ class EngineNetworking:
 
     def stale(self, live: set[str]) -> bool:
         """Pins or cached attachments of containers not in `live` nor being taken down by
-        an exit command (cheap: three listdirs)."""
-        from portside.network import netns
-
+        an exit command (cheap: three listdirs, no import; `ps` asks every time)."""
         with contextlib.suppress(FileNotFoundError):
             live = live | set(os.listdir(self.runroot / "netdown"))
-
-        if any(p.name not in live for p in netns.list_all(self.runroot)):
-            return True
+        with contextlib.suppress(FileNotFoundError):
+            pins = os.listdir(self.runroot / "netns")
+            if any(n not in live for n in pins if not n.startswith(".")):
+                return True
         with contextlib.suppress(FileNotFoundError):
             for n in os.listdir(self.runroot / "cni" / "results"):
                 parts = n.rsplit("-", 2)
