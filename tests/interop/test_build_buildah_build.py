@@ -287,4 +287,14 @@ def test_build_equals_buildah(buildah: list[str], seeded: Path, tmp_path: Path, 
     )["Docker"]
     theirs_h = [bool(h.get("empty_layer")) for h in theirs_doc["history"]]
     assert ours_h == theirs_h
+    # created_by as buildah writes it, but for COPY/ADD, whose source digests are each
+    # tool's own hash of what was copied
+    ours_by = [h.get("created_by", "") for h in ours_doc["History"]]
+    theirs_by = [h.get("created_by", "") for h in theirs_doc["history"]]
+    for mine, their in zip(ours_by, theirs_by, strict=True):
+        if " COPY " in their or " ADD " in their:
+            assert mine.split(":")[0] == their.split(":")[0]
+            assert mine.rsplit(" in ", 1)[1] == their.rsplit(" in ", 1)[1]
+        else:
+            assert mine == their
     assert len(ours_doc["RootFS"]["Layers"]) == len(theirs_doc["rootfs"]["diff_ids"])

@@ -107,3 +107,15 @@ def test_progress_lines() -> None:
     q.final("d" * 64)
     assert quiet.getvalue() == "d" * 64 + "\n"
     assert bytes(q.captured) == b"run output\n"
+
+
+def test_run_created_by_names_build_args_and_flags_as_buildah() -> None:
+    from portside.build.evaluate import created_by
+    from portside.build.stages import plan_build
+
+    text = "FROM scratch\nRUN --network=none echo hi\nRUN echo  there\n"
+    ins = plan_build(text).stages[0].instructions
+    assert created_by(ins[0]) == "/bin/sh -c --network=none echo hi"
+    assert created_by(ins[1], stage_args={"B": "x y", "A": "1"}) == (
+        "|3 A=1 B=x y /bin/sh -c echo  there"
+    )

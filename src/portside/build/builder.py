@@ -206,6 +206,7 @@ class Builder:
         self._plan: BuildPlan | None = None
         self._downloads: dict[str, Path] = {}
         self._quiet_done = False
+        self._view_roots: dict[str, Path] = {}
         self._stage_prefix = ""
         self._tmpdirs: list[str] = []
 
@@ -459,7 +460,10 @@ class Builder:
         if not isinstance(ins, Add) and ins.from_:
             src_key = self._from_key(ins.from_, ins)
             digest = step_key(src_key, local)
-            kinds = ["file"] * len(local)
+            from portside.runtime.rootfs import secure_join
+
+            root = str(self._from_root(ins.from_, ins))
+            kinds = ["dir" if os.path.isdir(secure_join(root, s)) else "file" for s in local]
         else:
             try:
                 digest = (
@@ -478,10 +482,7 @@ class Builder:
         fetched = [self._fetch(url, ins) for url in remote if isinstance(ins, Add)]
         key = step_key(state.key, _describe(ins), workdir, digest, heredocs, fetched)
         extra["source_ref"] = copy_source_ref(kinds or ["file"], digest.removeprefix("sha256:"))
-        dest = posixpath.normpath(posixpath.join("/", workdir, ins.dest or "."))
-        if ins.dest.endswith("/") and dest != "/":
-            dest += "/"
-        extra["dest"] = dest
+        extra["dest"] = ins.dest  # as written (expanded), as buildah records it
         return key, extra
 
     def _from_key(self, ref: str, ins: Instruction) -> str:
@@ -666,6 +667,9 @@ class Builder:
         }
 
     def _from_root(self, ref: str, ins: Instruction) -> Path:
+        """The files of a stage or an image, mounted read-only once per build."""
+        if ref in self._view_roots:
+            return self._view_roots[ref]
         st = self._stage_ref(ref)
         if st is not None:
             chain = self.results[st].chain
@@ -679,6 +683,7 @@ class Builder:
 
         view = View(self.engine.layers, chain)
         self._views.append(view)
+        self._view_roots[ref] = view.rootfs
         return view.rootfs
 
     def _copy(self, ins: Copy, ev: StageEvaluator, ws: Workspace) -> None:

@@ -367,12 +367,30 @@ def created_by(
         return f"{NOP}{ins.keyword} {source_ref or 'unknown'} in {dest or ins.dest} "
     if isinstance(ins, Run):
         if ins.command.shell:
-            return " ".join([*(shell or DEFAULT_SHELL), ins.command.args[0]])
-        return " ".join(ins.command.args)
+            text = " ".join([*(shell or DEFAULT_SHELL), *_run_flags(ins), ins.command.args[0]])
+        else:
+            text = " ".join(ins.command.args)
+        if stage_args:
+            # docker's classic builder and buildah: "|N K=V ... " names the build args in
+            # effect (N counts the words, as buildah counts them)
+            pairs = " ".join(f"{k}={v}" for k, v in sorted(stage_args.items()))
+            text = f"|{len(pairs.split(' '))} {pairs} {text}"
+        return text
     if isinstance(ins, Arg):
         names = sorted(stage_args) if stage_args is not None else [n for n, _ in ins.pairs]
         return NOP + "ARG " + " ".join(names)
     return NOP + ins.original
+
+
+def _run_flags(ins: Run) -> list[str]:
+    """RUN's flags as written (buildah keeps them in created_by, e.g. --mount=...)."""
+    words = ins.original.split()[1:]
+    out = []
+    for w in words:
+        if not w.startswith("--") or w == "--":
+            break
+        out.append(w)
+    return out
 
 
 def copy_source_ref(kinds: list[str], digest: str) -> str:
