@@ -62,7 +62,7 @@ LABEL org.example.name="portside test" version=1
 ARG GREETING
 ENV GREETING=${GREETING:-unset} EMPTY=
 COPY --from=builder /opt/app/out/ /srv/out/
-COPY --chown=65534:65534 data/ /srv/data/
+COPY --chown=nobody:nobody data/ /srv/data/
 COPY --chmod=750 data/ /srv/chmodded/
 ADD --chown=65534:65534 data /srv/added/
 COPY a.txt b.txt /srv/two/
