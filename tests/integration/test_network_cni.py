@@ -25,29 +25,11 @@ from portside.network.api import Networking, NetworkRequest
 from portside.network.cleanup import cleanup
 from portside.network.ports import parse_publish, resolve
 from tests.conftest import need_root, need_tool
+from tests.fixtures.links import links_here, new_links_here
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.timeout(180)]
 
 BUSYBOX = "/bin/busybox"
-
-
-def _links_here() -> set[str]:
-    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
-    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
-
-
-def _new_links_here(before: set[str]) -> set[str]:
-    """Links of the machine's own namespace made since `before`, except ports of a bridge
-    that was there before: ours are never there (our bridges live in the test's namespace),
-    so those are other users' containers, which may come and go meanwhile."""
-    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
-    new = set()
-    for line in out.splitlines():
-        name = line.split(":")[1].strip().split("@")[0]
-        master = re.search(r" master (\S+) ", line)
-        if name not in before and not (master and master.group(1) in before):
-            new.add(name)
-    return new
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -105,7 +87,7 @@ def host(tmp_path: Path, state_roots: tuple[Path, Path]) -> Iterator[Host]:
     need_root()
     need_tool("iptables")
     root, runroot = state_roots
-    links_before = _links_here()
+    links_before = links_here()
     netns_before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     hostrun = tmp_path / "hostns"
     path = netns.create(hostrun, "host")
@@ -123,7 +105,7 @@ def host(tmp_path: Path, state_roots: tuple[Path, Path]) -> Iterator[Host]:
         netns.remove(path)
         netns.release_dir(hostrun)
     assert _mounts_under(tmp_path) == []
-    assert _new_links_here(links_before) == set()
+    assert new_links_here(links_before) == set()
     after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert after == netns_before
 
@@ -146,7 +128,7 @@ def test_two_containers_on_a_bridge_get_addresses_and_reach_each_other(host: Hos
     assert f"inet {a1}/24" in host.in_container(c1, "ip", "-o", "-4", "addr").stdout
     # the bridge lives in the test's host namespace, not in ours
     assert "portside1" in host.run("ip", "-o", "link").stdout
-    assert "portside1" not in _links_here()
+    assert "portside1" not in links_here()
     assert ping(host, c1, a2).returncode == 0, "c1 cannot reach c2"
     assert ping(host, c2, a1).returncode == 0, "c2 cannot reach c1"
     # the second container's hosts file knows the first by name and alias

@@ -20,6 +20,7 @@ import pytest
 
 from portside.network import dns, netns
 from tests.conftest import need_root, need_tool
+from tests.fixtures.links import links_here, new_links_here
 from tests.integration.test_engine_support import IMAGE, Env, engine_template, env, runtime_arg
 
 __all__ = ["engine_template", "env"]
@@ -28,25 +29,6 @@ pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.overlay, pytest.m
 
 BUSYBOX = "/bin/busybox"
 RUNTIMES = ["portside-runtime", "runc"]
-
-
-def _links_here() -> set[str]:
-    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
-    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
-
-
-def _new_links_here(before: set[str]) -> set[str]:
-    """Links of the machine's own namespace made since `before`, except ports of a bridge
-    that was there before: ours are never there (our bridges live in the test's namespace),
-    so those are other users' containers, which may come and go meanwhile."""
-    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
-    new = set()
-    for line in out.splitlines():
-        name = line.split(":")[1].strip().split("@")[0]
-        master = re.search(r" master (\S+) ", line)
-        if name not in before and not (master and master.group(1) in before):
-            new.add(name)
-    return new
 
 
 class NetEnv:
@@ -97,7 +79,7 @@ def net(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     need_tool("iptables")
     need_tool("nsenter")
     monkeypatch.delenv("PORTSIDE_DEFAULT_NETWORK")  # this test has a host of its own
-    links_before = _links_here()
+    links_before = links_here()
     hostrun = tmp_path / "hostns"
     host = netns.create(hostrun, "host")
     (tmp_path / "portside.toml").write_text(f'[engine]\nhost_netns = "{host}"\n')
@@ -114,7 +96,7 @@ def net(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
         netns.release_dir(env.runroot)
         netns.remove(host)
         netns.release_dir(hostrun)
-    assert _new_links_here(links_before) == set()
+    assert new_links_here(links_before) == set()
     assert env.mounts_under(tmp_path) == []
 
 
