@@ -14,10 +14,11 @@ storage, podman-env.sh's containers.conf for runc and this machine's ulimits; is
 oci, RUN through runc as portside's RUN goes through portside-runtime). The base image
 is pulled into each root once, in the untimed setup.
 
-Measured 2026-11-29 (BENCH_CASES=build, 10 runs, 5 for the pull case; load average 8-10
-from the other helpers, so compare ratios of one run): cold from nothing 4.06 s vs
-buildah 16.59 s (0.24), cold 2.94 s vs 3.95 s (0.74), rebuild 300 ms vs 842 ms (0.36).
-Earlier runs of the same day: cold 0.49-0.82, rebuild 0.46.
+Measured 2026-11-29 (BENCH_CASES=build, 10 runs, 5 for the pull case; load average 4-10
+from the other helpers, so compare ratios of one run), after a step's overlay upper dir
+became its layer as is (no unpack of the blob just written): cold from nothing 4.02 s vs
+buildah 13.70 s (0.29), cold 848 ms vs 2.04 s (0.42), rebuild 281 ms vs 838 ms (0.34).
+Before that: cold 0.49-0.82.
 """
 
 from __future__ import annotations

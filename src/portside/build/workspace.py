@@ -119,15 +119,49 @@ class Workspace:
         with w:
             result = self.layers.diff(self.key, _WriterFile(w), compression)  # type: ignore[arg-type]
             digest = w.commit(None, None, "build layer")
-        layer = self.layers.unpack(
-            str(result.diff_id), content.blob_path(digest), parent=self.parent
-        )
+        blob = content.blob_path(digest)
+        layer = None
+        tar_size = self._adoptable(blob, result.entries, compression)
+        if tar_size is not None:
+            # the upper dir already is the layer (overlay's own format): move it into the
+            # store rather than unpack the blob just written from it
+            self.layers.unmount(self.key)
+            layer = self.layers.adopt(
+                str(result.diff_id),
+                self.layers.upper_dir(self.key),
+                parent=self.parent,
+                size=tar_size,
+                entries=result.entries,
+            )
+        if layer is None:
+            layer = self.layers.unpack(str(result.diff_id), blob, parent=self.parent)
         desc: dict[str, object] = {
             "mediaType": mt.layer_type(None if compression == "none" else compression),
             "digest": str(digest),
             "size": content.size(digest),
         }
         return NewLayer(desc, str(Digest.parse(str(result.diff_id))), str(layer.chain_id))
+
+    def _adoptable(self, blob: Path, entries: int, compression: str) -> int | None:
+        """The uncompressed tar's size when the upper dir can be adopted as the layer:
+        overlay, a gzip blob (its trailer holds the size mod 4 GiB, so only layers
+        surely smaller than that), and no SOURCE_DATE_EPOCH (the blob's clamped mtimes
+        would then differ from the dir's)."""
+        if (
+            self.layers.driver_name != "overlay"
+            or compression != "gzip"
+            or os.environ.get("SOURCE_DATE_EPOCH")
+        ):
+            return None
+        files = 0
+        for dirpath, _dirs, names in os.walk(self.layers.upper_dir(self.key)):
+            for name in names:
+                files += os.lstat(os.path.join(dirpath, name)).st_size
+        if files + 1536 * entries + (1 << 20) >= 1 << 32:
+            return None
+        with open(blob, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            return int.from_bytes(f.read(4), "little")
 
     def close(self) -> None:
         if self._prepared:

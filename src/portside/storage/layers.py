@@ -379,6 +379,45 @@ class LayerStore:
             )
         return self.layer(chain)
 
+    def adopt(
+        self,
+        diff_id: str,
+        directory: str | os.PathLike[str],
+        *,
+        parent: str | None,
+        size: int,
+        entries: int,
+    ) -> Layer:
+        """Record `directory`, an unmounted overlay upper dir, as the layer `diff_id` over
+        `parent` by moving it into place instead of unpacking its blob again (a build
+        step's changes, whose blob the caller wrote from this very dir). overlay only:
+        there a layer is its changes, whiteouts as overlayfs reads them. `size`: bytes
+        of the uncompressed tar."""
+        if self.driver_name != "overlay":
+            raise InvalidArgument("only the overlay driver can adopt a snapshot's changes")
+        from portside.storage.apply import ApplyResult, Compression
+
+        parent_d = Digest.parse(parent) if parent else None
+        diff = Digest.parse(diff_id)
+        chain = _chain(parent_d, diff)
+        found = self.get(chain)
+        if found is not None:
+            return found
+        with self._lock(chain.hex):
+            found = self.get(chain)
+            if found is not None:
+                return found
+            with self._tmpdir(chain.hex[:16]) as tmp:
+                os.rename(directory, tmp / "diff")
+                unpacked = 0
+                for dirpath, _dirs, files in os.walk(tmp / "diff"):
+                    for name in files:
+                        st = os.lstat(os.path.join(dirpath, name))
+                        if st.st_mode & 0o170000 == 0o100000:
+                            unpacked += st.st_size
+                result = ApplyResult(str(diff), size, entries, unpacked, Compression.NONE)
+                return self._commit(tmp, chain, parent_d, result)
+
     def writer(
         self,
         diff_id: str | None,
