@@ -26,6 +26,12 @@ def _tree(root: Path) -> dict[str, tuple[object, ...]]:
             data = Path(full).read_bytes() if stat.S_ISREG(st.st_mode) else None
             link = os.readlink(full) if stat.S_ISLNK(st.st_mode) else None
             rdev = st.st_rdev if stat.S_ISCHR(st.st_mode) else None
+            opaque = None
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    opaque = os.getxattr(full, "trusted.overlay.opaque")
+                except OSError:
+                    pass
             rel = os.path.relpath(full, root)
             out[rel] = (
                 stat.S_IFMT(st.st_mode),
@@ -34,6 +40,7 @@ def _tree(root: Path) -> dict[str, tuple[object, ...]]:
                 data,
                 link,
                 rdev,
+                opaque,
             )
     return out
 
