@@ -4,6 +4,7 @@ snapshot or mount behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -28,10 +29,8 @@ def _tree(root: Path) -> dict[str, tuple[object, ...]]:
             rdev = st.st_rdev if stat.S_ISCHR(st.st_mode) else None
             opaque = None
             if stat.S_ISDIR(st.st_mode):
-                try:
+                with contextlib.suppress(OSError):
                     opaque = os.getxattr(full, "trusted.overlay.opaque")
-                except OSError:
-                    pass
             rel = os.path.relpath(full, root)
             out[rel] = (
                 stat.S_IFMT(st.st_mode),
