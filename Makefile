@@ -35,7 +35,7 @@ apt:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt scripts/portside-runtime.in
+$(VENV)/.installed: pyproject.toml constraints.txt scripts/portside-runtime.in scripts/portside.in
 	@test -x $(PY) || $(SYSTEM_PY) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@# the runtime starts on every container: replace pip's wrapper by one without site
@@ -44,6 +44,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/portside-runtime.in
 		scripts/portside-runtime.in > $(VENV)/bin/portside-runtime.tmp
 	@chmod 755 $(VENV)/bin/portside-runtime.tmp
 	@mv $(VENV)/bin/portside-runtime.tmp $(VENV)/bin/portside-runtime
+	@# the CLI's own start-up is most of a warm call's cost: the same for `portside`
+	@sed -e 's|@PYTHON@|$(CURDIR)/$(PY)|' -e 's|@SRC@|$(CURDIR)/src|' \
+		-e "s|@SITE@|$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')|" \
+		scripts/portside.in > $(VENV)/bin/portside.tmp
+	@chmod 755 $(VENV)/bin/portside.tmp
+	@mv $(VENV)/bin/portside.tmp $(VENV)/bin/portside
 	@touch $@
 
 # The runtime and the monitor start on every container: their start-up must not

@@ -181,6 +181,13 @@ def _walk(directory: str, strip: int, out: list[str]) -> None:
             _walk(entry.path, strip, out)
 
 
+def _flags() -> list[str]:
+    """The interpreter flags of this process, so the server it starts shares them."""
+    import subprocess  # only when a server is started
+
+    return subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+
+
 def _fields(items: Iterable[bytes]) -> list[bytes]:
     listed = list(items)
     return [str(len(listed)).encode(), *listed]
@@ -336,7 +343,7 @@ def _start_server(directory: str) -> None:
         try:
             os.posix_spawn(
                 sys.executable,
-                [sys.executable, "-c", _BOOT, directory, str(lock), *sys.path],
+                [sys.executable, *_flags(), "-c", _BOOT, directory, str(lock), *sys.path],
                 dict(os.environ),
                 file_actions=[(os.POSIX_SPAWN_DUP2, devnull, fd) for fd in (0, 1, 2)],
                 setsid=True,
