@@ -171,16 +171,6 @@ def _describe(ins: Instruction) -> dict[str, Any]:
     return d
 
 
-class _Stream:
-    """A lease that follows the build: every blob it makes is kept from GC until commit."""
-
-    def __init__(self, lease: Lease) -> None:
-        self.lease = lease
-
-    def keep(self, digest: str) -> None:
-        self.lease.add(digest)
-
-
 class Builder:
     def __init__(self, engine: LocalEngine, opts: BuildOptions) -> None:
         self.engine = engine
@@ -212,6 +202,12 @@ class Builder:
 
     # -- the whole build --------------------------------------------------------------
     def build(self) -> ImageRecord:
+        try:
+            return self._build()
+        finally:
+            self.cache.close()
+
+    def _build(self) -> ImageRecord:
         o = self.opts
         plan = plan_build(
             o.dockerfile_text,
@@ -244,7 +240,6 @@ class Builder:
             for d in self._tmpdirs:
                 shutil.rmtree(d, ignore_errors=True)
             self._lease.release()
-            self.cache.close()
 
     # -- one stage ----------------------------------------------------------------------
     def _base(self, plan: BuildPlan, st: Stage) -> ImageState:
