@@ -176,7 +176,8 @@ class _BuildCommand(click.Command):
     "--network",
     default="host",
     type=click.Choice(["host", "none", "private", "default"]),
-    help="Network of RUN steps (default: host).",
+    help="Network of RUN steps: host (default), none, or private (a namespace of its own "
+    "with loopback only).",
 )
 @click.option("--iidfile", default=None, help="Write the image ID to this file.")
 @click.option(
