@@ -79,3 +79,25 @@ def test_a_pty_and_resize_import_nothing(monitors: Monitors) -> None:
     _assert_lean(handle)
     handle.stop("KILL")
     handle.wait(timeout=60)
+
+
+def test_only_a_portside_runtime_zygote_loads_the_runtime(monitors: Monitors) -> None:
+    """The first portside-runtime container hands the zygote over to one that loaded it."""
+    first = monitors.start(["true"], zygote=True)
+    assert first.wait(timeout=60).exit_code == 0
+
+    def next_loaded() -> bool:
+        handle = monitors.start(["sleep", "1000"], zygote=True)
+        reply = handle.control({"op": "modules"})
+        _assert_lean(handle)
+        handle.stop("KILL")
+        handle.wait(timeout=60)
+        return "portside.runtime.cli.create" in reply["zygote_modules"]
+
+    if monitors.runtime.endswith("portside-runtime"):
+        # the hand-over runs beside the first container: a later one is forked by the new zygote
+        wait_for(next_loaded, "a monitor from the zygote that loaded the runtime")
+    else:
+        assert not next_loaded()
+        assert not next_loaded()
+    assert len(monitors.zygote_pids()) == 1

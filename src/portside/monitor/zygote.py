@@ -13,6 +13,11 @@ the client falls back to starting a monitor directly whenever it is missing.
 Requests on the SOCK_SEQPACKET socket: one packet `{"config": PATH}` with the
 engine's sync pipe attached (SCM_RIGHTS); the reply comes on that pipe, from
 the new monitor, exactly as when it is started directly.
+
+When the first container uses our own portside-runtime, the zygote starts a
+successor that loads the runtime's modules before it freezes (so the monitors
+run `create` and `start` in forks, see inproc.py), hands it the socket's name
+and leaves; a zygote serving runc or crun never carries them.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ import fcntl  # noqa: F401  isort: skip
 import termios  # noqa: F401  isort: skip
 
 SEQPACKET = _socket.SOCK_SEQPACKET
+# Set for the zygote that takes over to serve portside-runtime's containers (see _replace).
+PRELOADED_ENV = "_PORTSIDE_ZYGOTE_RUNTIME"
 
 
 def serve(socket_path: str, ready_fd: int, idle: float) -> None:
@@ -55,7 +62,10 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     os.rename(tmp, socket_path)
     pid_file = socket_path.removesuffix(".sock") + ".pid"
     write_atomic(pid_file, f"{os.getpid()}\n".encode())
+    preloaded = os.environ.pop(PRELOADED_ENV, "") == "1"
     proc.preload_prctl()
+    if preloaded:
+        inproc.preload()
     _warm_up()
     gc.collect()
     _fill_pools()
@@ -65,41 +75,15 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     os.close(ready_fd)
     poller = select.poll()
     poller.register(listener.fileno(), select.POLLIN)
-    first = True
+    first = not preloaded
     while poller.poll(int(idle * 1000)):
-        conn = proc.accept(listener, SEQPACKET)
-        if conn is None:
-            continue
-        try:
-            conn.settimeout(5.0)
-            data, ancdata, _, _ = conn.recvmsg(4096, _socket.CMSG_LEN(4))
-        except OSError:
-            conn.close()
-            continue
-        fds = [
-            int.from_bytes(d[:4], sys.byteorder)
-            for level, kind, d in ancdata
-            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(d) >= 4
-        ]
-        try:
-            request = jsonlite.loads(data, "zygote request")
-            config = request["config"]
-        except Exception:  # a bad request must not end the zygote
-            config = None
-        if config and fds:
-            if first:
-                first = False
-                _preload_runtime(str(config))
-            child = os.fork()
-            if child == 0:
-                listener.close()
-                conn.close()
-                main.launch(str(config), fds[0], forked=True)
-                os._exit(1)
-            os.waitpid(child, 0)  # it double-forks and exits at once
-        for fd in fds:
-            os.close(fd)
-        conn.close()
+        config = _serve_one(listener)
+        if first and config:
+            first = False
+            if _uses_own_runtime(config) and _replace(socket_path, idle):
+                while poller.poll(0):  # what reached us before the name moved on
+                    _serve_one(listener)
+                os._exit(0)
     # idle: leave, unless a newer zygote already took the name
     try:
         if int(read_file(pid_file)) == os.getpid():
@@ -108,6 +92,41 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     except (OSError, ValueError):
         pass
     os._exit(0)
+
+
+def _serve_one(listener: _socket.socket) -> str | None:
+    """Take one request and fork its monitor; the config path, or None."""
+    conn = proc.accept(listener, SEQPACKET)
+    if conn is None:
+        return None
+    try:
+        conn.settimeout(5.0)
+        data, ancdata, _, _ = conn.recvmsg(4096, _socket.CMSG_LEN(4))
+    except OSError:
+        conn.close()
+        return None
+    fds = [
+        int.from_bytes(d[:4], sys.byteorder)
+        for level, kind, d in ancdata
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(d) >= 4
+    ]
+    try:
+        request = jsonlite.loads(data, "zygote request")
+        config = str(request["config"])
+    except Exception:  # a bad request must not end the zygote
+        config = ""
+    if config and fds:
+        child = os.fork()
+        if child == 0:
+            listener.close()
+            conn.close()
+            main.launch(config, fds[0], forked=True)
+            os._exit(1)
+        os.waitpid(child, 0)  # it double-forks and exits at once
+    for fd in fds:
+        os.close(fd)
+    conn.close()
+    return config or None
 
 
 def _warm_up() -> None:
@@ -149,29 +168,57 @@ def _warm_up() -> None:
     os.close(wakeup_w)
 
 
-def _preload_runtime(config_path: str) -> None:
-    """When the first container's runtime is our own portside-runtime, load its modules.
-
-    Its `create` and `start` then run in forks that have them already (see
-    inproc.py); ~30 ms once. A zygote that serves runc or crun does not carry
-    them: they would cost each of its monitors memory for nothing.
-    """
+def _uses_own_runtime(config_path: str) -> bool:
+    """Whether this container's runtime is our own portside-runtime, run in forks."""
     try:
         doc = jsonlite.loads(read_file(config_path), "monitor config")
-        runtime = doc.get("runtime") if isinstance(doc, dict) else None
-        if (
-            not isinstance(runtime, str)
-            or doc.get("runtime_inprocess", True) is False
-            or not inproc.is_own_runtime(runtime)
-        ):
-            return
     except (PortsideError, OSError):
-        return
-    inproc.preload()
-    gc.collect()
-    _fill_pools()
-    main.ZYGOTE_MODULES = frozenset(sys.modules)
-    gc.freeze()
+        return False
+    runtime = doc.get("runtime") if isinstance(doc, dict) else None
+    return (
+        isinstance(runtime, str)
+        and doc.get("runtime_inprocess", True) is not False
+        and inproc.is_own_runtime(runtime)
+    )
+
+
+def _replace(socket_path: str, idle: float) -> bool:
+    """Start a zygote that loads portside-runtime's modules first and wait till it serves.
+
+    Its `create` and `start` then run in forks that have them already (see
+    inproc.py). Loaded at start-up, before the warm-up and the freeze, they
+    cost each monitor about half what loading them into a running zygote
+    does; a zygote that serves runc or crun never loads them. The new zygote
+    takes the socket's name over (rename) and the pid file; True once it is
+    ready, and we may leave.
+    """
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            argv = [a.decode() for a in f.read().split(b"\0")[:-1]]
+    except OSError:
+        return False
+    if len(argv) < 4 or argv[-3] != socket_path:
+        return False
+    ready_r, ready_w = os.pipe()
+    try:
+        os.set_inheritable(ready_w, True)
+        argv[-2], argv[-1] = str(ready_w), repr(idle)
+        env = dict(os.environ)
+        env[PRELOADED_ENV] = "1"
+        starter = os.posix_spawn(sys.executable, argv, env)
+    except OSError:
+        os.close(ready_r)
+        return False
+    finally:
+        os.close(ready_w)
+    try:
+        poller = select.poll()
+        poller.register(ready_r, select.POLLIN)
+        ok = bool(poller.poll(30_000)) and os.read(ready_r, 16).startswith(b"ready")
+    finally:
+        os.close(ready_r)
+        os.waitpid(starter, 0)
+    return ok
 
 
 _BALLAST: list[object] = []
