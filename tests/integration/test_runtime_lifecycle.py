@@ -792,3 +792,23 @@ def test_run_starts_without_an_exec_fifo(
     text = out.read_text()
     assert json.loads(text.splitlines()[0])["status"] == "running"
     assert "state.json" in text and "exec.fifo" not in text
+
+
+def test_compiled_seccomp_is_reused_from_the_state_root(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path
+) -> None:
+    """The compiled filter is kept under ROOT/@seccomp (a name no id can take, so `list`
+    skips it); a later container installs the kept program, and a damaged one is rebuilt."""
+    rule = {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}
+    seccomp = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}
+    b = bundle(tmp_path, rootfs_template, ["mkdir", "/tmp/x"], linux__seccomp=seccomp)
+    cache = tmp_path / "state" / "@seccomp"
+    for n in range(4):
+        if n == 3:  # damaged: read as absent, compiled again and rewritten
+            (kept,) = cache.iterdir()
+            kept.write_bytes(b"{not json\n")
+        r = rt("run", "-b", str(b), f"sc{n}")
+        assert r.returncode == 1 and b"Permission denied" in r.stderr, r.stderr
+        assert ok(rt("list", "-q")) == ""
+    (kept,) = cache.iterdir()
+    assert kept.name.endswith(".bpf") and kept.read_bytes().startswith(b'{"flags"')

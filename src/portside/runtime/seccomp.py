@@ -437,7 +437,8 @@ def cached_compile(config: Mapping[str, Any], cache_dir: str | None) -> Compiled
         return compile_seccomp(config)
     import hashlib
 
-    ident = f"{_CACHE_FORMAT}|{lib.version()}|{os.uname().machine}|{_key(config)}"
+    uname = os.uname()  # the kernel too: which flags and actions it knows shapes the result
+    ident = f"{_CACHE_FORMAT}|{lib.version()}|{uname.machine}|{uname.release}|{_key(config)}"
     path = os.path.join(cache_dir, hashlib.sha256(ident.encode()).hexdigest() + ".bpf")
     try:
         with open(path, "rb") as f:
