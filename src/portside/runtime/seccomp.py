@@ -435,11 +435,14 @@ def cached_compile(config: Mapping[str, Any], cache_dir: str | None) -> Compiled
     """
     if cache_dir is None:
         return compile_seccomp(config)
-    import hashlib
+    try:  # built into the interpreter; hashlib would load libcrypto (~10 ms a container)
+        from _sha256 import sha256
+    except ImportError:
+        from hashlib import sha256
 
     uname = os.uname()  # the kernel too: which flags and actions it knows shapes the result
     ident = f"{_CACHE_FORMAT}|{lib.version()}|{uname.machine}|{uname.release}|{_key(config)}"
-    path = os.path.join(cache_dir, hashlib.sha256(ident.encode()).hexdigest() + ".bpf")
+    path = os.path.join(cache_dir, sha256(ident.encode()).hexdigest() + ".bpf")
     try:
         with open(path, "rb") as f:
             header, _, program = f.read().partition(b"\n")
