@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import _signal
 import _socket
-import contextlib
 import os
 import sys
 
@@ -124,6 +123,20 @@ def verb_of(args: list[str]) -> str | None:
     return None
 
 
+class _suppress:
+    """contextlib.suppress without importing contextlib: it loads collections and
+    functools, ~7 ms of every caller's start-up."""
+
+    def __init__(self, *kinds: type[BaseException]) -> None:
+        self._kinds = kinds
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: object, tb: object) -> bool:
+        return kind is not None and issubclass(kind, self._kinds)
+
+
 _AFTER_REPLY: list[Callable[[], None]] | None = None  # a list in a warm worker
 
 
@@ -145,7 +158,7 @@ def code_tag() -> bytes:
     parts = [sys.executable, str(os.stat(sys.executable).st_mtime_ns), sys.version]
     for entry in sys.path:  # a package installed or removed changes its site dir
         if entry.endswith("-packages"):
-            with contextlib.suppress(OSError):
+            with _suppress(OSError):
                 parts.append(f"{entry}:{os.stat(entry).st_mtime_ns}")
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     _walk(package, len(package), parts)
@@ -274,7 +287,7 @@ def _call(sock: _socket.socket, directory: str) -> int | None:
     def relay(signum: int, _frame: object) -> None:
         if pid:
             sent.append(signum)
-            with contextlib.suppress(OSError):
+            with _suppress(OSError):
                 os.kill(pid, signum)
         else:
             pending.append(signum)
@@ -440,7 +453,7 @@ def serve(directory: str, lock: int) -> None:
     pid_file = f"{directory}/{_PID}"
     tmp = f"{path}.{os.getpid()}"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    with contextlib.suppress(FileNotFoundError):
+    with _suppress(FileNotFoundError):
         os.unlink(tmp)
     listener.bind(tmp)
     listener.listen(128)
@@ -467,7 +480,7 @@ def serve(directory: str, lock: int) -> None:
                     return  # stale
     finally:
         for name in (path, pid_file):  # the lock is still ours: these are ours too
-            with contextlib.suppress(OSError):
+            with _suppress(OSError):
                 os.unlink(name)
         os._exit(0)
 
@@ -515,7 +528,7 @@ def _serve_one(
         return True
     finally:
         for fd in fds:
-            with contextlib.suppress(OSError):
+            with _suppress(OSError):
                 os.close(fd)
 
 
@@ -578,7 +591,7 @@ def _worker(conn: socket.socket, fields: list[bytes], fds: list[int]) -> None:
     _AFTER_REPLY = []
     conn.send(b"P%d" % os.getpid())
     code = _run(argv[1:])
-    with contextlib.suppress(BaseException):
+    with _suppress(BaseException):
         atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -586,7 +599,7 @@ def _worker(conn: socket.socket, fields: list[bytes], fds: list[int]) -> None:
         except (OSError, ValueError):
             code = code or 120  # as the interpreter's exit when stdout is a closed pipe
     _signal.signal(_signal.SIGIO, _signal.SIG_IGN)
-    with contextlib.suppress(OSError):
+    with _suppress(OSError):
         conn.send(b"X%d" % (code & 0xFF))
     conn.close()
     if _AFTER_REPLY:
@@ -594,7 +607,7 @@ def _worker(conn: socket.socket, fields: list[bytes], fds: list[int]) -> None:
         for fd in (0, 1, 2):  # a caller reading our output to its end sees it now
             os.dup2(null, fd)
         for work in _AFTER_REPLY:
-            with contextlib.suppress(Exception):
+            with _suppress(Exception):
                 work()
     os._exit(code & 0xFF)
 
@@ -618,6 +631,6 @@ def _run(args: list[str]) -> int:
         return 0
     if isinstance(result, int):
         return result
-    with contextlib.suppress(OSError, ValueError):
+    with _suppress(OSError, ValueError):
         print(result, file=sys.stderr)
     return 1
