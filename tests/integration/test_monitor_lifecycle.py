@@ -243,3 +243,32 @@ def test_parallel_spawns_share_one_zygote(monitors: Monitors) -> None:
         path = handle.config.log_path
         wait_for(lambda p=path, i=i: f"F hello-{i}" in "".join(log_lines(p)), f"hello-{i}")
         assert handle.status()["status"] == "running"
+
+
+def test_zygote_checks_the_config_before_it_forks(monitors: Monitors, tmp_path: Path) -> None:
+    """The zygote validates the config before it forks: one error line, and it lives on."""
+    first = monitors.start(["sleep", "1000"], zygote=True)
+    (zygote,) = monitors.zygote_pids()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**json.loads(Path(first.config_path).read_text()), "version": 7}))
+    read_end, write_end = os.pipe()
+    try:
+        request = json.dumps({"config": str(bad)}).encode()
+        assert client._send_to_zygote(client.zygote_socket(monitors.short), request, write_end)
+        os.close(write_end)
+        write_end = -1
+        with os.fdopen(read_end, "rb") as reply:
+            read_end = -1
+            lines = reply.read().splitlines()
+    finally:
+        for fd in (read_end, write_end):
+            if fd >= 0:
+                os.close(fd)
+    assert [json.loads(line) for line in lines] == [
+        {"error": "monitor config version 7: this monitor reads version 1"}
+    ]
+    second = monitors.start(["sh", "-c", "exit 3"], zygote=True)
+    assert monitors.zygote_pids() == [zygote]  # the same zygote forked it: it lived on
+    assert second.wait(timeout=60).exit_code == 3
+    first.stop("KILL")
+    first.wait(timeout=60)

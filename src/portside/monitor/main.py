@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _signal
 import _socket
+import marshal  # the helper's report: C only, no Python parser run in the monitor
 import os
 import select
 import sys
@@ -284,7 +285,8 @@ class Monitor:
         """Fork the helper that creates (and, with `start`, starts) the container; its report.
 
         The report is `{"pid", "oom_file", "oom_base"[, "started_at"]}` or
-        `{"error": ONE LINE}`; a failed create or start leaves nothing behind.
+        `{"error": ONE LINE}`, in marshal (C only: no parser code runs in the
+        monitor); a failed create or start leaves nothing behind.
         """
         report_r, report_w = os.pipe()
         helper = os.fork()
@@ -298,7 +300,7 @@ class Monitor:
             except BaseException as exc:  # the monitor reports it as one line
                 doc = {"error": str(exc) or type(exc).__name__}
             try:
-                os.write(report_w, jsonlite.dumps(doc).encode())
+                os.write(report_w, marshal.dumps(doc))
                 os.close(report_w)  # the end of the report: our exit may take a while
             finally:
                 os._exit(0)
@@ -309,8 +311,8 @@ class Monitor:
         os.close(report_r)
         # not waited for here: its exit would delay the start; on_sigchld reaps it
         try:
-            report: dict[str, Any] = jsonlite.loads(b"".join(chunks), "helper report")
-        except PortsideError:
+            report: dict[str, Any] = marshal.loads(b"".join(chunks))
+        except (EOFError, ValueError, TypeError):
             report = {"error": "the monitor's helper died before it reported"}
         return report
 
@@ -1031,21 +1033,39 @@ def main(argv: list[str] | None = None) -> None:
     launch(args[0])
 
 
-def launch(path: str, sync_fd: int | None = None, forked: bool = False) -> None:
+def read_config(path: str) -> MonitorConfig:
+    """The validated config at `path`; raises PortsideError (one line) or OSError."""
+    return MonitorConfig(
+        jsonlite.loads(read_file(path), f"monitor config {path}"), path.rpartition("/")[0] or "/"
+    )
+
+
+def config_error(path: str, exc: Exception) -> str:
+    return str(exc) if isinstance(exc, PortsideError) else f"monitor config {path}: {exc}"
+
+
+def launch(
+    path: str, sync_fd: int | None = None, forked: bool = False, cfg: MonitorConfig | None = None
+) -> None:
     """Read the config, detach, start the container, report on the sync fd, serve; never returns.
 
     `sync_fd` overrides the config's (the zygote received the engine's pipe
-    under another number).
+    under another number). `cfg`: the zygote read and validated it already,
+    before it forked us, so the parse's garbage stays in the zygote's memory
+    instead of being copied into each monitor's.
     """
     try:
-        doc = jsonlite.loads(read_file(path), f"monitor config {path}")
-        if sync_fd is None and isinstance(doc, dict) and type(doc.get("sync_fd")) is int:
-            sync_fd = doc["sync_fd"]
-        if sync_fd is not None:
-            os.set_inheritable(sync_fd, False)  # the container must not hold the engine's pipe
-        cfg = MonitorConfig(doc, path.rpartition("/")[0] or "/")
+        if cfg is None:
+            doc = jsonlite.loads(read_file(path), f"monitor config {path}")
+            if sync_fd is None and isinstance(doc, dict) and type(doc.get("sync_fd")) is int:
+                sync_fd = doc["sync_fd"]
+            if sync_fd is not None:
+                os.set_inheritable(sync_fd, False)  # the container must not hold the engine's pipe
+            cfg = MonitorConfig(doc, path.rpartition("/")[0] or "/")
+        elif sync_fd is not None:
+            os.set_inheritable(sync_fd, False)
     except (PortsideError, OSError) as exc:
-        message = str(exc) if isinstance(exc, PortsideError) else f"monitor config {path}: {exc}"
+        message = config_error(path, exc)
         sys.stderr.write(message + "\n")
         _report(sync_fd, {"error": message})
         if forked:

@@ -29,7 +29,6 @@ import os
 import select
 import sys
 
-from portside.errors import PortsideError
 from portside.monitor import inproc, jsonlite, main, proc
 from portside.monitor.files import read_file, write_atomic
 from portside.monitor.logs import CRIWriter, JSONFileWriter
@@ -94,8 +93,8 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     os._exit(0)
 
 
-def _serve_one(listener: _socket.socket) -> str | None:
-    """Take one request and fork its monitor; the config path, or None."""
+def _serve_one(listener: _socket.socket) -> main.MonitorConfig | None:
+    """Take one request and fork its monitor; its config, or None."""
     conn = proc.accept(listener, SEQPACKET)
     if conn is None:
         return None
@@ -115,18 +114,26 @@ def _serve_one(listener: _socket.socket) -> str | None:
         config = str(request["config"])
     except Exception:  # a bad request must not end the zygote
         config = ""
+    cfg = None
     if config and fds:
+        # read and validated here, before the fork: its garbage stays in our memory, not
+        # copied into each monitor's; a bad config is reported here, exactly as a monitor would
+        try:
+            cfg = main.read_config(config)
+        except Exception as exc:  # whatever it is: one line, and the zygote lives on
+            main._report(os.dup(fds[0]), {"error": main.config_error(config, exc)})
+    if cfg is not None:
         child = os.fork()
         if child == 0:
             listener.close()
             conn.close()
-            main.launch(config, fds[0], forked=True)
+            main.launch(config, fds[0], forked=True, cfg=cfg)
             os._exit(1)
         os.waitpid(child, 0)  # it double-forks and exits at once
     for fd in fds:
         os.close(fd)
     conn.close()
-    return config or None
+    return cfg
 
 
 def _warm_up() -> None:
@@ -168,18 +175,9 @@ def _warm_up() -> None:
     os.close(wakeup_w)
 
 
-def _uses_own_runtime(config_path: str) -> bool:
+def _uses_own_runtime(cfg: main.MonitorConfig) -> bool:
     """Whether this container's runtime is our own portside-runtime, run in forks."""
-    try:
-        doc = jsonlite.loads(read_file(config_path), "monitor config")
-    except (PortsideError, OSError):
-        return False
-    runtime = doc.get("runtime") if isinstance(doc, dict) else None
-    return (
-        isinstance(runtime, str)
-        and doc.get("runtime_inprocess", True) is not False
-        and inproc.is_own_runtime(runtime)
-    )
+    return cfg.runtime_inprocess and inproc.is_own_runtime(cfg.runtime)
 
 
 def _replace(socket_path: str, idle: float) -> bool:
