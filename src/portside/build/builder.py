@@ -702,8 +702,9 @@ class Builder:
             local = [s for s in local if add_source_kind(s) == "local"]
             if ins.unpack is not False:
                 for rel in ctx.resolve_sources(local) if local else []:
-                    path = ctx.root / rel
-                    if path.is_file() and not path.is_symlink() and tar_compression(path):
+                    # resolved inside the context: a directory symlink must not reach a host tar
+                    link, path = ctx.root / rel, ctx.root / _follow(ctx, rel)
+                    if path.is_file() and not link.is_symlink() and tar_compression(path):
                         archives.append(rel)
         count = len(ins.sources)
         if count > 1 and not dest_is_dir:
@@ -722,7 +723,7 @@ class Builder:
             tops = {it.dest for it in items if it.kind == "dir" and it.src in named}
             copier.copy_items(ctx.root, items, tops)
         for rel in archives:
-            steps.extract_tar(copier, ctx.root / rel, target)
+            steps.extract_tar(copier, ctx.root / _follow(ctx, rel), target)
         for h in ins.heredocs:
             name = "<<" + h.name
             if name not in ins.sources:

@@ -499,13 +499,19 @@ def _extract_member(tf: tarfile.TarFile, m: tarfile.TarInfo, dest: Path) -> None
     _no_symlink_dirs(dest, name, m.name)
     target.parent.mkdir(parents=True, exist_ok=True)
     if m.isdir():
+        # an earlier member may have put a symlink here: chmod must not follow it out
+        if os.path.lexists(target) and not (target.is_dir() and not target.is_symlink()):
+            os.unlink(target)
         target.mkdir(exist_ok=True)
         os.chmod(target, (m.mode & 0o7777) | 0o700)
     elif m.isreg():
         src = tf.extractfile(m)
         assert src is not None
         tmp = target.with_name(target.name + ".portside-tmp")
-        with open(tmp, "wb") as out:
+        if os.path.lexists(tmp):  # a member of that name (e.g. a symlink out) goes first
+            os.unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(src, out)
         os.chmod(tmp, m.mode & 0o7777)
         os.replace(tmp, target)

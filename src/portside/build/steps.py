@@ -118,6 +118,8 @@ class Copier:
         with contextlib.suppress(FileNotFoundError):
             if not os.path.isdir(path):
                 os.unlink(path)
+        # through an image symlink the resolved parents may not exist yet (still in root)
+        os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
         os.mkdir(path)
         os.chmod(path, mode)
         if own:
