@@ -456,6 +456,7 @@ def serve(directory: str, lock: int) -> None:
     with _suppress(FileNotFoundError):
         os.unlink(tmp)
     listener.bind(tmp)
+    os.chmod(tmp, 0o600)  # the directory is ours alone already; this too, in case it is not
     listener.listen(128)
     os.rename(tmp, path)  # we hold the lock: no other server is starting
     with open(f"{pid_file}.tmp", "w") as f:
@@ -509,10 +510,13 @@ def _serve_one(
         if len(fds) != 5 or fields[0] != b"1" or flags & (_socket.MSG_TRUNC | _socket.MSG_CTRUNC):
             conn.send(b"L")  # not a call we can read whole: the caller runs it itself
             return True
+        if peer_uid != os.getuid():
+            conn.send(b"L")  # checked first: another user may not make us leave as stale
+            return True
         if fields[1] != own_tag[0]:
             conn.send(b"S")
             return False
-        if fields[2] != own_tag[1] or peer_uid != os.getuid() or _context(str(peer_pid)) != context:
+        if fields[2] != own_tag[1] or _context(str(peer_pid)) != context:
             conn.send(b"L")
             return True
         child = os.fork()
