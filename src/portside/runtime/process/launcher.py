@@ -93,9 +93,13 @@ def _spawn(
             os.close(pidns)
             raise
     stage = -1
+    born_in = _cgroup2_birthplace(opts, mgr)
+    born_there = False
     try:
-        stage = os.fork()
+        stage, born_there = _fork(born_in)
     finally:
+        if born_in >= 0:
+            os.close(born_in)
         if pidns >= 0:
             if stage != 0:
                 libc.setns(pidns, libc.CLONE_NEWPID)
@@ -119,7 +123,7 @@ def _spawn(
         pid = stage if opts.direct else _init_pid(parent_ch)
         if on_pid is not None:
             on_pid(pid)
-        if late and mgr is not None:
+        if late and mgr is not None and not born_there:
             # a cgroup2 move takes the kernel's threadgroup lock, whose first taking waits
             # an RCU grace period: the init carries on meanwhile, its cgroup mount told the
             # directory (opts.cgroup2_dir), unless it must wait for us (opts.cgroup_wait)
@@ -139,6 +143,35 @@ def _spawn(
     if not opts.direct:
         os.waitpid(stage, 0)
     return pid, parent_ch
+
+
+def _cgroup2_birthplace(opts: Options, mgr: Any) -> int:
+    """An fd of the cgroup2 directory the init may be born in, or -1.
+
+    Only where the runtime would move the init there late (the init's other cgroups it
+    joins itself) and no thread of ours runs (see libc.fork_into_cgroup)."""
+    if mgr is None or not (opts.direct and opts.late_cgroup) or opts.cgroup_wait:
+        return -1
+    if opts.is_exec or opts.join_pid is not None or cgroupctl.warming():
+        return -1
+    path = opts.cgroup2_dir
+    if not path or path != mgr.deferred_join_dir():
+        return -1
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return -1  # moved there afterwards, as without this
+
+
+def _fork(cgroup2_fd: int) -> tuple[int, bool]:
+    """os.fork(), or, given a cgroup2 directory, a fork whose child starts in it; the
+    flag says whether it did."""
+    if cgroup2_fd >= 0:
+        try:
+            return libc.fork_into_cgroup(cgroup2_fd), True
+        except OSError:
+            pass  # no clone3 (old kernel, a seccomp filter): moved there afterwards
+    return os.fork(), False
 
 
 def plan_cgroup_join(cfg: Config, opts: Options, mgr: Any) -> None:
