@@ -231,9 +231,10 @@ class EngineNetworking:
         own = {"networks": [], "ports": [], "own": True, "token": token, "cni": mode == "bridge"}
         if mode != "bridge":
             self._pin(doc)
-            _write_etc(
-                userdata, hostname, dns.hosts_content(hostname, (), names), dns.resolv_content()
-            )
+            with self._unpin_on_error(doc):
+                _write_etc(
+                    userdata, hostname, dns.hosts_content(hostname, (), names), dns.resolv_content()
+                )
             return PendingUp(own)
         from portside.network.api import NetworkRequest
         from portside.network.ports import from_runtime_config
@@ -281,8 +282,21 @@ class EngineNetworking:
 
         if not background:
             return PendingUp(attach())
-        _write_etc(userdata, hostname, dns.hosts_content(hostname, (), names), dns.resolv_content())
+        with self._unpin_on_error(doc):
+            _write_etc(
+                userdata, hostname, dns.hosts_content(hostname, (), names), dns.resolv_content()
+            )
         return PendingUp(own, attach)
+
+    @contextlib.contextmanager
+    def _unpin_on_error(self, doc: dict[str, Any]) -> Iterator[None]:
+        """A failure after the pin was made takes it down again (half-made state)."""
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(NetworkError, OSError):
+                self._down(doc)
+            raise
 
     def _pin(self, doc: dict[str, Any]) -> Path:
         from portside.network import netns
