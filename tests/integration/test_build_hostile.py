@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_build_builder import _leftovers
 from tests.integration.test_engine_support import IMAGE, PORTSIDE, Env, engine_template, env
 
 __all__ = ["engine_template", "env"]
@@ -98,6 +99,7 @@ def test_copy_source_never_leaves_the_context(env: Env, tmp_path: Path, source: 
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not files.exists() or _files_with_secret(files) == []
     _untouched(out)
+    assert _leftovers(env) == []  # failed or not: no mount, snapshot, cgroup left
 
 
 def test_copy_dot_keeps_symlinks_as_links_and_ignore_reinclude_stays_inside(
@@ -116,6 +118,7 @@ def test_copy_dot_keeps_symlinks_as_links_and_ignore_reinclude_stays_inside(
     assert not (files / "ctx" / "abs-link").exists()
     assert _files_with_secret(files) == []
     _untouched(out)
+    assert _leftovers(env) == []  # failed or not: no mount, snapshot, cgroup left
 
 
 def test_destination_through_an_image_symlink_stays_in_the_rootfs(env: Env, tmp_path: Path) -> None:
@@ -142,6 +145,7 @@ def test_destination_through_an_image_symlink_stays_in_the_rootfs(env: Env, tmp_
     assert (inside / "sub" / "data.txt").read_text() == "context data\n"
     assert (inside / "from-tar").read_text() == "tar data\n"
     _untouched(out)
+    assert _leftovers(env) == []  # failed or not: no mount, snapshot, cgroup left
 
 
 EVIL = {
@@ -180,6 +184,7 @@ def test_add_tar_members_cannot_escape(env: Env, tmp_path: Path, case: str) -> N
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not files.exists()
     _untouched(out)
+    assert _leftovers(env) == []  # failed or not: no mount, snapshot, cgroup left
 
 
 def test_add_never_unpacks_a_host_tar_through_a_context_symlink(env: Env, tmp_path: Path) -> None:
@@ -192,6 +197,7 @@ def test_add_never_unpacks_a_host_tar_through_a_context_symlink(env: Env, tmp_pa
     assert "dir-link/host.tar" in proc.stderr
     assert not files.exists() or _files_with_secret(files) == []
     _untouched(out)
+    assert _leftovers(env) == []  # failed or not: no mount, snapshot, cgroup left
 
 
 def test_copy_from_stage_cannot_reach_the_host(env: Env, tmp_path: Path) -> None:
@@ -210,6 +216,7 @@ def test_copy_from_stage_cannot_reach_the_host(env: Env, tmp_path: Path) -> None
     assert proc.returncode != 0
     assert not files.exists() or _files_with_secret(files) == []
     _untouched(out)
+    assert _leftovers(env) == []  # failed or not: no mount, snapshot, cgroup left
 
 
 def test_context_tar_on_stdin_cannot_write_outside(env: Env, tmp_path: Path) -> None:
@@ -240,3 +247,4 @@ def test_context_tar_on_stdin_cannot_write_outside(env: Env, tmp_path: Path) -> 
     assert not (tmp_path / "escape").exists()
     assert proc.returncode != 0 or (tmp_path / "files" / "data.txt").exists()
     _untouched(out)
+    assert _leftovers(env) == []  # failed or not: no mount, snapshot, cgroup left
