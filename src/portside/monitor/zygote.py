@@ -12,7 +12,9 @@ the client falls back to starting a monitor directly whenever it is missing.
 
 Requests on the SOCK_SEQPACKET socket: one packet `{"config": PATH}` with the
 engine's sync pipe attached (SCM_RIGHTS); the reply comes on that pipe, from
-the new monitor, exactly as when it is started directly.
+the new monitor, exactly as when it is started directly. The zygote reads and
+validates the config itself before it forks (an invalid one is answered by the
+zygote, in the same one-line form, and no monitor starts).
 
 When the first container uses our own portside-runtime, the zygote starts a
 successor that loads the runtime's modules before it freezes (so the monitors
