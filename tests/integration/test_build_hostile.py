@@ -248,3 +248,23 @@ def test_context_tar_on_stdin_cannot_write_outside(env: Env, tmp_path: Path) -> 
     assert proc.returncode != 0 or (tmp_path / "files" / "data.txt").exists()
     _untouched(out)
     assert _leftovers(env) == []  # failed or not: no mount, snapshot, cgroup left
+
+
+@pytest.mark.parametrize("source", ["../outside", "ABS", "dir-link", "dir-link/secret"])
+def test_run_bind_mount_source_stays_in_the_context(env: Env, tmp_path: Path, source: str) -> None:
+    out = _outside(tmp_path)
+    source = source.replace("ABS", str(out))
+    text = (
+        f"FROM {IMAGE}\nRUN --mount=type=bind,source={source},target=/m,rw=true "
+        "cat /m/secret /m > /got 2>/dev/null; touch /m/written 2>/dev/null; true\n"
+    )
+    ctx = _ctx(tmp_path, text)
+    os.symlink(out, ctx / "dir-link")
+    files = tmp_path / "files"
+    proc = _build(env, ctx, files)
+    if proc.returncode != 0:  # refused, or resolved inside the context where it is missing
+        assert "outside the build context" in proc.stderr or "not found" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    assert not files.exists() or _files_with_secret(files) == []
+    _untouched(out)
+    assert _leftovers(env) == []
