@@ -94,3 +94,33 @@ def test_a_directory_that_is_no_cgroup_falls_back_to_a_plain_fork(tmp_path: Path
     assert result["born"] is False
     assert result["status"] == 0
     assert "portside-test" not in str(result["seen"])
+
+
+# the choice itself: born there only when this process has no other thread
+CHOICE = """
+import _thread, os, sys, time
+sys.path.insert(0, {src!r})
+from portside.runtime.process import launcher
+from portside.runtime.process.options import Options
+
+class Dir:  # the manager's one method the choice asks (a real manager needs real cgroups)
+    def deferred_join_dir(self):
+        return {target!r}
+
+opts = Options()
+opts.direct, opts.late_cgroup, opts.cgroup2_dir = True, True, {target!r}
+alone = launcher._cgroup2_birthplace(opts, Dir())
+lock = _thread.allocate_lock()
+lock.acquire()
+_thread.start_new_thread(lock.acquire, ())
+time.sleep(0.05)
+threaded = launcher._cgroup2_birthplace(opts, Dir())
+print(alone >= 0, threaded)
+"""
+
+
+def test_a_second_thread_means_the_usual_fork(cgroup2_dir: str) -> None:
+    code = CHOICE.format(src=SRC, target=cgroup2_dir)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout.split() == [b"True", b"-1"]

@@ -161,8 +161,9 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
     Moving a process into a cgroup2 cgroup afterwards (cgroup.procs) takes the kernel's
     threadgroup lock, whose first taking waits an RCU grace period (7-25 ms here); being
     born there takes no such wait. Only for a single-threaded caller whose child goes on
-    to exec: glibc's and Python's fork bookkeeping (at-fork handlers, the thread's cached
-    tid) is skipped, and nothing the runtime's child does before its exec relies on it.
+    to exec: glibc's and Python's fork bookkeeping (at-fork handlers, malloc's locks, the
+    thread's cached tid) is skipped, and the GIL is released during the call, so another
+    thread could leave the child with a lock no thread of it will ever release.
     Raises OSError (ENOSYS before Linux 5.7, or a seccomp filter that refuses clone3):
     the caller then forks the usual way.
     """

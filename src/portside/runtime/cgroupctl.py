@@ -55,11 +55,6 @@ def warm_up() -> None:
     _thread.start_new_thread(_warm_loop, (flag,))
 
 
-def warming() -> bool:
-    """Whether a warm-up thread may be running (the process is not single-threaded)."""
-    return bool(_running)
-
-
 def cool_down() -> None:
     for flag in _running:
         flag[0] = False

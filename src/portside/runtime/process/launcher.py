@@ -149,10 +149,16 @@ def _cgroup2_birthplace(opts: Options, mgr: Any) -> int:
     """An fd of the cgroup2 directory the init may be born in, or -1.
 
     Only where the runtime would move the init there late (the init's other cgroups it
-    joins itself) and no thread of ours runs (see libc.fork_into_cgroup)."""
+    joins itself) and this process has no other thread (see libc.fork_into_cgroup): a
+    library caller's, or a cgroup warm-up thread, means the usual fork."""
     if mgr is None or not (opts.direct and opts.late_cgroup) or opts.cgroup_wait:
         return -1
-    if opts.is_exec or opts.join_pid is not None or cgroupctl.warming():
+    if opts.is_exec or opts.join_pid is not None:
+        return -1
+    try:
+        if len(os.listdir("/proc/self/task")) != 1:
+            return -1  # only we start threads here: none can appear before the fork
+    except OSError:
         return -1
     path = opts.cgroup2_dir
     if not path or path != mgr.deferred_join_dir():
