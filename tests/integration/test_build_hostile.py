@@ -268,3 +268,27 @@ def test_run_bind_mount_source_stays_in_the_context(env: Env, tmp_path: Path, so
     assert not files.exists() or _files_with_secret(files) == []
     _untouched(out)
     assert _leftovers(env) == []
+
+
+@pytest.mark.parametrize(
+    "step",
+    ["COPY link /got", "COPY dir-link/ /got/", "COPY dir-link/key /got",
+     "RUN --mount=type=bind,source=link,target=/m cat /m > /got",
+     "RUN --mount=type=bind,source=dir-link,target=/m cat /m/key > /got"],
+)  # fmt: skip
+def test_an_ignored_file_is_not_reached_through_a_symlink(
+    env: Env, tmp_path: Path, step: str
+) -> None:
+    ctx = _ctx(tmp_path, f"FROM {IMAGE}\n{step}\n")
+    (ctx / "private").mkdir()
+    (ctx / "private" / "key").write_text(SECRET)
+    (ctx / ".containerignore").write_text("private\n")
+    os.symlink("private/key", ctx / "link")
+    os.symlink("private", ctx / "dir-link")
+    files = tmp_path / "files"
+    proc = _build(env, ctx, files)
+    assert proc.returncode != 0, proc.stdout
+    assert "excluded by .containerignore" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not files.exists()
+    assert _leftovers(env) == []

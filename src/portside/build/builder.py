@@ -595,6 +595,9 @@ class Builder:
             host = secure_join(str(root), src)
             if not os.path.lexists(host):
                 raise ins.error(f"--mount: source {src} not found")
+            if not opts.get("from") and self.ctx.excluded(os.path.relpath(host, root)):
+                # through a symlink, too: what the ignore file hides is never mounted
+                raise ins.error(f"--mount: {src} is excluded by .containerignore/.dockerignore")
             if rw:
                 # writes to a bind mount are thrown away (buildkit's rule): mount a copy
                 import shutil

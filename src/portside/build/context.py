@@ -426,6 +426,10 @@ def _follow(ctx: BuildContext, rel: str) -> str:
     resolved = "/".join(done) or "."
     if not os.path.lexists(ctx._abs(resolved)):
         raise BuildError(f"{rel}: symbolic link to a missing file")
+    if ctx.excluded(resolved):  # a link must not reach what the ignore file hides
+        raise BuildError(
+            f"{rel}: not found in the build context (or excluded by .containerignore/.dockerignore)"
+        )
     return resolved
 
 
