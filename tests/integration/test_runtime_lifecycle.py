@@ -803,6 +803,7 @@ def test_compiled_seccomp_is_reused_from_the_state_root(
     seccomp = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}
     b = bundle(tmp_path, rootfs_template, ["mkdir", "/tmp/x"], linux__seccomp=seccomp)
     cache = tmp_path / "state" / "@seccomp"
+    first: tuple[int, int] | None = None
     for n in range(4):
         if n == 3:  # damaged: read as absent, compiled again and rewritten
             (kept,) = cache.iterdir()
@@ -810,5 +811,13 @@ def test_compiled_seccomp_is_reused_from_the_state_root(
         r = rt("run", "-b", str(b), f"sc{n}")
         assert r.returncode == 1 and b"Permission denied" in r.stderr, r.stderr
         assert ok(rt("list", "-q")) == ""
+        if n == 0:
+            continue  # the first start made the state root: no cache before it existed
+        (kept,) = cache.iterdir()
+        st = kept.stat()
+        if first is None:
+            first = (st.st_ino, st.st_mtime_ns)
+        elif n < 3:  # reused: never rewritten (a rewrite is a rename: a new inode)
+            assert (st.st_ino, st.st_mtime_ns) == first
     (kept,) = cache.iterdir()
     assert kept.name.endswith(".bpf") and kept.read_bytes().startswith(b'{"flags"')
