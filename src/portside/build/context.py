@@ -321,8 +321,9 @@ class BuildContext:
         as buildkit keeps one); by default every file is read."""
         h = hashlib.sha256()
         excl = list(excludes)
-        for src in self.resolve_sources(sources):
-            h.update(b"S" + src.encode() + b"\0")
+        for named in self.resolve_sources(sources):
+            h.update(b"S" + named.encode() + b"\0")
+            src = _follow(self, named)  # what COPY copies: a named symlink's target
             for e in self.entries(src, excl):
                 name = e.path[len(src) :].lstrip("/") if src != "." else e.path
                 h.update(f"{e.kind}\0{name}\0{e.mode:o}\0".encode())
