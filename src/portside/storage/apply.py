@@ -37,7 +37,7 @@ from typing import IO, Any, Self, cast
 
 from portside.errors import PortsideError, StorageError, UnsafeLayer
 from portside.storage.rmtree import DIR_FLAGS as _DIR_FLAGS
-from portside.storage.rmtree import remove_tree, rmtree_at
+from portside.storage.rmtree import remove_at, remove_tree
 
 __all__ = [
     "ApplyOptions",
@@ -594,14 +594,7 @@ class _Applier:
     # ---- removal (vfs whiteouts, replacements)
 
     def _remove(self, pfd: int, name: str) -> None:
-        try:
-            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            rmtree_at(pfd, name)
-        else:
-            os.unlink(name, dir_fd=pfd)
+        remove_at(pfd, name)
 
     def _make_room(self, pfd: int, name: str, keep_dir: bool = False) -> bool:
         """Clear the way for a new entry in a tree that has lower layers in it

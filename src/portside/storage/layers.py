@@ -303,7 +303,20 @@ class LayerStore:
         if diff_id is None:
             return self._unpack_anonymous(blob, parent_d, options)
         diff = Digest.parse(diff_id)
-        chain = _chain(parent_d, diff)
+
+        def make(tmp: Path) -> ApplyResult:
+            result = self._create(blob, tmp, parent_d, options)
+            if result.diff_id != diff:
+                raise DigestMismatch(diff, result.diff_id, f"layer {diff}")
+            return result
+
+        return self._once(_chain(parent_d, diff), parent_d, make)
+
+    def _once(
+        self, chain: Digest, parent: Digest | None, make: Callable[[Path], ApplyResult]
+    ) -> Layer:
+        """The layer `chain`, made by `make(tmp)` into a temp dir and committed only if
+        nobody has it yet; once however many callers ask at the same time."""
         found = self.get(chain)
         if found is not None:
             return found
@@ -312,10 +325,7 @@ class LayerStore:
             if found is not None:
                 return found
             with self._tmpdir(chain.hex[:16]) as tmp:
-                result = self._create(blob, tmp, parent_d, options)
-                if result.diff_id != diff:
-                    raise DigestMismatch(diff, result.diff_id, f"layer {diff}")
-                return self._commit(tmp, chain, parent_d, result)
+                return self._commit(tmp, chain, parent, make(tmp))
 
     def _unpack_anonymous(
         self, blob: BlobSource, parent: Digest | None, options: ApplyOptions | None
@@ -399,24 +409,18 @@ class LayerStore:
 
         parent_d = Digest.parse(parent) if parent else None
         diff = Digest.parse(diff_id)
-        chain = _chain(parent_d, diff)
-        found = self.get(chain)
-        if found is not None:
-            return found
-        with self._lock(chain.hex):
-            found = self.get(chain)
-            if found is not None:
-                return found
-            with self._tmpdir(chain.hex[:16]) as tmp:
-                os.rename(directory, tmp / "diff")
-                unpacked = 0
-                for dirpath, _dirs, files in os.walk(tmp / "diff"):
-                    for name in files:
-                        st = os.lstat(os.path.join(dirpath, name))
-                        if st.st_mode & 0o170000 == 0o100000:
-                            unpacked += st.st_size
-                result = ApplyResult(str(diff), size, entries, unpacked, Compression.NONE)
-                return self._commit(tmp, chain, parent_d, result)
+
+        def move_in(tmp: Path) -> ApplyResult:
+            os.rename(directory, tmp / "diff")
+            unpacked = 0
+            for dirpath, _dirs, files in os.walk(tmp / "diff"):
+                for name in files:
+                    st = os.lstat(os.path.join(dirpath, name))
+                    if st.st_mode & 0o170000 == 0o100000:
+                        unpacked += st.st_size
+            return ApplyResult(str(diff), size, entries, unpacked, Compression.NONE)
+
+        return self._once(_chain(parent_d, diff), parent_d, move_in)
 
     def writer(
         self,

@@ -36,6 +36,18 @@ def rmtree_at(pfd: int, name: str) -> None:
     os.rmdir(name, dir_fd=pfd)
 
 
+def remove_at(pfd: int, name: str) -> None:
+    """Remove whatever `name` is under a directory fd (a tree, a file, a link); gone is fine."""
+    try:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        rmtree_at(pfd, name)
+    else:
+        os.unlink(name, dir_fd=pfd)
+
+
 def remove_tree(path: str | os.PathLike[str]) -> None:
     """rm -rf that never follows symlinks and copes with read-only dirs."""
     p = os.fspath(path)
@@ -45,13 +57,6 @@ def remove_tree(path: str | os.PathLike[str]) -> None:
     except FileNotFoundError:
         return
     try:
-        try:
-            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            rmtree_at(pfd, name)
-        else:
-            os.unlink(name, dir_fd=pfd)
+        remove_at(pfd, name)
     finally:
         os.close(pfd)
