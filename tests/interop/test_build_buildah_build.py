@@ -25,26 +25,11 @@ import pytest
 
 from tests.conftest import need_tool
 from tests.integration.test_engine_support import IMAGE, PORTSIDE, engine_template
-from tests.interop.test_build_buildah_metadata import _unmount_under
+from tests.interop.test_build_buildah_metadata import FIELDS, _unmount_under
 
 __all__ = ["engine_template"]
 
 pytestmark = [pytest.mark.interop, pytest.mark.root, pytest.mark.overlay]
-
-FIELDS = (
-    "Env",
-    "Cmd",
-    "Entrypoint",
-    "WorkingDir",
-    "User",
-    "ExposedPorts",
-    "Labels",
-    "Volumes",
-    "StopSignal",
-    "Healthcheck",
-    "OnBuild",
-    "Shell",
-)
 
 EVERYTHING = r"""# syntax=docker/dockerfile:1
 ARG BASE=localhost/busybox
