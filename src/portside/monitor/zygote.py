@@ -72,7 +72,12 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     _fill_pools()
     main.ZYGOTE_MODULES = frozenset(sys.modules)
     gc.freeze()  # the collector must not touch (and so copy) the shared objects
-    os.write(ready_fd, b"ready\n")
+    # who waits for this (a zygote handing over) may have been killed meanwhile: serve
+    # anyway, the socket's name is ours already and requests may be queued on it
+    try:  # noqa: SIM105  (no contextlib in the zygote's image)
+        os.write(ready_fd, b"ready\n")
+    except OSError:
+        pass
     os.close(ready_fd)
     poller = select.poll()
     poller.register(listener.fileno(), select.POLLIN)
