@@ -15,6 +15,7 @@ import pytest
 from portside.errors import RuntimeFailure
 from portside.monitor import client
 from portside.monitor.client import MonitorHandle, spawn
+from portside.monitor.zygote import PRELOADED_ENV
 from tests.integration.test_monitor_support import Monitors, log_lines, monitors, wait_for
 
 __all__ = ["monitors"]
@@ -272,3 +273,30 @@ def test_zygote_checks_the_config_before_it_forks(monitors: Monitors, tmp_path: 
     assert second.wait(timeout=60).exit_code == 3
     first.stop("KILL")
     first.wait(timeout=60)
+
+
+def test_a_zygote_whose_waiter_died_serves_anyway(monitors: Monitors) -> None:
+    """A successor zygote whose predecessor was killed during the hand-over cannot report
+    ready (EPIPE); it owns the socket's name by then, so it must serve all the same."""
+    ready_r, ready_w = os.pipe()
+    os.close(ready_r)  # the one waiting for "ready" is gone before the zygote reports
+    try:
+        argv = [sys.executable, "-I", "-S", "-c", client._ZYGOTE_BOOT]
+        path = client.zygote_socket(monitors.short)
+        starter = subprocess.Popen(
+            [*argv, str(path), str(ready_w), "60"],
+            pass_fds=(ready_w,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, PRELOADED_ENV: "1"},  # a successor: it hands over no further
+        )
+        assert starter.wait(timeout=30) == 0  # it forks away at once
+    finally:
+        os.close(ready_w)
+    wait_for(lambda: bool(monitors.zygote_pids()), "the zygote's pid file")
+    (zygote,) = monitors.zygote_pids()
+    handle = monitors.start(["sh", "-c", "exit 4"], zygote=True)
+    assert handle.wait(timeout=60).exit_code == 4
+    assert monitors.zygote_pids() == [zygote]  # served by it, not by a fresh one
+    os.kill(zygote, 0)  # and it lives on
