@@ -152,6 +152,9 @@ def test_the_fork_path_really_forks(
         seen[fork] = set(dump.read_text().split())
         for pid in own.zygote_pids():  # the next zygote gets the env anew
             os.kill(pid, 9)
+            # gone for good before the next request: one sent while the kill is still
+            # landing would sit in the dying socket's queue and be lost with it
+            wait_for(lambda p=pid: not Path(f"/proc/{p}").exists(), "the zygote to be gone")
     assert "portside.monitor.main" in seen[True]
     assert "portside.monitor.main" not in seen[False]
     assert "portside.runtime.cli.delete" in seen[True] & seen[False]
