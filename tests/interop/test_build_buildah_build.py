@@ -217,8 +217,10 @@ def test_build_equals_buildah(buildah: list[str], seeded: Path, tmp_path: Path, 
     _make_context(ctx, text)
     tag = "localhost/built:test"
     res = subprocess.run(
-        [*buildah, "bud", "--runtime", "runc", *_flags(args, target, extra), "-t", tag,
-         str(ctx)],
+        # host network, as portside's RUN: buildah's default would make its CNI bridge
+        # (cni-podman0, firewall chains) in the machine's own namespace
+        [*buildah, "bud", "--runtime", "runc", "--network", "host",
+         *_flags(args, target, extra), "-t", tag, str(ctx)],
         capture_output=True,
         text=True,
         check=False,
