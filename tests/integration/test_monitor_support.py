@@ -131,7 +131,11 @@ class Monitors:
         return json.loads(result.stdout) if result.returncode == 0 else None
 
     def zygote_pids(self) -> list[int]:
-        return [int(p.read_text()) for p in self.short.glob("monitor-zygote-*.pid")]
+        pids = []
+        for p in self.short.glob("monitor-zygote-*.pid"):
+            with contextlib.suppress(FileNotFoundError, ValueError):  # a zygote leaving now
+                pids.append(int(p.read_text()))
+        return pids
 
     def cleanup(self) -> None:
         for pid in self.zygote_pids():
