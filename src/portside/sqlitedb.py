@@ -22,9 +22,12 @@ import ctypes
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
+
+from portside.errors import StorageError
 
 _NO_CKPT_ON_CLOSE = 1006  # SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE (SQLite 3.16+)
 _HANDLE_OFFSET = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)  # PyObject_HEAD
@@ -77,13 +80,40 @@ def connect(
 ) -> sqlite3.Connection:
     """Open `path` in WAL mode with synchronous=NORMAL (a killed process loses no commit;
     only a power cut may drop the last ones) and the log kept on close. `threads`
-    allows use from several threads; callers then serialise writes with a lock."""
-    db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=not threads)
-    db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    keep_wal_on_close(db, os.fspath(path))  # no checkpoint + fsync per CLI call
-    return db
+    allows use from several threads; callers then serialise writes with a lock.
+
+    Opening can meet SQLITE_BUSY that SQLite does not hand to the busy handler (a journal
+    mode change, or reading the WAL index while another process rewrites it), so the
+    opening steps are retried here until `timeout`; after that, one StorageError names
+    the file."""
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while True:
+        db = sqlite3.connect(
+            path, timeout=timeout, isolation_level=None, check_same_thread=not threads
+        )
+        try:
+            db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            # the mode is kept in the file: switch only a database not yet in WAL mode
+            if str(db.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.OperationalError as err:
+            db.close()
+            if not _is_busy(err):
+                raise StorageError(f"{os.fspath(path)}: {err}") from err
+            if time.monotonic() >= deadline:
+                raise StorageError(f"{os.fspath(path)}: {err} (waited {timeout:g}s)") from err
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+            continue
+        keep_wal_on_close(db, os.fspath(path))  # no checkpoint + fsync per CLI call
+        return db
+
+
+def _is_busy(err: sqlite3.OperationalError) -> bool:
+    text = str(err)
+    return "locked" in text or "busy" in text
 
 
 def ensure_schema(db: sqlite3.Connection, marker_table: str, schema: str) -> None:
