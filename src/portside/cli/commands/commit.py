@@ -5,18 +5,11 @@ from __future__ import annotations
 import click
 
 from portside.cli.commands.create import get_engine
+from portside.cli.commands.image import change_option
 
 
 @click.command()
-@click.option(
-    "--change",
-    "-c",
-    "changes",
-    multiple=True,
-    metavar="INSTRUCTION",
-    help="Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
-    "VOLUME, WORKDIR, STOPSIGNAL.",
-)
+@change_option
 @click.option("--message", "-m", default=None, help="Commit message for the history.")
 @click.option("--author", "-a", default=None, help="Author of the image.")
 @click.option(

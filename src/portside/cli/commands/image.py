@@ -82,6 +82,20 @@ def tls_verify_option(f: Any) -> Any:
     )(f)
 
 
+def change_option(f: Any) -> Any:
+    """`--change/-c INSTRUCTION`, repeatable, as `commit` and `import` take it (docker's
+    flag); the values go to `portside.images.importer.apply_changes`."""
+    return click.option(
+        "--change",
+        "-c",
+        "changes",
+        multiple=True,
+        metavar="INSTRUCTION",
+        help="Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
+        "VOLUME, WORKDIR, STOPSIGNAL.",
+    )(f)
+
+
 def creds_option(f: Any) -> Any:
     return click.option(
         "--creds", default=None, metavar="USER[:PASS]", help="Registry credentials."

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import click
 
-from portside.cli.commands.image import open_store
+from portside.cli.commands.image import change_option, open_store
 
 
 @click.command(name="import")
-@click.option(
-    "--change",
-    "-c",
-    "changes",
-    multiple=True,
-    metavar="INSTRUCTION",
-    help="Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
-    "VOLUME, WORKDIR, STOPSIGNAL.",
-)
+@change_option
 @click.option("--message", "-m", default=None, help="Commit message for the history.")
 @click.option("--platform", default=None, help="os/arch[/variant] to record (default: host).")
 @click.option("--quiet", "-q", is_flag=True, help="Accepted for podman compatibility.")
