@@ -239,7 +239,13 @@ def main() -> None:
 
 
 def zygote_pids(directory: Path) -> list[int]:
-    return [int(p.read_text()) for p in directory.glob("monitor-zygote-*.pid")]
+    """The zygotes and their children (the forker): shared by every monitor, amortised."""
+    pids = [int(p.read_text()) for p in directory.glob("monitor-zygote-*.pid")]
+    for pid in list(pids):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                pids += [int(c) for c in (task / "children").read_text().split()]
+    return pids
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ benchmarks/bench_monitor.py's, not a test's.
 from __future__ import annotations
 
 import os
+import signal
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +103,43 @@ def test_only_a_portside_runtime_zygote_loads_the_runtime(monitors: Monitors) ->
         assert not next_loaded()
         assert not next_loaded()
     assert len(monitors.zygote_pids()) == 1
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_monitors_come_from_the_forker_and_the_zygote_forks_when_it_is_gone(
+    monitors: Monitors,
+) -> None:
+    """The zygote's one child forks the monitors; without it the zygote forks them itself."""
+    first = monitors.start(["sleep", "1000"], zygote=True)
+    _assert_lean(first)
+
+    def zygote_and_forker() -> tuple[int, int] | None:
+        # with portside-runtime the first container hands the zygote over to a successor
+        pids = monitors.zygote_pids()
+        kids = _children(pids[0]) if len(pids) == 1 else []
+        return (pids[0], kids[0]) if len(kids) == 1 else None
+
+    zygote, forker = wait_for(zygote_and_forker, "one zygote and its forker")
+    # the monitor was forked by the forker's child: same session as that child made, not ours
+    assert os.getsid(first.pid) not in (os.getsid(zygote), os.getsid(0))
+    os.kill(forker, signal.SIGKILL)
+    wait_for(lambda: _state(forker) in ("Z", ""), "the forker to die")
+    second = monitors.start(["sleep", "1000"], zygote=True)
+    _assert_lean(second)
+    assert _children(zygote) == []  # the dead forker was reaped, no new one
+    for handle in (first, second):
+        handle.stop("KILL")
+        assert handle.wait(timeout=60).signal == 9
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return ""

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from portside.errors import InvalidArgument, InvalidDocument, RuntimeFailure
 from portside.monitor import jsonlite
 from portside.monitor.client import monitor_argv, spawn
-from portside.monitor.config import HealthConfig, MonitorConfig, RestartPolicy
+from portside.monitor.config import NO_RESTART, HealthConfig, MonitorConfig, RestartPolicy
 from portside.monitor.health import HealthState
 from portside.monitor.logread import log_files, read_log
 from portside.monitor.logs import CRIWriter, JSONFileWriter, open_writer
@@ -41,6 +41,39 @@ def test_config_defaults_follow_state_dir() -> None:
     assert (cfg.log_driver, cfg.log_max_size, cfg.log_max_file) == ("k8s-file", 0, 1)
     assert cfg.restart.name == "no" and cfg.healthcheck is None
     assert cfg.runtime_argv("start", "abc") == ["/usr/bin/runc", "start", "abc"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {
+            "restart": {"policy": "on-failure", "max_retries": 3, "backoff": 0.5},
+            "healthcheck": {"test": ["CMD-SHELL", "cat /ok"], "interval": 2, "retries": 4},
+            "exit_command": ["/usr/bin/portside", "cleanup", "abc"],
+            "log": {"driver": "json-file", "max_size": 100, "max_file": 3},
+            "terminal": True,
+            "sync_fd": 7,
+        },
+    ],
+)
+def test_config_state_round_trip_through_marshal(extra: dict[str, Any]) -> None:
+    """The zygote hands its forker a validated config as plain data: nothing may change."""
+    import marshal
+
+    cfg = MonitorConfig({**BASE, **extra})
+    back = MonitorConfig.from_state(marshal.loads(marshal.dumps(cfg.to_state())))
+    for name in MonitorConfig.__slots__:
+        value, got = getattr(cfg, name), getattr(back, name)
+        if name in ("restart", "healthcheck") and value is not None:
+            assert type(got) is type(value)
+            assert [getattr(got, n) for n in value.__slots__] == [
+                getattr(value, n) for n in value.__slots__
+            ]
+        else:
+            assert got == value, name
+    assert (back.restart is NO_RESTART) == (cfg.restart is NO_RESTART)
+    assert back.exit_file == cfg.exit_file
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,9 @@ from portside.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeVar
+
+    _T = TypeVar("_T")
 
 VERSION = 1
 LOG_DRIVERS = ("k8s-file", "json-file", "none")
@@ -311,6 +313,33 @@ class MonitorConfig:
             None if monitor_log is None else _path(doc, "monitor_log", None)
         )
 
+    def to_state(self) -> tuple[Any, ...]:
+        """Every field, in __slots__ order, as plain data (marshal can carry it)."""
+        values = [getattr(self, name) for name in self.__slots__]
+        r = self.restart
+        h = self.healthcheck
+        i = self.__slots__.index
+        values[i("restart")] = None if r is NO_RESTART else [getattr(r, n) for n in r.__slots__]
+        values[i("healthcheck")] = None if h is None else [getattr(h, n) for n in h.__slots__]
+        return tuple(values)
+
+    @classmethod
+    def from_state(cls, state: tuple[Any, ...]) -> MonitorConfig:
+        """The config `to_state` gave, without parsing or validating it again.
+
+        A monitor forked by the zygote's forker gets its config so: the zygote
+        validated it, and the parser's code and garbage stay out of the
+        monitor's memory.
+        """
+        cfg = cls.__new__(cls)
+        for name, value in zip(cls.__slots__, state, strict=True):
+            setattr(cfg, name, value)
+        restart: Any = cfg.restart
+        cfg.restart = NO_RESTART if restart is None else _restore(RestartPolicy, restart)
+        health: Any = cfg.healthcheck
+        cfg.healthcheck = None if health is None else _restore(HealthConfig, health)
+        return cfg
+
     @property
     def exit_file(self) -> str:
         return _join(self.exit_dir, self.id)
@@ -325,6 +354,13 @@ class MonitorConfig:
 
     def runtime_argv(self, *args: str) -> list[str]:
         return [self.runtime, *self.runtime_args, *args]
+
+
+def _restore(cls: type[_T], values: list[Any]) -> _T:
+    obj = cls.__new__(cls)
+    for name, value in zip(cls.__slots__, values, strict=True):  # type: ignore[attr-defined]
+        setattr(obj, name, value)
+    return obj
 
 
 def _where(section: str | None, key: str) -> str:

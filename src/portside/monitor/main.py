@@ -997,20 +997,22 @@ def _report(fd: int | None, doc: dict[str, Any] | bytes) -> None:
         pass
 
 
-def _daemonize(cfg: MonitorConfig, forked: bool = False) -> None:
+def _daemonize(cfg: MonitorConfig, forked: bool = False, detached: bool = False) -> None:
     """fork, setsid, fork: the caller's process exits at once and nothing ties us to it.
 
     `forked`: we are already a fresh child (of the zygote) that nobody waits on
-    but the zygote, so the first fork is not needed.
+    but the zygote, so the first fork is not needed; `detached`: the forks and
+    setsid are done already (the zygote's child did them), only the fds are left.
     """
-    if not forked:
+    if not forked and not detached:
         pid = os.fork()
         if pid:
             os.waitpid(pid, 0)
             os._exit(0)
-    os.setsid()
-    if os.fork():
-        os._exit(0)
+    if not detached:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
     os.chdir("/")
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
@@ -1045,7 +1047,11 @@ def config_error(path: str, exc: Exception) -> str:
 
 
 def launch(
-    path: str, sync_fd: int | None = None, forked: bool = False, cfg: MonitorConfig | None = None
+    path: str,
+    sync_fd: int | None = None,
+    forked: bool = False,
+    cfg: MonitorConfig | None = None,
+    detached: bool = False,
 ) -> None:
     """Read the config, detach, start the container, report on the sync fd, serve; never returns.
 
@@ -1071,7 +1077,7 @@ def launch(
         if forked:
             os._exit(1)
         raise SystemExit(1) from None
-    _daemonize(cfg, forked)
+    _daemonize(cfg, forked, detached)
     monitor = Monitor(cfg)
     try:
         monitor.setup()

@@ -14,7 +14,10 @@ Requests on the SOCK_SEQPACKET socket: one packet `{"config": PATH}` with the
 engine's sync pipe attached (SCM_RIGHTS); the reply comes on that pipe, from
 the new monitor, exactly as when it is started directly. The zygote reads and
 validates the config itself before it forks (an invalid one is answered by the
-zygote, in the same one-line form, and no monitor starts).
+zygote, in the same one-line form, and no monitor starts). The zygote does not
+fork the monitor itself: its forker, a copy of it made right after the
+freeze, does (see _start_forker), so that the zygote's own work for each
+request is not paid for again by the monitor forked before it.
 
 When the first container uses our own portside-runtime, the zygote starts a
 successor that loads the runtime's modules before it freezes (so the monitors
@@ -27,11 +30,13 @@ from __future__ import annotations
 import _signal
 import _socket
 import gc
+import marshal
 import os
 import select
 import sys
 
 from portside.monitor import inproc, jsonlite, main, proc
+from portside.monitor.config import MonitorConfig
 from portside.monitor.files import read_file, write_atomic
 from portside.monitor.logs import CRIWriter, JSONFileWriter
 
@@ -40,6 +45,9 @@ import fcntl  # noqa: F401  isort: skip
 import termios  # noqa: F401  isort: skip
 
 SEQPACKET = _socket.SOCK_SEQPACKET
+MESSAGE_MAX = 1 << 16  # of a request from the zygote to its forker (a config is ~1 kB)
+_forker: _socket.socket | None = None  # the zygote's end of the forker's socket
+_forker_pid = 0
 # Set for the zygote that takes over to serve portside-runtime's containers (see _replace).
 PRELOADED_ENV = "_PORTSIDE_ZYGOTE_RUNTIME"
 
@@ -72,6 +80,8 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     _fill_pools()
     main.ZYGOTE_MODULES = frozenset(sys.modules)
     gc.freeze()  # the collector must not touch (and so copy) the shared objects
+    global _forker
+    _forker = _start_forker(listener, ready_fd)
     # who waits for this (a zygote handing over) may have been killed meanwhile: serve
     # anyway, the socket's name is ours already and requests may be queued on it
     try:  # noqa: SIM105  (no contextlib in the zygote's image)
@@ -100,8 +110,74 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     os._exit(0)
 
 
+def _start_forker(listener: _socket.socket, ready_fd: int) -> _socket.socket | None:
+    """Fork the process that forks the monitors; the zygote's end of its socket, or None.
+
+    Every page a process writes after a fork stays, as the original, with
+    the child it forked last: the zygote's work for the next request (accept,
+    receive, parse and validate the config) would be paid for by the monitor
+    before. So the zygote does that work, and a pristine copy of it made
+    right after the freeze, the forker, only waits and forks: it writes a few
+    pages per monitor where the zygote writes tens. The forker leaves when
+    the zygote does (its socket hangs up), after forking what was queued.
+    """
+    try:
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, SEQPACKET | _socket.SOCK_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return None
+    if pid == 0:
+        listener.close()
+        ours.close()
+        os.close(ready_fd)
+        _fork_loop(theirs)
+    theirs.close()
+    global _forker_pid
+    _forker_pid = pid
+    return ours
+
+
+def _fork_loop(sock: _socket.socket) -> None:
+    """The forker: one child per message; the child takes the message and becomes the monitor."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    while poller.poll()[0][1] & select.POLLIN:
+        child = os.fork()
+        if child == 0:
+            _take_request(sock)
+        os.waitpid(child, 0)  # it reads the message, then double-forks and exits
+    os._exit(0)
+
+
+def _take_request(sock: _socket.socket) -> None:
+    """In the forker's child: take the zygote's message, detach (setsid, fork), serve it."""
+    try:
+        data, ancdata, _, _ = sock.recvmsg(MESSAGE_MAX, _socket.CMSG_LEN(4))
+    except OSError:
+        os._exit(1)
+    sock.close()
+    fds = [
+        int.from_bytes(d[:4], sys.byteorder)
+        for level, kind, d in ancdata
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(d) >= 4
+    ]
+    if not fds:
+        os._exit(1)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    path, state = marshal.loads(data)
+    main.launch(path, fds[0], forked=True, cfg=MonitorConfig.from_state(state), detached=True)
+    os._exit(1)
+
+
 def _serve_one(listener: _socket.socket) -> main.MonitorConfig | None:
-    """Take one request and fork its monitor; its config, or None."""
+    """Take one request and have its monitor forked; its config, or None."""
     conn = proc.accept(listener, SEQPACKET)
     if conn is None:
         return None
@@ -123,17 +199,19 @@ def _serve_one(listener: _socket.socket) -> main.MonitorConfig | None:
         config = ""
     cfg = None
     if config and fds:
-        # read and validated here, before the fork: its garbage stays in our memory, not
-        # copied into each monitor's; a bad config is reported here, exactly as a monitor would
+        # read and validated here, in the zygote, not in each monitor; a bad config is
+        # reported here, exactly as a monitor would
         try:
             cfg = main.read_config(config)
         except Exception as exc:  # whatever it is: one line, and the zygote lives on
             main._report(os.dup(fds[0]), {"error": main.config_error(config, exc)})
-    if cfg is not None:
+    if cfg is not None and not _to_forker(config, cfg, fds[0]):
         child = os.fork()
         if child == 0:
             listener.close()
             conn.close()
+            if _forker is not None:
+                _forker.close()
             main.launch(config, fds[0], forked=True, cfg=cfg)
             os._exit(1)
         os.waitpid(child, 0)  # it double-forks and exits at once
@@ -141,6 +219,30 @@ def _serve_one(listener: _socket.socket) -> main.MonitorConfig | None:
         os.close(fd)
     conn.close()
     return cfg
+
+
+def _to_forker(path: str, cfg: main.MonitorConfig, sync_fd: int) -> bool:
+    """Hand the request to the forker; False if there is none (any more): fork it here."""
+    global _forker
+    if _forker is None:
+        return False
+    message = marshal.dumps((path, cfg.to_state()))
+    if len(message) > MESSAGE_MAX:
+        return False
+    try:
+        _forker.sendmsg(
+            [message],
+            [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, sync_fd.to_bytes(4, sys.byteorder))],
+        )
+    except OSError:  # it died: the zygote forks the monitors itself from now on
+        _forker.close()
+        _forker = None
+        try:  # noqa: SIM105
+            os.waitpid(_forker_pid, 0)
+        except OSError:
+            pass
+        return False
+    return True
 
 
 def _warm_up() -> None:
