@@ -325,6 +325,18 @@ BAD_CONFIGS = {
         ),
         "/no/such",
     ),
+    # the init fails before the runtime's GO (its cgroup is made after the fork, meanwhile)
+    "bad-first-mount": (
+        lambda s: s["mounts"].insert(
+            0, {"destination": "/x", "type": "bind", "source": "/no/such", "options": ["bind"]}
+        ),
+        "/no/such",
+    ),
+    # the cgroup made after the fork fails: the init waiting for GO is killed
+    "bad-cpuset": (
+        lambda s: s["linux"].setdefault("resources", {}).update(cpu={"cpus": "4096"}),
+        "cpuset.cpus",
+    ),
 }
 
 

@@ -16,6 +16,41 @@ def create(cid: str, path: str | None, *, systemd: bool) -> Any:
     return cgroups.create_manager(cid, path, systemd=systemd)
 
 
+def plan_v1(cid: str, path: str | None, *, systemd: bool) -> dict[str, str] | None:
+    """The directories of a container's v1 (or hybrid) cgroup, by the path rules alone, or
+    None where the manager must be made the usual way first (the systemd driver, a
+    cgroup2-only host, a cgroupsPath the manager refuses: it says why).
+
+    Cheap on purpose: the runtime calls it before its fork and makes the cgroup after,
+    while the child works (see launcher.create); manager_for() takes it from there."""
+    if systemd:
+        return None
+    from portside.runtime.cgroups import paths
+
+    try:
+        inner = paths.inner_path(cid, path)
+    except ValueError:
+        return None
+    mounts = paths.read_mounts()
+    if mounts.mode not in ("v1", "hybrid"):
+        return None
+    return paths.v1_layout(inner, mounts, paths.own_cgroups())
+
+
+def unified_dir(layout: dict[str, str]) -> str | None:
+    """The cgroup2 directory of a plan_v1() layout on a hybrid host (None elsewhere)."""
+    from portside.runtime.cgroups.paths import UNIFIED
+
+    return layout.get(UNIFIED)
+
+
+def manager_for(cid: str, layout: dict[str, str]) -> Any:
+    """The v1 manager of a plan_v1() layout (nothing made yet)."""
+    from portside.runtime.cgroups.v1 import V1Manager
+
+    return V1Manager(layout, container_id=cid)
+
+
 def dump(manager: Any) -> dict[str, Any] | None:
     if manager is None:
         return None

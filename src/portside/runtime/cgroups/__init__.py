@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from portside.errors import CgroupError
 from portside.runtime.cgroups import paths
-from portside.runtime.cgroups.devices import DEFAULT_ALLOWED, Rule, container_rules
-from portside.runtime.cgroups.manager import CgroupManager
 from portside.runtime.cgroups.paths import (
     Mounts,
     inner_path,
@@ -27,6 +25,29 @@ TYPE_CHECKING = False  # typing costs start-up time on every container run
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
+
+    from portside.runtime.cgroups.devices import DEFAULT_ALLOWED, Rule, container_rules
+    from portside.runtime.cgroups.manager import CgroupManager
+
+# loaded on first use: the runtime works out a container's paths (paths) before its
+# fork, and the rest of the package loads after it, beside the child's work
+_LAZY = {
+    "DEFAULT_ALLOWED": "devices",
+    "Rule": "devices",
+    "container_rules": "devices",
+    "CgroupManager": "manager",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    __import__(f"{__name__}.{module}")
+    value = getattr(globals()[module], name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_ALLOWED",
@@ -97,4 +118,6 @@ def watch_oom(manager: CgroupManager, **kwargs: Any) -> Iterator[int]:
 
 def from_state(data: dict[str, object]) -> CgroupManager:
     """Same as CgroupManager.from_state."""
+    from portside.runtime.cgroups.manager import CgroupManager
+
     return CgroupManager.from_state(dict(data))

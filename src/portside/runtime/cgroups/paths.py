@@ -32,6 +32,12 @@ V1_CONTROLLERS = (
     "misc",
 )
 
+# Controllers a v1 container gets a directory in (named hierarchies such as name=systemd
+# are joined too, as runc does, so tools that look there find the container).
+JOINED = (*V1_CONTROLLERS, "systemd")
+
+UNIFIED = "unified"  # key of the cgroup2 directory in a hybrid layout
+
 
 class Mounts:
     """The cgroup mounts of this mount namespace."""
@@ -160,6 +166,31 @@ def v2_path(mountpoint: str, inner: str, own: dict[str, str], root: str = "/") -
     if root != "/" and (base == root or base.startswith(root + "/")):
         base = base[len(root) :] or "/"
     return posixpath.join(mountpoint, base.lstrip("/"), inner)
+
+
+def v1_layout(inner: str, mounts: Mounts, own: dict[str, str]) -> dict[str, str]:
+    """A v1 (or hybrid) container's directories: {controller: path}, plus UNIFIED on a
+    hybrid host. Only path rules (this module): the runtime works them out before its
+    fork and loads the manager that writes the files after it."""
+    out = {}
+    for ctrl in JOINED:
+        if ctrl in mounts.v1:
+            # co-mounted controllers (cpu,cpuacct) resolve to one shared directory
+            out[ctrl] = v1_path(mounts, ctrl, inner, own)
+    if not out:
+        from portside.errors import CgroupError
+
+        raise CgroupError("no cgroup v1 controllers are mounted")
+    if mounts.unified is not None:
+        # Hybrid host: runc also puts the container in the cgroup2 hierarchy (same
+        # relative rules, under our own v2 cgroup), so v2-aware tools find it there.
+        if inner.startswith("/"):
+            unified = posixpath.join(mounts.unified, inner.lstrip("/"))
+        else:
+            base = own.get("", "/").lstrip("/")
+            unified = posixpath.join(mounts.unified, base, inner)
+        out[UNIFIED] = unified
+    return out
 
 
 def systemd_running() -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import posixpath
 import time
 
 from portside.errors import CgroupError
@@ -13,22 +12,16 @@ from portside.runtime.cgroups import fscommon as fs
 from portside.runtime.cgroups import resources as res
 from portside.runtime.cgroups.manager import CgroupManager
 from portside.runtime.cgroups.paths import (
-    V1_CONTROLLERS,
+    UNIFIED,
     Mounts,
     own_cgroups,
     read_mounts,
-    v1_path,
+    v1_layout,
 )
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
 if TYPE_CHECKING:
     from typing import Any
-
-# Controllers we create a directory in (named hierarchies such as name=systemd are
-# joined too, as runc does, so tools that look there find the container).
-JOINED = (*V1_CONTROLLERS, "systemd")
-
-UNIFIED = "unified"  # key of the cgroup2 directory in a hybrid layout
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _FREEZE_TIMEOUT = 10.0
@@ -51,23 +44,7 @@ class V1Manager(CgroupManager):
     ) -> V1Manager:
         mounts = mounts or read_mounts()
         own = own if own is not None else own_cgroups()
-        paths = {}
-        for ctrl in JOINED:
-            if ctrl in mounts.v1:
-                # co-mounted controllers (cpu,cpuacct) resolve to one shared directory
-                paths[ctrl] = v1_path(mounts, ctrl, inner, own)
-        if not paths:
-            raise CgroupError("no cgroup v1 controllers are mounted")
-        if mounts.unified is not None:
-            # Hybrid host: runc also puts the container in the cgroup2 hierarchy (same
-            # relative rules, under our own v2 cgroup), so v2-aware tools find it there.
-            if inner.startswith("/"):
-                unified = posixpath.join(mounts.unified, inner.lstrip("/"))
-            else:
-                base = own.get("", "/").lstrip("/")
-                unified = posixpath.join(mounts.unified, base, inner)
-            paths[UNIFIED] = unified
-        return cls(paths, container_id=container_id)
+        return cls(v1_layout(inner, mounts, own), container_id=container_id)
 
     # -- state ---------------------------------------------------------------
 

@@ -160,10 +160,13 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
 
     def joined_cgroup() -> str | None:
         """Ready for the cgroup mount: the cgroup2 directory the runtime is moving us into
-        (see launcher._spawn), after waiting for it where it cannot be named."""
-        if opts.cgroup_wait:
-            ch.expect(sync.GO)
-            opts.cgroup_wait = False
+        (see launcher._spawn), after waiting for it where it cannot be named, or for the
+        cgroup the runtime made after the fork (we move ourselves into it then)."""
+        if opts.cgroup_wait or opts.join_on_go:
+            go = ch.expect(sync.GO)
+            for path in go.get("join") or ():
+                _join_cgroup(path)
+            opts.cgroup_wait = opts.join_on_go = False
         return opts.cgroup2_dir
 
     rootfs.mount_all(cfg, before_cgroupfs=joined_cgroup)

@@ -69,16 +69,19 @@ def _spawn(
     opts: Options,
     mgr: Any,
     on_pid: Callable[[int], None] | None = None,
+    make_mgr: Callable[[], Any] | None = None,
 ) -> tuple[int, sync.Channel]:
     """Fork stage 1 (the init itself with `opts.direct`), finish its cgroup and id maps,
     and learn the init's pid (`on_pid` gets it as soon as it is known, while the child
     is still at work).
 
-    The cgroup exists before the fork, so stage 1 moves itself into what it can first
-    thing (`opts.cgroup_join`, see CgroupManager.self_join_files) and the runtime has
-    little left to do while the child works: no page of ours is copied for nothing.
-    Only a user namespace (its id maps) or a new cgroup namespace (rooted where stage 1
-    stands) makes stage 1 wait for us (GO).
+    With `make_mgr` (`opts.join_on_go`, create's common case) the cgroup is made after
+    the fork, while the init enters its namespaces and mounts its root; GO then names
+    the files it moves itself through, before its cgroup mount. Otherwise the cgroup
+    exists before the fork, so stage 1 moves itself into what it can first thing
+    (`opts.cgroup_join`, see CgroupManager.self_join_files). Only a user namespace (its
+    id maps) or a new cgroup namespace (rooted where stage 1 stands) makes stage 1 wait
+    for us (GO) before it goes on.
     """
     parent_ch, child_ch = sync.Channel.pair()
     pidns = -1
@@ -111,7 +114,9 @@ def _spawn(
         stage1(cfg, proc, child_ch, opts)
     child_ch.close()
     try:
-        # stage 1 has moved itself into its v1 cgroups by now
+        if make_mgr is not None:
+            mgr = make_mgr()  # beside the child, which joins it on GO
+        # stage 1 has moved itself into its v1 cgroups by now (unless it joins on GO)
         hello = parent_ch.expect(sync.HELLO)
         late = bool(hello.get("late"))
         if not late:
@@ -120,6 +125,11 @@ def _spawn(
             if hello.get("userns"):
                 namespaces.write_id_maps(stage, cfg.uid_mappings, cfg.gid_mappings)
             parent_ch.send(sync.GO)
+        if opts.join_on_go and mgr is not None:
+            try:  # noqa: SIM105 - contextlib costs start-up time
+                parent_ch.send(sync.GO, join=mgr.self_join_files())
+            except OSError:
+                pass  # the child is gone: its error (or EOF) is what gets reported
         pid = stage if opts.direct else _init_pid(parent_ch)
         if on_pid is not None:
             on_pid(pid)
@@ -149,19 +159,25 @@ def _cgroup2_birthplace(opts: Options, mgr: Any) -> int:
     """An fd of the cgroup2 directory the init may be born in, or -1.
 
     Only where the runtime would move the init there late (the init's other cgroups it
-    joins itself) and this process has no other thread (see libc.fork_into_cgroup): a
+    joins itself; with `opts.join_on_go` the directory is made before the fork, the
+    rest after it) and this process has no other thread (see libc.fork_into_cgroup): a
     library caller's, or a cgroup warm-up thread, means the usual fork."""
-    if mgr is None or not (opts.direct and opts.late_cgroup) or opts.cgroup_wait:
+    if not (opts.direct and opts.late_cgroup) or opts.cgroup_wait:
         return -1
     if opts.is_exec or opts.join_pid is not None:
         return -1
+    path = opts.cgroup2_dir
+    if not path:
+        return -1
+    if mgr is not None:
+        if path != mgr.deferred_join_dir():
+            return -1
+    elif not opts.join_on_go:
+        return -1  # no cgroup at all
     try:
         if len(os.listdir("/proc/self/task")) != 1:
             return -1  # only we start threads here: none can appear before the fork
     except OSError:
-        return -1
-    path = opts.cgroup2_dir
-    if not path or path != mgr.deferred_join_dir():
         return -1
     try:
         return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -276,12 +292,11 @@ def create(
         )
     c = Container.new(root, cid)
     made: list[Any] = []
+    premade = ""  # a cgroup2 directory made before the fork for the init to be born in
     pid = 0
     ch: sync.Channel | None = None
     fifo_fd = -1
     try:
-        made.append(make_cgroup(cid, cfg, systemd))
-        mgr = made[0]
         opts = Options()
         opts.id = cid
         if exec_fifo:
@@ -302,13 +317,39 @@ def create(
             or cfg.has("time")
             or any(k == "pid" and p is not None for k, p in cfg.namespaces)
         )
-        plan_cgroup_join(cfg, opts, mgr)
+        layout = None
+        if opts.direct and opts.late_cgroup and not joins_mount_ns(cfg):
+            layout = cgroupctl.plan_v1(cid, cfg.cgroups_path, systemd=systemd)
+        make_mgr: Callable[[], Any] | None = None
+        if layout is None:
+            made.append(make_cgroup(cid, cfg, systemd))
+            mgr = made[0]
+            plan_cgroup_join(cfg, opts, mgr)
+        else:
+            # the common case: the cgroup is made after the fork, beside the init's own
+            # work (its imports, namespaces, mounts), and it joins it before its cgroup
+            # mount (GO); only a hybrid host's cgroup2 directory, where it is born, first
+            mgr = None
+            opts.join_on_go = True
+            opts.cgroup2_dir = cgroupctl.unified_dir(layout)
+            if opts.cgroup2_dir and not os.path.isdir(opts.cgroup2_dir):
+                os.makedirs(opts.cgroup2_dir, 0o755, exist_ok=True)
+                premade = opts.cgroup2_dir
+            v1_layout = layout
+
+            def make_v1() -> Any:
+                made.append(cgroupctl.manager_for(cid, v1_layout))
+                made[0].create()
+                made[0].apply_resources(cfg.resources)
+                return made[0]
+
+            make_mgr = make_v1
+
         if not opts.late_cgroup or opts.cgroup_wait:
             cgroupctl.warm_up()  # a cgroup2 move then comes before the child goes on
         opts.no_pivot = no_pivot
         opts.no_new_keyring = no_new_keyring
         opts.preserve_fds = preserve_fds
-        c.manager = mgr
 
         def record(init_pid: int) -> None:
             """The state, written while the child sets up (not after, on the way to
@@ -321,11 +362,12 @@ def create(
                 created=now_rfc3339(),
                 annotations=cfg.annotations,
                 config=cfg.spec,
-                cgroup=cgroupctl.dump(mgr),
+                cgroup=cgroupctl.dump(made[0] if made else None),
             )
             c.save()
 
-        pid, ch = _spawn(cfg, cfg.process, opts, mgr, record)
+        pid, ch = _spawn(cfg, cfg.process, opts, mgr, record, make_mgr)
+        c.manager = made[0] if made else None
         msg = ch.recv()
         if msg["t"] == sync.HOOKS:
             from portside.runtime.hooks import run_hooks
@@ -353,6 +395,11 @@ def create(
             try:  # noqa: SIM105 - contextlib costs start-up time
                 made_mgr.destroy()
             except Exception:
+                pass
+        if premade and not made:
+            try:  # noqa: SIM105 - contextlib costs start-up time
+                os.rmdir(premade)
+            except OSError:
                 pass
         c.remove_dir()
         raise

@@ -31,6 +31,9 @@ class Options:
         self.cgroup_join: list[str] = []  # files stage 1 moves itself through, first thing
         self.cgroup2_dir: str | None = None  # what the init's cgroup mount shows for cgroup2
         self.cgroup_wait = False  # the init waits for GO before its cgroup mount
+        # the runtime makes the cgroup after the fork: the init waits for GO before its
+        # cgroup mount and moves itself through the files GO names (its "join")
+        self.join_on_go = False
         self.close_fds: list[int] = []  # the runtime's own (its state lock): not ours to hold
         # stage 1 is the init itself: the runtime made the PID namespace (see launcher)
         self.direct = False
