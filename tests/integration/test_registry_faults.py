@@ -316,7 +316,9 @@ def test_eight_concurrent_pulls_store_each_blob_once(
         for _ in range(8)
     ]
     outs = [p.communicate(timeout=150) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 8, [e for _, e in outs]
+    # status, stdout (was the ID printed: did it fail after the pull?) and stderr of each
+    report = [(p.returncode, o, e) for p, (o, e) in zip(procs, outs, strict=True)]
+    assert [p.returncode for p in procs] == [0] * 8, report
     assert len({o.strip() for o, _ in outs}) == 1
     manifest = _manifest(fixture_layouts["multilayer-gzip"])
     expected = {manifest["config"]["digest"], *_layers(fixture_layouts["multilayer-gzip"])}  # type: ignore[index]

@@ -7,6 +7,7 @@ never imports click in the calling process.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Any
@@ -19,8 +20,46 @@ from portside.cli.main import COMMANDS
 from portside.errors import PortsideError
 
 
+class BrokenPipeElsewhere(RuntimeError):
+    """An EPIPE from a pipe or socket of the command's own (a helper process, a
+    connection), not from portside's stdout or stderr."""
+
+
+def _output_gone() -> bool:
+    """Whether stdout or stderr lost its reader (a pipe's POLLERR, a socket's POLLHUP):
+    then an EPIPE is about our own output, as in `portside images | head`."""
+    import select
+
+    poller = select.poll()
+    for fd in (1, 2):
+        poller.register(fd, select.POLLOUT)
+    gone = select.POLLERR | select.POLLHUP | select.POLLNVAL
+    try:
+        return any(events & gone for _, events in poller.poll(0))
+    except OSError:
+        return True
+
+
+class PortsideGroup(LazyGroup):
+    """The top group. click ends the process with status 1 and not a word on any EPIPE
+    escaping a command (meant for a closed stdout); one from anywhere else would be a
+    failure nobody can see, so it goes on as an error with its traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as err:
+            if err.errno != errno.EPIPE or _output_gone():
+                raise  # our reader left: click's quiet exit, as before
+            raise BrokenPipeElsewhere(
+                f"{err} (not on portside's output: stdout and stderr still have readers)"
+            ) from err
+
+
 @click.group(
-    cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
+    cls=PortsideGroup,
+    lazy_commands=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(
     __version__, "--version", "-v", prog_name="portside", message="%(prog)s version %(version)s"
