@@ -538,6 +538,33 @@ def test_kill_all_reaches_every_process(rt: Runtime, tmp_path: Path, rootfs_temp
         ok(rt("delete", "-f", "all"))
 
 
+@pytest.mark.parametrize("own_pid_ns", [True, False], ids=["own-pid-ns", "host-pid-ns"])
+def test_run_leaves_no_process_of_the_container_behind(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path, own_pid_ns: bool
+) -> None:
+    """A process the init leaves running dies with the container: with a PID namespace of
+    its own the kernel kills it when the init exits; without one, `run`'s clean-up kills
+    what is left in the cgroup (as runc), before the cgroup can be removed."""
+    out = tmp_path / "bg.pid"
+    b = bundle(tmp_path, rootfs_template, ["sh", "-c", "sleep 1000 & echo $! > /out/bg.pid"])
+    spec = json.loads((b / "config.json").read_text())
+    if not own_pid_ns:
+        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "pid"]
+    spec["mounts"].append(
+        {"destination": "/out", "type": "bind", "source": str(tmp_path), "options": ["rbind"]}
+    )
+    (b / "config.json").write_text(json.dumps(spec))
+    ok(rt("run", "-b", str(b), "bg"))
+    assert cgroup_dirs(f"portside-test-{os.getpid()}-{tmp_path.name}") == []
+    if not own_pid_ns:  # its pid is the host's: it must be gone (or a zombie)
+        pid = int(out.read_text())
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and _stat(pid) != b"Z":
+            assert time.monotonic() < deadline, "the background process outlived run"
+            time.sleep(0.02)
+    assert ok(rt("list", "-q")) == ""
+
+
 def _stat(pid: int) -> bytes:
     try:
         raw = Path(f"/proc/{pid}/stat").read_bytes()

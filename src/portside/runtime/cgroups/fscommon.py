@@ -145,14 +145,15 @@ def remove_tree(
     delay: float = 0.01,
     rmdir: Callable[[str], None] = os.rmdir,
 ) -> None:
-    """rmdir a cgroup and its children bottom-up, retrying while exiting tasks drain (EBUSY)."""
-    if not os.path.isdir(directory):
-        return
+    """rmdir a cgroup and its children bottom-up, retrying while exiting tasks drain (EBUSY);
+    a missing one (or not a directory) is left alone."""
     for attempt in range(attempts):
         try:
             if attempt == 0:
                 try:
                     rmdir(directory)  # the usual case, without listing its files first
+                    return
+                except (FileNotFoundError, NotADirectoryError):
                     return
                 except OSError as exc:
                     if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):

@@ -545,7 +545,9 @@ def destroy(c: Container) -> None:
 
         log.warning(f"cannot restore the cgroup manager of {c.id}: {e}")
         mgr = None
-    if mgr is not None:
+    if mgr is not None and not _own_pid_namespace(c.config):
+        # as runc: with a PID namespace of its own, the kernel has killed every process
+        # in it (and waited for them) by the time its init is gone
         try:
             for p in mgr.pids():
                 _signal(p, signal.SIGKILL)
@@ -559,6 +561,14 @@ def destroy(c: Container) -> None:
     if mgr is not None:
         mgr.destroy()
     c.remove_dir()
+
+
+def _own_pid_namespace(spec: dict[str, Any]) -> bool:
+    """The spec asks for a new PID namespace (not one joined by path)."""
+    for ns in (spec.get("linux") or {}).get("namespaces") or ():
+        if isinstance(ns, dict) and ns.get("type") == "pid":
+            return not ns.get("path")
+    return False
 
 
 def delete(c: Container, force: bool = False) -> None:
