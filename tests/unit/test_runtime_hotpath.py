@@ -91,6 +91,18 @@ def test_a_missing_or_foreign_bundle_changes_nothing(tmp_path: Path, tree: Path)
     junk.write_bytes(b"not marshal data")
     script = launcher(tmp_path, tree, junk)
     assert loaders(script, "portside.runtime.cli.main") == ["SourceFileLoader"]
+    # another interpreter's bundle (its tag differs): its code is never run
+    good = tmp_path / "good"
+    hotpath.build(str(good), str(tree))
+    foreign = tmp_path / "foreign"
+    foreign.write_bytes(b"cpython-27".ljust(16) + good.read_bytes()[16:])
+    script = launcher(tmp_path, tree, foreign)
+    assert loaders(script, "portside.runtime.cli.main") == ["SourceFileLoader"]
+    # the right tag over broken code: the usual imports, not a crash
+    broken = tmp_path / "broken"
+    broken.write_bytes(hotpath.tag() + (1000).to_bytes(8, "little") + b"\xff" * 40)
+    script = launcher(tmp_path, tree, broken)
+    assert loaders(script, "portside.runtime.cli.main") == ["SourceFileLoader"]
 
 
 def test_build_is_atomic_and_names_modules_by_path(tmp_path: Path, tree: Path) -> None:
@@ -99,12 +111,18 @@ def test_build_is_atomic_and_names_modules_by_path(tmp_path: Path, tree: Path) -
     out = tmp_path / "b"
     hotpath.build(str(out), str(tree))
     raw = out.read_bytes()
-    n = int.from_bytes(raw[:8], "little")
-    data = marshal.loads(raw[8 : 8 + n])
+    assert raw[:16] == hotpath.tag() == sys.implementation.cache_tag.encode().ljust(16)
+    start = 24 + int.from_bytes(raw[16:24], "little")
+    boot = marshal.loads(raw[24:start])
+    assert boot.co_filename == str(tree / "portside" / "runtime" / "hotboot.py")
+    n = int.from_bytes(raw[start : start + 8], "little")
+    data = marshal.loads(raw[start + 8 : start + 8 + n])
     assert data["magic"] == sys.implementation.cache_tag
     mods = data["modules"]
+    assert "portside.runtime.hotboot" not in mods
     origin, is_pkg, mtime_ns, size, offset, length = mods["portside.runtime"]
-    code = marshal.loads(raw[8 + n + offset : 8 + n + offset + length])
+    at = start + 8 + n + offset
+    code = marshal.loads(raw[at : at + length])
     assert code.co_filename == origin
     assert is_pkg and origin == str(tree / "portside" / "runtime" / "__init__.py")
     st = os.stat(origin)

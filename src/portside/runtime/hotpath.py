@@ -27,6 +27,7 @@ STDLIB = ("__future__",)
 COLD = frozenset(
     {
         "portside/runtime/hotpath.py",
+        "portside/runtime/hotboot.py",  # its code leads the bundle instead (see build)
         "portside/runtime/features.py",
         "portside/runtime/cgroups/ebpf.py",
         "portside/runtime/cgroups/bpfdev.py",
@@ -35,7 +36,13 @@ COLD = frozenset(
         *(f"portside/runtime/cli/{v}.py" for v in ("spec", "features", "events", "ps", "list_")),
     }
 )
-FORMAT = 2
+FORMAT = 3
+BOOT = "portside/runtime/hotboot.py"
+
+
+def tag() -> bytes:
+    """What a bundle starts with: the cache tag of the interpreter that compiled it."""
+    return sys.implementation.cache_tag.encode().ljust(16)
 
 
 def _sources(src: str) -> list[str]:
@@ -58,10 +65,13 @@ def _module_name(src: str, path: str) -> tuple[str, bool]:
 def build(out: str, src: str | None = None) -> int:
     """Write the bundle to `out` (atomically); returns the number of modules in it.
 
-    Layout: an 8-byte little-endian length, a marshalled header of that length
-    {"format", "magic", "modules": {name: (path, is_package, mtime_ns, size, offset,
-    length)}}, then each module's marshalled code at its offset (from the end of the
-    header), so the launcher unmarshals a module straight from the file's bytes."""
+    Layout: the interpreter's cache tag (16 bytes, space-padded: code marshalled by
+    another Python is never run), the 8-byte little-endian length of the marshalled code
+    of portside.runtime.hotboot (the launcher runs it and calls install()), then an 8-byte
+    length and a marshalled header of that length {"format", "magic", "modules": {name:
+    (path, is_package, mtime_ns, size, offset, length)}}, then each module's marshalled
+    code at its offset (from the end of the header), so a module is unmarshalled straight
+    from the file's bytes."""
     src = src or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     entries: dict[str, tuple[str, bool, int, int, int, int]] = {}
     blobs: list[bytes] = []
@@ -82,9 +92,15 @@ def build(out: str, src: str | None = None) -> int:
     header = marshal.dumps(
         {"format": FORMAT, "magic": sys.implementation.cache_tag, "modules": entries}
     )
+    boot_path = os.path.join(src, BOOT)
+    with open(boot_path, "rb") as f:
+        boot = marshal.dumps(compile(f.read(), boot_path, "exec", dont_inherit=True))
     tmp = f"{out}.{os.getpid()}.tmp"
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(tmp, "wb") as f:
+        f.write(tag())
+        f.write(len(boot).to_bytes(8, "little"))
+        f.write(boot)
         f.write(len(header).to_bytes(8, "little"))
         f.write(header)
         for blob in blobs:
