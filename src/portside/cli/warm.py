@@ -319,12 +319,17 @@ def _call(sock: _socket.socket, directory: str) -> int | None:
             _signal.raise_signal(signum)
 
 
+DIED = b"Error: the warm CLI's worker for this call ended without an exit status (killed?)\n"
+
+
 def _died(sent: list[int]) -> int:
     """The worker ended without a status: killed. End as it did, by the signal we passed
-    on; else as portside's own failure."""
+    on; else as portside's own failure, saying so (a bare 125 would tell nobody why)."""
     if sent:
         _signal.signal(sent[-1], _signal.SIG_DFL)
         os.kill(os.getpid(), sent[-1])
+    with _suppress(OSError):
+        os.write(2, DIED)
     return 125
 
 
