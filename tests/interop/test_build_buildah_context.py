@@ -15,8 +15,7 @@ from portside.build.context import BuildContext
 from portside.build.dockerfile.instructions import Copy
 from portside.build.evaluate import evaluate_metadata
 from portside.build.stages import plan_build
-from tests.conftest import need_tool
-from tests.interop.test_build_buildah_metadata import _unmount_under
+from tests.interop.test_build_buildah_metadata import buildah_vfs_root
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
@@ -132,25 +131,8 @@ def _expected(ctx_root: Path, text: str) -> dict[str, tuple[str, int | None, str
 
 @pytest.fixture
 def buildah_root(tmp_path: Path) -> Iterator[list[str]]:
-    need_tool("buildah")
-    if os.geteuid() != 0:
-        pytest.skip("buildah with a private vfs root needs root on this machine")
-    base = [
-        "buildah",
-        "--root",
-        str(tmp_path / "storage"),
-        "--runroot",
-        str(tmp_path / "run"),
-        "--storage-driver",
-        "vfs",
-    ]
-    try:
+    with buildah_vfs_root(tmp_path) as base:
         yield base
-    finally:
-        subprocess.run([*base, "rm", "-a"], capture_output=True, check=False)
-        subprocess.run([*base, "rmi", "-a", "-f"], capture_output=True, check=False)
-        _unmount_under(tmp_path)
-        subprocess.run(["rm", "-rf", str(tmp_path / "storage"), str(tmp_path / "run")], check=False)
 
 
 @pytest.mark.timeout(120)

@@ -7,8 +7,8 @@ ones portside's evaluator computes for the same file, build args and target.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -26,7 +26,7 @@ from portside.build.evaluate import (
     scratch_config,
 )
 from portside.build.stages import plan_build
-from tests.conftest import need_tool
+from tests.conftest import need_root, need_tool
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
@@ -177,12 +177,12 @@ ENTRYPOINT exec /bin/app
 }
 
 
-@pytest.fixture(scope="module")
-def buildah(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+@contextlib.contextmanager
+def buildah_vfs_root(tmp: Path) -> Iterator[list[str]]:
+    """The buildah command line with a private vfs root and run root under `tmp` (a
+    private root needs root here); its containers, images, mounts and dirs go after."""
     need_tool("buildah")
-    if os.geteuid() != 0:
-        pytest.skip("buildah with a private vfs root needs root on this machine")
-    tmp = tmp_path_factory.mktemp("buildah")
+    need_root()
     base = [
         "buildah",
         "--root",
@@ -198,7 +198,13 @@ def buildah(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
         subprocess.run([*base, "rm", "-a"], capture_output=True, check=False)
         subprocess.run([*base, "rmi", "-a", "-f"], capture_output=True, check=False)
         _unmount_under(tmp)
-        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+        subprocess.run(["rm", "-rf", str(tmp / "storage"), str(tmp / "run")], check=False)
+
+
+@pytest.fixture(scope="module")
+def buildah(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    with buildah_vfs_root(tmp_path_factory.mktemp("buildah")) as base:
+        yield base
 
 
 def _unmount_under(path: Path) -> None:
