@@ -833,6 +833,39 @@ def test_run_starts_without_an_exec_fifo(
     assert "state.json" in text and "exec.fifo" not in text
 
 
+@pytest.mark.parametrize("hook", [False, True], ids=["no-hook", "poststart-hook"])
+def test_run_lets_the_init_go_on_at_once_unless_something_comes_between(
+    tmp_path: Path, rootfs_template: Path, hook: bool
+) -> None:
+    """`run` with nothing to do between create and start (no pid file, console, poststart
+    or startContainer hook) lets the init go on past READY: no START round trip. With a
+    poststart hook the init waits for START, and the hook sees it running."""
+    need_root()
+    out = tmp_path / "poststart.txt"
+    hooks = {"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}"]}]}
+    b = bundle(
+        tmp_path, rootfs_template, ["sh", "-c", "exit 7"], **({"hooks": hooks} if hook else {})
+    )
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    code = (
+        f"import sys; sys.path.insert(0, {src!r})\n"
+        "from portside.runtime.process import launcher\n"
+        f"c = launcher.create({str(tmp_path / 'state')!r}, 'once', {str(b)!r},"
+        " exec_fifo=False, start_at_once=True)\n"
+        "waiting = c.start_channel is not None\n"
+        "if waiting:\n"
+        "    launcher.start(c)\n"
+        "print(c.started, waiting, launcher.wait_exit(c.pid))\n"
+        "launcher.destroy(c)\n"
+    )
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == (["False", "True", "7"] if hook else ["True", "False", "7"])
+    if hook:
+        assert json.loads(out.read_text())["status"] == "running"
+    assert not (tmp_path / "state" / "once").exists()
+
+
 def test_compiled_seccomp_is_reused_from_the_state_root(
     rt: Runtime, tmp_path: Path, rootfs_template: Path
 ) -> None:

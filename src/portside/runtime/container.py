@@ -64,6 +64,8 @@ class Container:
         self.manager: Any = None  # the cgroup manager, once made or restored
         # `run`: the sync pipe the init waits on for START (no exec fifo), see launcher
         self.start_channel: Any = None
+        # `run` with nothing to do between create and start: the init went on past READY
+        self.started = False
 
     # -- paths
     @property

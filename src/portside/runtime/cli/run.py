@@ -53,6 +53,7 @@ def main(g: Globals, verb: str, argv: list[str]) -> int:
             systemd=g.systemd_cgroup,
             detached=detach,
             exec_fifo=False,  # started right below, in this process
+            start_at_once=True,  # or even at once, when nothing comes in between
         )
     except BaseException:
         if proxy is not None:
