@@ -75,6 +75,47 @@ class AttachClient:
 
 
 class Monitor:
+    # Slots, not a __dict__: past 30 attributes an instance dict stops sharing its keys
+    # with the class and holds a reference to every name, which writes (and so copies)
+    # the page of each of those ~35 interned strings in every forked monitor.
+    __slots__ = (
+        "attach_sock",
+        "backoff_attempt",
+        "cfg",
+        "children",
+        "clients",
+        "control_sock",
+        "controls",
+        "devnull",
+        "done",
+        "handlers",
+        "health",
+        "health_timer",
+        "init_pid",
+        "last_exit",
+        "log",
+        "oom_base",
+        "oom_file",
+        "out_fds",
+        "pid",
+        "poller",
+        "probe",
+        "pty_fd",
+        "replay",
+        "restart_count",
+        "restart_timer",
+        "started_at",
+        "started_mono",
+        "status",
+        "stdin_buf",
+        "stdin_close_pending",
+        "stdin_fd",
+        "stop_timer",
+        "stopped",
+        "timers",
+        "wakeup_r",
+    )
+
     def __init__(self, cfg: MonitorConfig) -> None:
         self.cfg = cfg
         self.poller = select.poll()

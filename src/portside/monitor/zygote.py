@@ -38,6 +38,7 @@ import sys
 from portside.monitor import inproc, jsonlite, main, proc
 from portside.monitor.config import MonitorConfig
 from portside.monitor.files import read_file, write_atomic
+from portside.monitor.health import HealthState
 from portside.monitor.logs import CRIWriter, JSONFileWriter
 
 # what a monitor loads later anyway: load it once here, shared by every fork
@@ -150,8 +151,15 @@ def _fork_loop(sock: _socket.socket) -> None:
         child = os.fork()
         if child == 0:
             _take_request(sock)
-        os.waitpid(child, 0)  # it reads the message, then double-forks and exits
+        _, status = os.waitpid(child, 0)  # it reads the message, then double-forks and exits
+        # a hung-up socket stays readable (POLLIN|POLLHUP) with nothing to read: without
+        # this the forker would fork a child per wake-up forever once the zygote has gone
+        if os.waitstatus_to_exitcode(status) == _NOTHING_QUEUED:
+            break
     os._exit(0)
+
+
+_NOTHING_QUEUED = 3  # the forker's child found the zygote's socket closed and empty
 
 
 def _take_request(sock: _socket.socket) -> None:
@@ -159,7 +167,9 @@ def _take_request(sock: _socket.socket) -> None:
     try:
         data, ancdata, _, _ = sock.recvmsg(MESSAGE_MAX, _socket.CMSG_LEN(4))
     except OSError:
-        os._exit(1)
+        os._exit(_NOTHING_QUEUED)
+    if not data:
+        os._exit(_NOTHING_QUEUED)
     sock.close()
     fds = [
         int.from_bytes(d[:4], sys.byteorder)
@@ -260,6 +270,7 @@ def _warm_up() -> None:
         "state_dir": "/dev",
         "log": {"driver": "k8s-file", "path": "/dev/null"},
         "restart": "on-failure:1",
+        "healthcheck": {"test": ["CMD", "true"]},
     }
     text = jsonlite.dumps(doc)
     for _ in range(64):
@@ -270,11 +281,16 @@ def _warm_up() -> None:
             writer.close()
         monitor = main.Monitor(cfg)
         jsonlite.dumps(monitor.state())
-        os.close(monitor.devnull)
         proc.exit_code(0)
         cfg.restart.should_restart(1, 0, False)
         main._error_line(b'time="x" level=error msg="warm up"', "")
+        main.MonitorConfig.from_state(cfg.to_state())
+        timer = monitor.after(0.0, proc.warm_prctl)
+        timer.active = False
+        monitor.watch(monitor.devnull, select.POLLIN, monitor.on_sigchld)
+        monitor.unwatch(monitor.devnull)
     main.oom_counter_file(os.getpid())
+    _prime_method_cache(monitor, cfg)
     # first calls resolve symbols and fill caches: do them here, for every fork to share
     proc.warm_prctl()
     wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -282,6 +298,43 @@ def _warm_up() -> None:
     _signal.signal(_signal.SIGCHLD, _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL))
     os.close(wakeup_r)
     os.close(wakeup_w)
+
+
+def _prime_method_cache(monitor: main.Monitor, cfg: main.MonitorConfig) -> None:
+    """Look up, here, each name the monitor's code uses on the objects it uses.
+
+    CPython keeps a cache of (type, name) -> attribute; a miss writes the
+    entry and the reference counts of the name that goes in and the one that
+    goes out: three scattered pages, copied by every monitor that misses. The
+    entries made here are shared instead (warm-up calls alone leave misses:
+    for the methods and attributes only a live monitor uses).
+    """
+    from portside.monitor import config, files, health, logs, protocol
+
+    modules = [main, proc, inproc, jsonlite, files, logs, health, config, protocol]
+    names: set[str] = set()
+    codes = [v.__code__ for m in modules for v in vars(m).values() if hasattr(v, "__code__")]
+    for m in modules:
+        for v in vars(m).values():
+            if isinstance(v, type) and v.__module__ == m.__name__:
+                codes += [f.__code__ for f in vars(v).values() if hasattr(f, "__code__")]
+    while codes:
+        code = codes.pop()
+        names.update(code.co_names)
+        codes += [c for c in code.co_consts if hasattr(c, "co_names")]
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, SEQPACKET)
+    objects: list[object] = [monitor, cfg, cfg.restart, cfg.healthcheck, monitor.poller, ours]
+    objects += [main.AttachClient(ours), HealthState(cfg.healthcheck)]  # type: ignore[arg-type]
+    objects += [CRIWriter("/dev/null"), os, _socket, select, _signal, sys, marshal, *modules]
+    for obj in objects:
+        for name in sorted(names.intersection(dir(obj))):  # misses would evict the hits
+            try:  # noqa: SIM105
+                getattr(obj, name)
+            except Exception:
+                pass
+    objects.clear()
+    ours.close()
+    theirs.close()
 
 
 def _uses_own_runtime(cfg: main.MonitorConfig) -> bool:
