@@ -50,6 +50,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _read_all(fd: int) -> bytes:
+    parts = []
+    while chunk := os.read(fd, 65536):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 @dataclass(frozen=True)
 class BlobProblem:
     """One thing `verify_all` found wrong."""
@@ -433,7 +440,10 @@ class ContentStore:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    out.update(path.read_text().split())
+                    # read through the fd we hold, not the name: a holder releasing
+                    # now unlinks the file (an `image prune` during the end of a pull
+                    # met FileNotFoundError here)
+                    out.update(_read_all(fd).decode().split())
                     continue
                 path.unlink(missing_ok=True)  # holder is gone
             finally:
