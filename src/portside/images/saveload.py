@@ -263,15 +263,4 @@ def import_tarball(
         source = ImportSource(tarball, changes, message, tmpdir=_tmpdir(store), platform=platform)
     except OSError as err:
         raise FileAccessError.from_os(err, err.filename or tarball) from None
-    dest = LocalDestination(store, names=names)
-    try:
-        copy(source, dest, CopyOptions())
-    except BaseException:
-        dest.close()
-        _drop_garbage(store)
-        raise
-    finally:
-        dest.close()
-        source.close()
-    assert dest.image is not None
-    return dest.image
+    return _load_one(store, source, names, CopyOptions()).image
