@@ -118,8 +118,8 @@ def _check(result: int, *context: str) -> int:
 
 
 def _b(path: str | bytes | None) -> bytes | None:
-    if path is None:
-        return None
+    if path is None or type(path) is bytes:
+        return path
     return os.fsencode(path)
 
 
@@ -131,15 +131,14 @@ def mount(
     data: str | bytes | None = None,
 ) -> None:
     """mount(2); raises OSError naming the target."""
-    _check(
-        _libc.mount(_b(source), _b(target), _b(fstype), _CULong(flags), _b(data)),
-        os.fsdecode(target),
-    )
+    if _libc.mount(_b(source), _b(target), _b(fstype), _CULong(flags), _b(data)) < 0:
+        _check(-1, os.fsdecode(target))  # the name is made only for the error
 
 
 def umount2(target: str | bytes, flags: int = 0) -> None:
     """umount2(2); raises OSError naming the target."""
-    _check(_libc.umount2(_b(target), flags), os.fsdecode(target))
+    if _libc.umount2(_b(target), flags) < 0:
+        _check(-1, os.fsdecode(target))
 
 
 def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:

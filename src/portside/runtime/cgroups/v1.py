@@ -9,7 +9,6 @@ import time
 from portside.errors import CgroupError
 from portside.runtime.cgroups import devices as dev
 from portside.runtime.cgroups import fscommon as fs
-from portside.runtime.cgroups import resources as res
 from portside.runtime.cgroups.manager import CgroupManager
 from portside.runtime.cgroups.paths import (
     UNIFIED,
@@ -22,6 +21,8 @@ from portside.runtime.cgroups.paths import (
 TYPE_CHECKING = False  # typing costs start-up time on every container run
 if TYPE_CHECKING:
     from typing import Any
+
+    from portside.runtime.cgroups import resources as res
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _FREEZE_TIMEOUT = 10.0
@@ -206,6 +207,8 @@ class V1Manager(CgroupManager):
     ) -> None:
         """Apply linux.resources. With a "devices" list the effective rules are runc's:
         those, then an allow for each linux.devices entry, then the default devices."""
+        from portside.runtime.cgroups import resources as res
+
         r = resources or {}
         if r.get("unified"):
             raise CgroupError("linux.resources.unified needs cgroup v2; this host uses cgroup v1")
@@ -241,6 +244,8 @@ class V1Manager(CgroupManager):
             fs.write(path, name, line)
 
     def _set_memory(self, m: res.Memory) -> None:
+        from portside.runtime.cgroups import resources as res
+
         path = self._need("memory", "memory limits")
         limit, swap = m.limit, m.swap
         if m.check_before_update:
@@ -467,6 +472,8 @@ class V1Manager(CgroupManager):
         return {"usage": usage, "throttling": throttling}
 
     def _cpuset_stats(self) -> dict[str, Any]:
+        from portside.runtime.cgroups import resources as res
+
         path = self.paths.get("cpuset")
         if not path or not os.path.isdir(path):
             return {}
@@ -522,6 +529,8 @@ class V1Manager(CgroupManager):
         return fs.omitempty(out, "current", "limit")
 
     def _blkio_stats(self) -> dict[str, Any]:
+        from portside.runtime.cgroups import resources as res
+
         path = self.paths.get("blkio")
         if not path or not os.path.isdir(path):
             return {}
@@ -536,6 +545,8 @@ class V1Manager(CgroupManager):
         return fs.omitempty(out, "ioServiceBytesRecursive", "ioServicedRecursive")
 
     def _hugetlb_stats(self) -> dict[str, Any]:
+        from portside.runtime.cgroups import resources as res
+
         path = self.paths.get("hugetlb")
         unified = self.paths.get(UNIFIED)
         if not path and unified and os.path.isdir(unified):
@@ -554,6 +565,8 @@ class V1Manager(CgroupManager):
 
     @staticmethod
     def _hugetlb_stats_unified(path: str) -> dict[str, Any]:
+        from portside.runtime.cgroups import resources as res
+
         out = {}
         for size in res.hugepage_sizes():
             if not os.path.exists(os.path.join(path, f"hugetlb.{size}.current")):
