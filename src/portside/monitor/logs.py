@@ -34,7 +34,10 @@ class LogWriter(ABC):
         if self.fd >= 0:
             os.close(self.fd)
         self.fd = os.open(self.path, _OPEN_FLAGS, 0o640)
-        self.size = os.fstat(self.fd).st_size
+        try:  # the size without a stat result's twenty fields (new objects in every monitor)
+            self.size = os.lseek(self.fd, 0, os.SEEK_END)
+        except OSError:  # not seekable (a FIFO): nothing to rotate by
+            self.size = 0
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -918,7 +918,7 @@ class Monitor:
         self.pid = os.getpid()
         proc.set_subreaper()
         self.wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        _signal.signal(_signal.SIGCHLD, lambda _s, _f: None)
+        _signal.signal(_signal.SIGCHLD, _wake_only)
         _signal.set_wakeup_fd(wakeup_w, warn_on_full_buffer=False)
         self.watch(self.wakeup_r, POLLIN, self.on_sigchld)
         self.log = open_writer(cfg.log_driver, cfg.log_path, cfg.log_max_size, cfg.log_max_file)
@@ -935,6 +935,10 @@ class Monitor:
                 pass
         if self.log is not None:
             self.log.close()
+
+
+def _wake_only(_signum: int, _frame: object) -> None:
+    """SIGCHLD: the wakeup fd does the work (a module function: no closure per monitor)."""
 
 
 def _running(pid: int) -> bool:
