@@ -391,3 +391,24 @@ def test_discard_hides_a_tree_at_once_and_deletes_it_later(tmp_path: Path) -> No
     store.discard(state / "never-was")  # nothing there: nothing to do
     assert list((store.home / "tmp").iterdir()) == []
     store.close()
+
+
+def test_recovery_leaves_a_live_processes_overlay_probe_alone(tmp_path: Path) -> None:
+    """Opening a store recovers what crashed processes left, but a `probe-PID` directory
+    of a process still probing is not a leftover: taken away mid-probe, that process
+    would find overlay "broken" and cache vfs for the root."""
+    store = LayerStore(tmp_path / "state", "vfs")
+    alive = subprocess.Popen(["sleep", "60"])
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    try:
+        live_dir = store.storage_root / f"probe-{alive.pid}"
+        dead_dir = store.storage_root / f"probe-{gone.pid}"
+        for d in (live_dir, dead_dir):
+            (d / "m").mkdir(parents=True)
+        store.recover()
+        assert live_dir.is_dir()
+        assert not dead_dir.exists()
+    finally:
+        alive.kill()
+        alive.wait()

@@ -836,13 +836,32 @@ class LayerStore:
         links = {str(r[0]) for r in self._conn().execute("SELECT link FROM layers")}
         for entry in (self.home / "l").iterdir():
             if entry.name not in links and not entry.exists():
-                entry.unlink()
+                entry.unlink(missing_ok=True)  # another process recovering may be first
                 removed.append(str(entry))
         for entry in self.storage_root.glob("probe-*"):
+            if _prober_alive(entry.name):
+                continue  # a live process is probing overlay there right now
             with contextlib.suppress(OSError, StorageError):
                 unmount_all(entry)
                 remove_tree(entry)
         return removed
+
+
+def _prober_alive(name: str) -> bool:
+    """Whether the process a `probe-PID` directory is named after still runs.
+
+    Its probe must be left alone: taken away mid-probe, it finds overlay "not
+    working" and the store would settle on vfs for good (probe.json)."""
+    pid = name.removeprefix("probe-")
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 class LayerWriter:
