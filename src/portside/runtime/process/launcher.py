@@ -16,7 +16,7 @@ import _signal as signal  # the C module: `signal` builds enums at import
 import os
 import time
 
-from portside.errors import InvalidDocument, RuntimeFailure
+from portside.errors import CgroupError, InvalidDocument, RuntimeFailure
 from portside.linux import libc
 from portside.runtime import cgroupctl, namespaces
 from portside.runtime.container import Container, now_rfc3339, process_start_time
@@ -345,7 +345,12 @@ def create(
             opts.join_on_go = True
             opts.cgroup2_dir = cgroupctl.unified_dir(layout)
             if opts.cgroup2_dir and not os.path.isdir(opts.cgroup2_dir):
-                os.makedirs(opts.cgroup2_dir, 0o755, exist_ok=True)
+                try:
+                    os.makedirs(opts.cgroup2_dir, 0o755, exist_ok=True)
+                except OSError as e:  # worded as the manager's own mkdir
+                    raise CgroupError(
+                        f"failed to create cgroup {opts.cgroup2_dir}: {e.strerror}"
+                    ) from None
                 premade = opts.cgroup2_dir
             v1_layout = layout
 
