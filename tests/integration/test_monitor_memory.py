@@ -84,7 +84,7 @@ def test_a_pty_and_resize_import_nothing(monitors: Monitors) -> None:
 
 
 def test_only_a_portside_runtime_zygote_loads_the_runtime(monitors: Monitors) -> None:
-    """The first portside-runtime container hands the zygote over to one that loaded it."""
+    """Only portside-runtime's containers get a zygote that loaded it (see also below)."""
     first = monitors.start(["true"], zygote=True)
     assert first.wait(timeout=60).exit_code == 0
 
@@ -103,6 +103,16 @@ def test_only_a_portside_runtime_zygote_loads_the_runtime(monitors: Monitors) ->
         assert not next_loaded()
         assert not next_loaded()
     assert len(monitors.zygote_pids()) == 1
+
+
+def test_a_zygote_started_for_portside_runtime_loads_it_at_once(monitors: Monitors) -> None:
+    """No hand-over: its first monitor would be left alone holding the first zygote's image."""
+    handle = monitors.start(["sleep", "1000"], zygote=True)
+    reply = handle.control({"op": "modules"})
+    own = monitors.runtime.endswith("portside-runtime")
+    assert ("portside.runtime.cli.create" in reply["zygote_modules"]) == own
+    handle.stop("KILL")
+    handle.wait(timeout=60)
 
 
 def _children(pid: int) -> list[int]:

@@ -125,7 +125,7 @@ def spawn(
         _write_json(path, doc)
         starter = None
         if zygote_dir is None or not _via_zygote(
-            Path(zygote_dir), path, write_end, python or sys.executable
+            Path(zygote_dir), path, write_end, python or sys.executable, _preload(cfg)
         ):
             starter = subprocess.Popen(
                 monitor_argv(path, python),
@@ -158,7 +158,21 @@ def zygote_socket(directory: str | os.PathLike[str], python: str | None = None) 
     return Path(directory) / f"monitor-zygote-{_code_tag(python or sys.executable)}.sock"
 
 
-def _via_zygote(directory: Path, config_path: Path, sync_fd: int, python: str) -> bool:
+def _preload(cfg: MonitorConfig) -> bool:
+    """Whether a zygote started for this container should load portside-runtime's modules.
+
+    Started so at once, it does not hand itself over to one that does after
+    forking this first monitor, which would then be the only process left
+    holding the first zygote's image (~3 MB).
+    """
+    from portside.monitor import inproc
+
+    return cfg.runtime_inprocess and inproc.is_own_runtime(cfg.runtime)
+
+
+def _via_zygote(
+    directory: Path, config_path: Path, sync_fd: int, python: str, preload: bool = False
+) -> bool:
     """Ask the zygote (starting it if needed) to fork the monitor; False if it cannot."""
     path = zygote_socket(directory, python)
     if len(os.fsencode(path)) > 107:
@@ -173,7 +187,7 @@ def _via_zygote(directory: Path, config_path: Path, sync_fd: int, python: str) -
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _send_to_zygote(path, request, sync_fd):
             return True
-        return _start_zygote(path, python) and _send_to_zygote(path, request, sync_fd)
+        return _start_zygote(path, python, preload) and _send_to_zygote(path, request, sync_fd)
 
 
 def _send_to_zygote(path: Path, request: bytes, sync_fd: int) -> bool:
@@ -186,9 +200,15 @@ def _send_to_zygote(path: Path, request: bytes, sync_fd: int) -> bool:
     return True
 
 
-def _start_zygote(path: Path, python: str) -> bool:
+def _start_zygote(path: Path, python: str, preload: bool = False) -> bool:
+    from portside.monitor import inproc
+
     path.parent.mkdir(parents=True, exist_ok=True)
     ready_r, ready_w = os.pipe()
+    env = dict(os.environ)
+    env.pop(inproc.PRELOAD_ENV, None)
+    if preload:
+        env[inproc.PRELOAD_ENV] = "1"
     try:
         starter = subprocess.Popen(
             [python, "-I", "-S", "-c", _ZYGOTE_BOOT, str(path), str(ready_w), str(ZYGOTE_IDLE)],
@@ -196,6 +216,7 @@ def _start_zygote(path: Path, python: str) -> bool:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             pass_fds=(ready_w,),
+            env=env,
         )
     finally:
         os.close(ready_w)

@@ -52,6 +52,9 @@ RUNTIME_MODULES = (
     "portside.runtime.seccomp",
 )
 
+# Set for a zygote that loads the runtime's modules before it freezes (see zygote.py).
+PRELOAD_ENV = "_PORTSIDE_ZYGOTE_RUNTIME"
+
 _verdicts: dict[str, bool] = {}
 
 

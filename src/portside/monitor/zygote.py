@@ -19,10 +19,12 @@ fork the monitor itself: its forker, a copy of it made right after the
 freeze, does (see _start_forker), so that the zygote's own work for each
 request is not paid for again by the monitor forked before it.
 
-When the first container uses our own portside-runtime, the zygote starts a
-successor that loads the runtime's modules before it freezes (so the monitors
-run `create` and `start` in forks, see inproc.py), hands it the socket's name
-and leaves; a zygote serving runc or crun never carries them.
+A zygote started for a container of our own portside-runtime loads the
+runtime's modules before it freezes (so the monitors run `create` and `start`
+in forks, see inproc.py; the client asks for it, _PORTSIDE_ZYGOTE_RUNTIME=1).
+When the first container of a zygote started without them uses it anyway,
+the zygote starts a successor that loads them, hands it the socket's name and
+leaves; a zygote serving runc or crun never carries them.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ MESSAGE_MAX = 1 << 16  # of a request from the zygote to its forker (a config is
 _forker: _socket.socket | None = None  # the zygote's end of the forker's socket
 _forker_pid = 0
 # Set for the zygote that takes over to serve portside-runtime's containers (see _replace).
-PRELOADED_ENV = "_PORTSIDE_ZYGOTE_RUNTIME"
+PRELOADED_ENV = inproc.PRELOAD_ENV
 
 
 def serve(socket_path: str, ready_fd: int, idle: float) -> None:
