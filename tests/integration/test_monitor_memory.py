@@ -148,6 +148,18 @@ def test_monitors_come_from_the_forker_and_the_zygote_forks_when_it_is_gone(
         assert handle.wait(timeout=60).signal == 9
 
 
+def test_the_forker_leaves_with_its_zygote(monitors: Monitors) -> None:
+    """Its socket hung up and empty, the forker exits (and does not fork on every wake-up)."""
+    handle = monitors.start(["sleep", "1000"], zygote=True)
+    (zygote,) = monitors.zygote_pids()
+    (forker,) = wait_for(lambda: _children(zygote), "the zygote's forker")
+    os.kill(zygote, signal.SIGKILL)
+    wait_for(lambda: _state(forker) in ("Z", ""), "the forker to leave")
+    assert handle.alive()  # the monitor is nobody's child but init's: it stays
+    handle.stop("KILL")
+    assert handle.wait(timeout=60).signal == 9
+
+
 def _state(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
