@@ -185,9 +185,11 @@ def test_zygote_forks_monitors_that_outlive_it(monitors: Monitors) -> None:
     second = monitors.start(["sh", "-c", "echo from-second; exit 5"], zygote=True)
     (zygote,) = monitors.zygote_pids()
     assert zygote not in (first.pid, second.pid)
-    assert _ppid(first.pid) != zygote  # double-forked away: nobody's child but init's
+    assert _ppid(first.pid) != zygote  # the forker's child (or init's), in its own session
+    assert os.getsid(first.pid) == first.pid
     assert _ppid(first.init_pid) == first.pid
     assert second.wait(timeout=60).exit_code == 5
+    wait_for(lambda: not second.alive(), "the second monitor to be reaped, not left a zombie")
     assert any(line.endswith("F from-second") for line in log_lines(second.config.log_path))
     os.kill(zygote, signal.SIGKILL)
     seen = len(log_lines(first.config.log_path))

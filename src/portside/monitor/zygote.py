@@ -4,9 +4,10 @@ A Python process costs ~3.5 MB of private memory (the interpreter's
 initialised data, its heaps); conmon costs ~0.4 MB. Monitors forked from one
 warm, `gc.freeze()`d image share those pages copy-on-write and keep only
 what they touch, about a quarter of it. The zygote is a cache, not a daemon:
-it is nobody's parent (each monitor is double-forked away from it and
-reparented to init), killing it touches no container, it exits when idle, and
-the client falls back to starting a monitor directly whenever it is missing.
+each monitor runs in its own session, the child of the zygote's forker (which
+lets the kernel reap it) and then of init, killing either touches no
+container, it exits when idle, and the client falls back to starting a monitor
+directly whenever it is missing.
 
     python -I -S -c BOOT SOCKET_PATH READY_FD IDLE_SECONDS
 
@@ -120,9 +121,9 @@ def _start_forker(listener: _socket.socket, ready_fd: int) -> _socket.socket | N
     the child it forked last: the zygote's work for the next request (accept,
     receive, parse and validate the config) would be paid for by the monitor
     before. So the zygote does that work, and a pristine copy of it made
-    right after the freeze, the forker, only waits and forks: it writes a few
-    pages per monitor where the zygote writes tens. The forker leaves when
-    the zygote does (its socket hangs up), after forking what was queued.
+    right after the freeze, the forker, only receives and forks: it writes a
+    few pages per monitor where the zygote writes tens. The forker leaves
+    when the zygote does (its socket hangs up), after forking what was queued.
     """
     try:
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, SEQPACKET | _socket.SOCK_CLOEXEC)
@@ -146,46 +147,44 @@ def _start_forker(listener: _socket.socket, ready_fd: int) -> _socket.socket | N
 
 
 def _fork_loop(sock: _socket.socket) -> None:
-    """The forker: one child per message; the child takes the message and becomes the monitor."""
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
-    while poller.poll()[0][1] & select.POLLIN:
-        child = os.fork()
-        if child == 0:
-            _take_request(sock)
-        _, status = os.waitpid(child, 0)  # it reads the message, then double-forks and exits
-        # a hung-up socket stays readable (POLLIN|POLLHUP) with nothing to read: without
-        # this the forker would fork a child per wake-up forever once the zygote has gone
-        if os.waitstatus_to_exitcode(status) == _NOTHING_QUEUED:
+    """The forker: take each message, fork its monitor; leave when the zygote hangs up.
+
+    The monitor is forked once, not twice: it calls setsid and is the
+    forker's child while the forker lives (SIGCHLD ignored: the kernel reaps
+    it, no zombie), then init's or the nearest subreaper's, as a double-forked
+    one. The forker receives, not the child: those pages are written again
+    for each message either way, and the child then runs no receive code.
+    """
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)
+    while True:
+        try:
+            data, ancdata, _, _ = sock.recvmsg(MESSAGE_MAX, _socket.CMSG_LEN(4))
+        except OSError:
             break
+        if not data:  # the zygote has gone and nothing is left queued
+            break
+        fds = [
+            int.from_bytes(d[:4], sys.byteorder)
+            for level, kind, d in ancdata
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(d) >= 4
+        ]
+        if not fds:
+            continue
+        try:
+            child = os.fork()
+        except OSError:
+            child = -1
+        if child == 0:
+            sock.close()
+            os.setsid()
+            path, state = marshal.loads(data)
+            main.launch(
+                path, fds[0], forked=True, cfg=MonitorConfig.from_state(state), detached=True
+            )
+            os._exit(1)
+        for fd in fds:
+            os.close(fd)
     os._exit(0)
-
-
-_NOTHING_QUEUED = 3  # the forker's child found the zygote's socket closed and empty
-
-
-def _take_request(sock: _socket.socket) -> None:
-    """In the forker's child: take the zygote's message, detach (setsid, fork), serve it."""
-    try:
-        data, ancdata, _, _ = sock.recvmsg(MESSAGE_MAX, _socket.CMSG_LEN(4))
-    except OSError:
-        os._exit(_NOTHING_QUEUED)
-    if not data:
-        os._exit(_NOTHING_QUEUED)
-    sock.close()
-    fds = [
-        int.from_bytes(d[:4], sys.byteorder)
-        for level, kind, d in ancdata
-        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(d) >= 4
-    ]
-    if not fds:
-        os._exit(1)
-    os.setsid()
-    if os.fork():
-        os._exit(0)
-    path, state = marshal.loads(data)
-    main.launch(path, fds[0], forked=True, cfg=MonitorConfig.from_state(state), detached=True)
-    os._exit(1)
 
 
 def _serve_one(listener: _socket.socket) -> main.MonitorConfig | None:
