@@ -5,6 +5,7 @@ the caller's death; callers it cannot stand in for run the CLI themselves."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -211,8 +212,11 @@ def test_a_caller_it_cannot_stand_in_for_runs_the_cli_itself(env: Env, warm: War
             assert proc.stdout.readline() == b"tick 0\n"
         assert warm.workers() == []
         for proc in (other_ns, other_locale):  # each follows the log in its own process
-            fds = Path(f"/proc/{proc.pid}/fd")
-            assert any(os.readlink(fd).endswith("ctr.log") for fd in fds.iterdir())
+            # (it prints what is there, then opens the log to follow it: wait for the open)
+            env.wait_for(
+                f"pid {proc.pid} to follow the log itself",
+                functools.partial(_has_open, proc.pid, "ctr.log"),
+            )
     finally:
         env.cli("stop", "-t", "0", "ticker")
         for proc in (other_ns, other_locale):
@@ -250,3 +254,12 @@ def test_portside_warm_0_keeps_every_call_in_its_own_process(
     assert env.cli("run", "--rm", IMAGE, "echo", "plain").stdout == "plain\n"
     assert env.cli("version").returncode == 0
     assert not warm.dir.exists()  # none was started
+
+
+def _has_open(pid: int, suffix: str) -> bool:
+    """Whether process `pid` has a file whose path ends with `suffix` open now."""
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # an fd closed while we list them
+            if os.readlink(fd).endswith(suffix):
+                return True
+    return False

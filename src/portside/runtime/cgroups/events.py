@@ -11,6 +11,7 @@ oom_kill counter, so a missed wake-up only delays an event.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import threading
@@ -93,8 +94,10 @@ def _watch_v1(
                 ctl.write(f"{efd} {ofd}")
         except OSError as exc:
             os.close(ofd)
-            if not os.path.isdir(path):
-                return  # removed between open and registration (the kernel says ENODEV)
+            if exc.errno == errno.ENODEV or not os.path.isdir(path):
+                # removed between open and registration: ENODEV comes as soon as the
+                # removal has begun, while the directory may still be listed a moment
+                return
             raise CgroupError(f"cannot register for OOM events in {path}: {exc.strerror}") from exc
         try:
             poller = select.poll()
