@@ -1122,7 +1122,8 @@ def launch(
         if forked:
             os._exit(1)
         raise SystemExit(1) from None
-    _daemonize(cfg, forked, detached)
+    if not detached or cfg.monitor_log:  # else the zygote did it: cwd /, stdio /dev/null
+        _daemonize(cfg, forked, detached)
     monitor = Monitor(cfg)
     try:
         monitor.setup()
