@@ -11,8 +11,10 @@ COPY of 20 MB (20 files of 1 MB random data), ENV, CMD; the Containerfile of
 Both tools use their own private roots under $PEERS_DIR/portside-bench/build-case (removed
 at the end; buildah: overlay
 storage, podman-env.sh's containers.conf for runc and this machine's ulimits; isolation
-oci, RUN through runc as portside's RUN goes through portside-runtime). The base image
-is pulled into each root once, in the untimed setup.
+oci, RUN through runc as portside's RUN goes through portside-runtime; `--network host`,
+as portside's RUN: buildah's default would set up a CNI bridge per RUN, leave the
+cni-podman0 bridge and its firewall chains in the machine's namespace, and time that too).
+The base image is pulled into each root once, in the untimed setup.
 
 Measured 2026-11-29 (BENCH_CASES=build, 10 runs, 5 for the pull case; load average 4-10
 from the other helpers, so compare ratios of one run), after a step's overlay upper dir
@@ -42,7 +44,7 @@ CMD ["/bin/cat", "/hi"]
 
 PS = f"{PORTSIDE} --root {ROOT} --runroot {RUNROOT}"
 BR = f"buildah --root {BROOT}/storage --runroot {BROOT}/run --storage-driver overlay"
-BUD = f"{BR} bud -q --tls-verify=false --isolation oci --layers"
+BUD = f"{BR} bud -q --tls-verify=false --isolation oci --network host --layers"
 
 SETUP = f"""set -e
 if [ ! -f {CTX}/data/.done ]; then
@@ -82,8 +84,8 @@ def cases() -> list[Case]:
             portside=f"{PORTSIDE} --root {pull_root} --runroot {RUNROOT} build -q "
             f"-t bench-build:pull {CTX}",
             peers={
-                "buildah": f"{br_pull} bud -q --tls-verify=false --isolation oci --layers "
-                f"-t bench-build:pull {CTX}"
+                "buildah": f"{br_pull} bud -q --tls-verify=false --isolation oci --network host "
+                f"--layers -t bench-build:pull {CTX}"
             },
             setup=SETUP,
             prepare=wipe,
