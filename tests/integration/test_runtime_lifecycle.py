@@ -305,6 +305,13 @@ def _mounts_under(path: Path) -> list[str]:
         return [ln for ln in f if str(path) in ln]
 
 
+CGROUP_MOUNT = {
+    "destination": "/sys/fs/cgroup",
+    "type": "cgroup",
+    "source": "cgroup",
+    "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+}
+
 BAD_CONFIGS = {
     "missing-root": (lambda s: s.pop("root"), "root must be specified"),
     "root-path-missing": (
@@ -335,6 +342,14 @@ BAD_CONFIGS = {
     # the cgroup made after the fork fails: the init waiting for GO is killed
     "bad-cpuset": (
         lambda s: s["linux"].setdefault("resources", {}).update(cpu={"cpus": "4096"}),
+        "cpuset.cpus",
+    ),
+    # the same with a cgroup mount, the init's last (the usual spec): it waits for GO there
+    "bad-cpuset-cgroup-mount": (
+        lambda s: (
+            s["mounts"].append(dict(CGROUP_MOUNT)),
+            s["linux"].setdefault("resources", {}).update(cpu={"cpus": "4096"}),
+        ),
         "cpuset.cpus",
     ),
 }
@@ -893,3 +908,31 @@ def test_compiled_seccomp_is_reused_from_the_state_root(
             assert (st.st_ino, st.st_mtime_ns) == first
     (kept,) = cache.iterdir()
     assert kept.name.endswith(".bpf") and kept.read_bytes().startswith(b'{"flags"')
+
+
+@pytest.mark.parametrize("cgroup_mount_last", [True, False])
+def test_limits_are_in_place_before_the_process_runs(
+    rt: Runtime, tmp_path: Path, rootfs_template: Path, cgroup_mount_last: bool
+) -> None:
+    """The cgroup is made after the fork (launcher.create), beside the init's work: the
+    process still starts under its limits, device rules included (it reads a device they
+    allow), whether the init's cgroup mount is its last mount or not."""
+    script = (
+        "cat /sys/fs/cgroup/pids/pids.max; grep -c . /sys/fs/cgroup/devices/devices.list; "
+        "head -c 3 /dev/zero | wc -c"
+    )
+    b = bundle(tmp_path, rootfs_template, ["sh", "-c", script])
+    spec = json.loads((b / "config.json").read_text())
+    spec["mounts"].append(dict(CGROUP_MOUNT))
+    if not cgroup_mount_last:
+        spec["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
+    spec["linux"]["resources"] = {
+        "pids": {"limit": 42},
+        "devices": [{"allow": False, "access": "rwm"}],
+    }
+    (b / "config.json").write_text(json.dumps(spec))
+    out = ok(rt("run", "-b", str(b), "limits")).split()
+    assert out[0] == "42", out
+    assert int(out[1]) > 1, out  # a list of allowed devices, not the host's "a *:* rwm"
+    assert out[2:] == ["3"], out
+    assert cgroup_dirs(f"portside-test-{os.getpid()}-{tmp_path.name}") == []
