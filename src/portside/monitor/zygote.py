@@ -79,7 +79,8 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     proc.preload_prctl()
     if preloaded:
         inproc.preload()
-    _pack_code()
+    else:  # measured: ~20 kB less per monitor here; ~10 kB more in a preloaded zygote
+        _pack_code()
     _warm_up()
     gc.collect()
     _fill_pools()
