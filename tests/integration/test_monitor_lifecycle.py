@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from portside.errors import RuntimeFailure
-from portside.monitor import client
+from portside.monitor import client, inproc
 from portside.monitor.client import MonitorHandle, spawn
-from portside.monitor.zygote import PRELOADED_ENV
 from tests.integration.test_monitor_support import Monitors, log_lines, monitors, wait_for
 
 __all__ = ["monitors"]
@@ -291,7 +290,7 @@ def test_a_zygote_whose_waiter_died_serves_anyway(monitors: Monitors) -> None:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, PRELOADED_ENV: "1"},  # a successor: it hands over no further
+            env={**os.environ, inproc.PRELOAD_ENV: "1"},  # a successor: it hands over no further
         )
         assert starter.wait(timeout=30) == 0  # it forks away at once
     finally:

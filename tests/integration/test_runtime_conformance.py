@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 from portside.testing.runtime_suite import SCENARIOS, Runtime, crun_v1_wrapper, run_scenario
-from tests.conftest import need_root
+from tests.conftest import need_root, need_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
 
@@ -22,8 +21,7 @@ def make_runtime(name: str, tmp: Path) -> Runtime:
     state = tmp / f"state-{name}"
     if name == "portside":
         return Runtime(name, [PORTSIDE_RUNTIME, "--root", str(state)])
-    if shutil.which(name) is None:
-        pytest.skip(f"{name} is not installed on this machine")
+    need_tool(name)
     if name == "crun":
         return Runtime(name, [str(crun_v1_wrapper(tmp)), "--root", str(state)])
     return Runtime(name, [name, "--root", str(state)])

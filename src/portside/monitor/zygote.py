@@ -52,8 +52,6 @@ SEQPACKET = _socket.SOCK_SEQPACKET
 MESSAGE_MAX = 1 << 16  # of a request from the zygote to its forker (a config is ~1 kB)
 _forker: _socket.socket | None = None  # the zygote's end of the forker's socket
 _forker_pid = 0
-# Set for the zygote that takes over to serve portside-runtime's containers (see _replace).
-PRELOADED_ENV = inproc.PRELOAD_ENV
 
 
 def serve(socket_path: str, ready_fd: int, idle: float) -> None:
@@ -75,7 +73,7 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     os.rename(tmp, socket_path)
     pid_file = socket_path.removesuffix(".sock") + ".pid"
     write_atomic(pid_file, f"{os.getpid()}\n".encode())
-    preloaded = os.environ.pop(PRELOADED_ENV, "") == "1"
+    preloaded = os.environ.pop(inproc.PRELOAD_ENV, "") == "1"
     proc.preload_prctl()
     if preloaded:
         inproc.preload()
@@ -167,11 +165,7 @@ def _fork_loop(sock: _socket.socket) -> None:
             break
         if not data:  # the zygote has gone and nothing is left queued
             break
-        fds = [
-            int.from_bytes(d[:4], sys.byteorder)
-            for level, kind, d in ancdata
-            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(d) >= 4
-        ]
+        fds = _passed_fds(ancdata)
         if not fds:
             continue
         try:
@@ -191,6 +185,15 @@ def _fork_loop(sock: _socket.socket) -> None:
     os._exit(0)
 
 
+def _passed_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors a message carried (one SCM_RIGHTS entry, as the client sends)."""
+    return [
+        int.from_bytes(d[:4], sys.byteorder)
+        for level, kind, d in ancdata
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(d) >= 4
+    ]
+
+
 def _serve_one(listener: _socket.socket) -> main.MonitorConfig | None:
     """Take one request and have its monitor forked; its config, or None."""
     conn = proc.accept(listener, SEQPACKET)
@@ -202,11 +205,7 @@ def _serve_one(listener: _socket.socket) -> main.MonitorConfig | None:
     except OSError:
         conn.close()
         return None
-    fds = [
-        int.from_bytes(d[:4], sys.byteorder)
-        for level, kind, d in ancdata
-        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(d) >= 4
-    ]
+    fds = _passed_fds(ancdata)
     try:
         request = jsonlite.loads(data, "zygote request")
         config = str(request["config"])
@@ -388,7 +387,7 @@ def _replace(socket_path: str, idle: float) -> bool:
         os.set_inheritable(ready_w, True)
         argv[-2], argv[-1] = str(ready_w), repr(idle)
         env = dict(os.environ)
-        env[PRELOADED_ENV] = "1"
+        env[inproc.PRELOAD_ENV] = "1"
         starter = os.posix_spawn(sys.executable, argv, env)
     except OSError:
         os.close(ready_r)
