@@ -85,15 +85,22 @@ class Warm:
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def warm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Warm]:
-    w = Warm(tmp_path / "warm")
+@contextlib.contextmanager
+def warm_in(directory: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Warm]:
+    """The test's own warm CLI in `directory`, turned on for its calls, stopped after."""
+    w = Warm(directory)
     monkeypatch.setenv("PORTSIDE_WARM_DIR", str(w.dir))
     monkeypatch.delenv("PORTSIDE_WARM", raising=False)
     try:
         yield w
     finally:
         w.stop()
+
+
+@pytest.fixture
+def warm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Warm]:
+    with warm_in(tmp_path / "warm", monkeypatch) as w:
+        yield w
 
 
 def _alive(pid: int) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_cli_warm import Warm, _alive
+from tests.integration.test_cli_warm import Warm, _alive, warm_in
 from tests.integration.test_engine_support import Env, engine_template, env
 
 __all__ = ["engine_template", "env"]
@@ -40,13 +40,10 @@ def warm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Warm]:
     pytest temp root is 0700, so it lives in its own directory under /tmp)."""
     top = Path(tempfile.mkdtemp(prefix="portside-warm-trust-", dir="/tmp"))
     os.chmod(top, 0o755)
-    w = Warm(top / "warm")
-    monkeypatch.setenv("PORTSIDE_WARM_DIR", str(w.dir))
-    monkeypatch.delenv("PORTSIDE_WARM", raising=False)
     try:
-        yield w
+        with warm_in(top / "warm", monkeypatch) as w:
+            yield w
     finally:
-        w.stop()
         shutil.rmtree(top, ignore_errors=True)
 
 
