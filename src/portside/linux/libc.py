@@ -13,8 +13,10 @@ are passed as packed bytes.
 from __future__ import annotations
 
 import _ctypes
-import os
+import posix
 import sys
+
+from portside.linux import pathops
 
 
 class _CInt(_ctypes._SimpleCData):
@@ -113,14 +115,14 @@ NAMESPACE_FLAGS: dict[str, int] = {
 def _check(result: int, *context: str) -> int:
     if result < 0:
         err = _ctypes.get_errno()
-        raise OSError(err, os.strerror(err), *context[:1])
+        raise OSError(err, posix.strerror(err), *context[:1])
     return result
 
 
 def _b(path: str | bytes | None) -> bytes | None:
     if path is None or type(path) is bytes:
         return path
-    return os.fsencode(path)
+    return pathops.fsencode(path)
 
 
 def mount(
@@ -132,19 +134,20 @@ def mount(
 ) -> None:
     """mount(2); raises OSError naming the target."""
     if _libc.mount(_b(source), _b(target), _b(fstype), _CULong(flags), _b(data)) < 0:
-        _check(-1, os.fsdecode(target))  # the name is made only for the error
+        _check(-1, pathops.fsdecode(target))  # the name is made only for the error
 
 
 def umount2(target: str | bytes, flags: int = 0) -> None:
     """umount2(2); raises OSError naming the target."""
     if _libc.umount2(_b(target), flags) < 0:
-        _check(-1, os.fsdecode(target))
+        _check(-1, pathops.fsdecode(target))
 
 
 def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:
     """pivot_root(2), which has no glibc wrapper: called through syscall(2)."""
     _check(
-        _libc.syscall(155 if _is_x86_64() else 41, _b(new_root), _b(put_old)), os.fsdecode(new_root)
+        _libc.syscall(155 if _is_x86_64() else 41, _b(new_root), _b(put_old)),
+        pathops.fsdecode(new_root),
     )
 
 
@@ -206,7 +209,7 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 
 def _is_x86_64() -> bool:
-    return os.uname().machine == "x86_64"
+    return posix.uname().machine == "x86_64"
 
 
 def syscall(number: int, *args: int | bytes | None) -> int:

@@ -9,9 +9,9 @@ it can also make a call fail with an errno to check how the logic reports it.
 
 from __future__ import annotations
 
-import os
+import posix
 
-from portside.linux import libc
+from portside.linux import libc, pathops
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
 if TYPE_CHECKING:
@@ -68,7 +68,11 @@ class RecordingSyscalls:
         self.calls.append((name, *args))
         err = self.fail.get((name, path), self.fail.get(name))
         if err:
-            raise OSError(err, os.strerror(err), path) if path else OSError(err, os.strerror(err))
+            raise (
+                OSError(err, posix.strerror(err), path)
+                if path
+                else OSError(err, posix.strerror(err))
+            )
 
     def mount(
         self,
@@ -79,17 +83,17 @@ class RecordingSyscalls:
         data: str | bytes | None = None,
         /,
     ) -> None:
-        t = os.fsdecode(target)
-        src = None if source is None else os.fsdecode(source)
+        t = pathops.fsdecode(target)
+        src = None if source is None else pathops.fsdecode(source)
         self._call("mount", src, t, fstype, flags, data, path=t)
 
     def umount2(self, target: str | bytes, flags: int = 0, /) -> None:
-        t = os.fsdecode(target)
+        t = pathops.fsdecode(target)
         self._call("umount2", t, flags, path=t)
 
     def pivot_root(self, new_root: str | bytes, put_old: str | bytes, /) -> None:
-        new = os.fsdecode(new_root)
-        self._call("pivot_root", new, os.fsdecode(put_old), path=new)
+        new = pathops.fsdecode(new_root)
+        self._call("pivot_root", new, pathops.fsdecode(put_old), path=new)
 
     def unshare(self, flags: int, /) -> None:
         self._call("unshare", flags)

@@ -97,17 +97,17 @@ def cool_down() -> None:
 
 
 def _warm_loop(flag: list[bool]) -> None:
-    import os
+    import posix
     import time
 
     try:
         target = _own_procs_file()
         while target and flag[0]:
-            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+            fd = posix.open(target, posix.O_WRONLY | posix.O_CLOEXEC)
             try:
-                os.write(fd, b"0")  # 0: the writing process, into the cgroup it is in
+                posix.write(fd, b"0")  # 0: the writing process, into the cgroup it is in
             finally:
-                os.close(fd)
+                posix.close(fd)
             time.sleep(0.002)
     except OSError:
         pass

@@ -10,10 +10,11 @@ freezer, so it is right even after a crash.
 from __future__ import annotations
 
 import fcntl
-import os
+import posix
 import time
 
 from portside.errors import AlreadyExists, InvalidArgument, NotFound, RuntimeFailure
+from portside.linux import pathops
 from portside.runtime import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
@@ -70,11 +71,11 @@ class Container:
     # -- paths
     @property
     def dir(self) -> str:
-        return os.path.join(self.root, self.id)
+        return pathops.join(self.root, self.id)
 
     @property
     def fifo(self) -> str:
-        return os.path.join(self.dir, FIFO)
+        return pathops.join(self.dir, FIFO)
 
     @property
     def pid(self) -> int:
@@ -94,10 +95,10 @@ class Container:
     def new(cls, root: str, cid: str) -> Container:
         """Reserve ROOT/ID; refuse a duplicate id before anything else is made."""
         validate_id(cid)
-        os.makedirs(root, 0o700, exist_ok=True)
-        path = os.path.join(root, cid)
+        pathops.makedirs(root, 0o700, exist_ok=True)
+        path = pathops.join(root, cid)
         try:
-            os.mkdir(path, 0o711)
+            posix.mkdir(path, 0o711)
         except FileExistsError:
             if not cls._reclaim(path):
                 raise AlreadyExists("container with given ID already exists") from None
@@ -109,10 +110,10 @@ class Container:
     def _reclaim(path: str) -> bool:
         """A directory without state.json whose lock nobody holds is what a `create`
         killed midway leaves: take it over instead of refusing the id forever."""
-        if os.path.exists(os.path.join(path, STATE_FILE)):
+        if pathops.exists(pathops.join(path, STATE_FILE)):
             return False
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = posix.open(path, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
         except OSError:
             return False
         try:
@@ -120,16 +121,16 @@ class Container:
         except OSError:
             return False  # a create is still running
         finally:
-            os.close(fd)
-        for name in os.listdir(path):
-            os.unlink(os.path.join(path, name))
+            posix.close(fd)
+        for name in posix.listdir(path):
+            posix.unlink(pathops.join(path, name))
         return True
 
     @classmethod
     def load(cls, root: str, cid: str) -> Container:
         validate_id(cid)
         try:
-            with open(os.path.join(root, cid, STATE_FILE), "rb") as f:
+            with open(pathops.join(root, cid, STATE_FILE), "rb") as f:
                 data = fastjson.loads(f.read())
         except FileNotFoundError:
             raise NotFound("container does not exist") from None
@@ -141,7 +142,7 @@ class Container:
     def list(cls, root: str) -> list[Container]:
         out = []
         try:
-            names = sorted(os.listdir(root))
+            names = sorted(posix.listdir(root))
         except FileNotFoundError:
             return []
         for name in names:
@@ -158,27 +159,27 @@ class Container:
     # -- persistence
     def lock(self) -> None:
         if self._lock_fd is None:
-            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = posix.open(self.dir, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._lock_fd = fd
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            posix.close(self._lock_fd)
             self._lock_fd = None
 
     def save(self) -> None:
-        tmp = os.path.join(self.dir, f".{STATE_FILE}.tmp")
+        tmp = pathops.join(self.dir, f".{STATE_FILE}.tmp")
         with open(tmp, "w") as f:
             f.write(fastjson.dumps(self.data))  # dumps uses the C encoder; dump(f) does not
-        os.rename(tmp, os.path.join(self.dir, STATE_FILE))
+        posix.rename(tmp, pathops.join(self.dir, STATE_FILE))
 
     def remove_dir(self) -> None:
         d = self.dir
         try:
-            for name in os.listdir(d):
-                os.unlink(os.path.join(d, name))
-            os.rmdir(d)
+            for name in posix.listdir(d):
+                posix.unlink(pathops.join(d, name))
+            posix.rmdir(d)
         except FileNotFoundError:
             pass
         self.unlock()
@@ -200,7 +201,7 @@ class Container:
                 return PAUSED  # as runc: a frozen container is paused, created or not
         except Exception:
             pass
-        if os.path.exists(self.fifo):
+        if pathops.exists(self.fifo):
             return CREATED
         return RUNNING
 
@@ -248,7 +249,7 @@ class Container:
 def root_from_env(root: str | None) -> str:
     if root:
         return root
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if os.geteuid() != 0 and xdg:
-        return os.path.join(xdg, "portside-runtime")
+    xdg = pathops.getenv("XDG_RUNTIME_DIR")
+    if posix.geteuid() != 0 and xdg:
+        return pathops.join(xdg, "portside-runtime")
     return DEFAULT_ROOT

@@ -7,7 +7,7 @@ which still holds the host privileges the kernel asks for.
 
 from __future__ import annotations
 
-import os
+import posix
 
 from portside.errors import RuntimeFailure
 from portside.linux import libc, syscalls
@@ -26,7 +26,7 @@ PROC_NAMES = {
 
 def join(kind: str, path: str) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     except OSError as e:
         raise RuntimeFailure(f"failed to open {path}: {(e.strerror or '').lower()}") from None
     try:
@@ -36,7 +36,7 @@ def join(kind: str, path: str) -> None:
             f"failed to join {kind} namespace {path}: {(e.strerror or '').lower()}"
         ) from None
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def unshare(kinds: list[str]) -> None:
@@ -90,4 +90,4 @@ def loopback_up() -> None:
         req[16:18] = flags.to_bytes(2, sys.byteorder)
         fcntl.ioctl(fd, 0x8914, req)  # SIOCSIFFLAGS
     finally:
-        os.close(fd)
+        posix.close(fd)

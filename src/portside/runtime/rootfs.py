@@ -7,12 +7,12 @@ symlink planted in an image can never send a mount to the host.
 
 from __future__ import annotations
 
+import _stat as stat  # the C module: stat.py only adds names to it
 import errno
-import os
-import stat
+import posix
 
 from portside.errors import RuntimeFailure
-from portside.linux import libc, syscalls
+from portside.linux import libc, pathops, syscalls
 from portside.runtime.specconv import Config, Mount
 
 TYPE_CHECKING = False
@@ -53,7 +53,7 @@ def secure_join(root: str, unsafe: str) -> str:
             continue
         candidate = root + "/" + "/".join([*resolved, part])
         try:
-            st = os.lstat(candidate)
+            st = posix.lstat(candidate)
         except FileNotFoundError:
             resolved.append(part)
             continue
@@ -66,7 +66,7 @@ def secure_join(root: str, unsafe: str) -> str:
         links += 1
         if links > MAX_SYMLINKS:
             raise RuntimeFailure(f"{unsafe}: too many levels of symbolic links")
-        target = os.readlink(candidate)
+        target = posix.readlink(candidate)
         if target.startswith("/"):
             resolved = []
         more = [c for c in target.split("/") if c and c != "."]
@@ -77,7 +77,7 @@ def secure_join(root: str, unsafe: str) -> str:
 
 def _mkdir_all(path: str, mode: int = 0o755) -> None:
     try:  # noqa: SIM105 - contextlib costs start-up time
-        os.makedirs(path, mode, exist_ok=True)
+        pathops.makedirs(path, mode, exist_ok=True)
     except FileExistsError:
         pass
 
@@ -86,14 +86,14 @@ def _create_target(dest: str, source_is_dir: bool) -> None:
     if source_is_dir:
         _mkdir_all(dest)
         return
-    _mkdir_all(os.path.dirname(dest))
-    if not os.path.lexists(dest):
-        os.close(os.open(dest, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o755))
+    _mkdir_all(pathops.dirname(dest))
+    if not pathops.lexists(dest):
+        posix.close(posix.open(dest, posix.O_CREAT | posix.O_WRONLY | posix.O_CLOEXEC, 0o755))
 
 
 def _locked_flags(path: str) -> int:
     try:
-        f = os.statvfs(path).f_flag
+        f = posix.statvfs(path).f_flag
     except OSError:
         return 0
     out = 0
@@ -155,15 +155,15 @@ def _mount_cgroup(cfg: Config, m: Mount, dest: str, cgroup2_dir: str | None = No
         else:
             ctrls = [o.removeprefix("name=") for o in sopts.split(",") if o not in ("rw", "ro")]
             sub = next((mine[c] for c in ctrls if c in mine), "/")
-        target = os.path.join(dest, name)
+        target = pathops.join(dest, name)
         _mkdir_all(target)
         syscalls.kernel.mount(mountpoint + sub, target, None, libc.MS_BIND | libc.MS_REC)
         remount_bind(target, m.flags & ~libc.MS_REC)
         if "," in name:
             for alias in name.split(","):
-                link = os.path.join(dest, alias)
-                if not os.path.lexists(link):
-                    os.symlink(name, link)
+                link = pathops.join(dest, alias)
+                if not pathops.lexists(link):
+                    posix.symlink(name, link)
     if m.flags & libc.MS_RDONLY:
         syscalls.kernel.mount(
             None, dest, None, flags | libc.MS_REMOUNT | libc.MS_RDONLY, "mode=755"
@@ -173,7 +173,7 @@ def _mount_cgroup(cfg: Config, m: Mount, dest: str, cgroup2_dir: str | None = No
 def mount_entry(cfg: Config, m: Mount, cgroup2_dir: str | None = None) -> None:
     dest = secure_join(cfg.rootfs, m.destination)
     if m.is_bind:
-        _create_target(dest, os.path.isdir(m.source))
+        _create_target(dest, pathops.isdir(m.source))
         syscalls.kernel.mount(m.source, dest, None, libc.MS_BIND | (m.flags & libc.MS_REC))
         # a bind takes only MS_BIND|MS_REC; the other flags need a remount.
         rest = m.flags & ~(libc.MS_BIND | libc.MS_REC | libc.MS_REMOUNT)
@@ -224,30 +224,30 @@ def mount_all(cfg: Config, before_cgroupfs: Callable[[], str | None] | None = No
 
 
 def _make_device(path: str, kind: str, major: int, minor: int, mode: int, bind: bool) -> None:
-    if os.path.lexists(path) and not os.path.isdir(path):
-        os.unlink(path)
+    if pathops.lexists(path) and not pathops.isdir(path):
+        posix.unlink(path)
     if bind:
         # mknod is not allowed in a user namespace: bind the host's node instead
         _create_target(path, False)
-        syscalls.kernel.mount(f"/dev/{os.path.basename(path)}", path, None, libc.MS_BIND)
+        syscalls.kernel.mount(f"/dev/{pathops.basename(path)}", path, None, libc.MS_BIND)
         return
     fmt = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
-    os.mknod(path, fmt | (mode & 0o7777), os.makedev(major, minor))
+    posix.mknod(path, fmt | (mode & 0o7777), posix.makedev(major, minor))
     if mode & 0o7000:  # the umask is 0 here: only the special bits may need a chmod
-        os.chmod(path, mode & 0o7777)
+        posix.chmod(path, mode & 0o7777)
 
 
 def setup_dev(cfg: Config, console_slave: str | None) -> None:
     in_userns = cfg.has("user")
     if cfg.setup_dev:
-        old = os.umask(0)
+        old = posix.umask(0)
         try:
             for path, major, minor in DEFAULT_DEVICES:
                 dest = secure_join(cfg.rootfs, path)
                 _make_device(dest, "c", major, minor, 0o666, in_userns)
             for d in cfg.devices:
                 dest = secure_join(cfg.rootfs, d["path"])
-                _mkdir_all(os.path.dirname(dest))
+                _mkdir_all(pathops.dirname(dest))
                 _make_device(
                     dest,
                     d["type"],
@@ -257,9 +257,9 @@ def setup_dev(cfg: Config, console_slave: str | None) -> None:
                     in_userns and d["type"] != "p",
                 )
                 if not in_userns:
-                    os.chown(dest, d.get("uid", 0), d.get("gid", 0))
+                    posix.chown(dest, d.get("uid", 0), d.get("gid", 0))
         finally:
-            os.umask(old)
+            posix.umask(old)
         dev = secure_join(cfg.rootfs, "/dev")
         links = [
             ("/proc/self/fd", "fd"),
@@ -267,17 +267,17 @@ def setup_dev(cfg: Config, console_slave: str | None) -> None:
             ("/proc/self/fd/1", "stdout"),
             ("/proc/self/fd/2", "stderr"),
         ]
-        if os.path.exists("/proc/kcore"):
+        if pathops.exists("/proc/kcore"):
             links.append(("/proc/kcore", "core"))
         for target, name in links:
-            link = os.path.join(dev, name)
-            if not os.path.lexists(link):
-                os.symlink(target, link)
-        ptmx = os.path.join(dev, "ptmx")
-        if os.path.isdir(os.path.join(dev, "pts")):
-            if os.path.lexists(ptmx):
-                os.unlink(ptmx)
-            os.symlink("pts/ptmx", ptmx)
+            link = pathops.join(dev, name)
+            if not pathops.lexists(link):
+                posix.symlink(target, link)
+        ptmx = pathops.join(dev, "ptmx")
+        if pathops.isdir(pathops.join(dev, "pts")):
+            if pathops.lexists(ptmx):
+                posix.unlink(ptmx)
+            posix.symlink("pts/ptmx", ptmx)
     if console_slave is not None:
         console = secure_join(cfg.rootfs, "/dev/console")
         _create_target(console, False)
@@ -286,31 +286,31 @@ def setup_dev(cfg: Config, console_slave: str | None) -> None:
 
 def pivot(rootfs: str) -> None:
     """pivot_root with the old root stacked under the new one, then lazily detached."""
-    old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
-    new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    old = posix.open("/", posix.O_DIRECTORY | posix.O_RDONLY | posix.O_CLOEXEC)
+    new = posix.open(rootfs, posix.O_DIRECTORY | posix.O_RDONLY | posix.O_CLOEXEC)
     try:
-        os.fchdir(new)
+        posix.fchdir(new)
         syscalls.kernel.pivot_root(".", ".")
-        os.fchdir(old)
+        posix.fchdir(old)
         syscalls.kernel.mount(None, ".", None, libc.MS_SLAVE | libc.MS_REC)
         syscalls.kernel.umount2(".", libc.MNT_DETACH)
     finally:
-        os.close(old)
-        os.close(new)
-    os.chdir("/")
+        posix.close(old)
+        posix.close(new)
+    posix.chdir("/")
 
 
 def move_root(rootfs: str) -> None:
     """--no-pivot: move the rootfs onto / and chroot (for ramfs roots, as runc)."""
-    os.chdir(rootfs)
+    posix.chdir(rootfs)
     syscalls.kernel.mount(rootfs, "/", None, libc.MS_MOVE)
-    os.chroot(".")
-    os.chdir("/")
+    posix.chroot(".")
+    posix.chdir("/")
 
 
 def mask_path(path: str) -> None:
     try:
-        if os.path.isdir(path):
+        if pathops.isdir(path):
             syscalls.kernel.mount("tmpfs", path, "tmpfs", libc.MS_RDONLY)
         else:
             syscalls.kernel.mount("/dev/null", path, None, libc.MS_BIND)

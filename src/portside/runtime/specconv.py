@@ -7,10 +7,10 @@ behind, and one line names the field at fault.
 
 from __future__ import annotations
 
-import os
+import posix
 
 from portside.errors import InvalidDocument
-from portside.linux import libc
+from portside.linux import libc, pathops
 from portside.runtime import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
@@ -265,7 +265,7 @@ def _bad(msg: str) -> InvalidDocument:
 
 
 def load_spec(bundle: str) -> dict[str, Any]:
-    path = os.path.join(bundle, "config.json")
+    path = pathops.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -419,24 +419,24 @@ def convert(spec: dict[str, Any], bundle: str) -> Config:
     """Validate `spec` against what this runtime and this kernel can do."""
     cfg = Config()
     cfg.spec = spec
-    cfg.bundle = os.path.abspath(bundle)
+    cfg.bundle = pathops.abspath(bundle)
     if not isinstance(spec.get("ociVersion", ""), str):
         raise _bad("ociVersion must be a string")
     root = spec.get("root")
     if not isinstance(root, dict) or not root.get("path"):
         raise _bad("root must be specified")
     rootfs = root["path"]
-    if not os.path.isabs(rootfs):
-        rootfs = os.path.join(cfg.bundle, rootfs)
+    if not pathops.isabs(rootfs):
+        rootfs = pathops.join(cfg.bundle, rootfs)
     try:
-        st = os.stat(rootfs)
+        st = posix.stat(rootfs)
     except OSError as e:
         raise _bad(f"invalid rootfs: stat {rootfs}: {(e.strerror or '').lower()}") from None
-    import stat as _stat
+    import _stat  # the C module: stat.py only adds names to it
 
     if not _stat.S_ISDIR(st.st_mode):
         raise _bad(f"invalid rootfs: {rootfs} is not a directory")
-    cfg.rootfs = os.path.realpath(rootfs)
+    cfg.rootfs = pathops.resolve_existing(rootfs)  # a directory: stat'ed above
     cfg.readonly_root = bool(root.get("readonly", False))
     if "process" not in spec or spec["process"] is None:
         raise _bad("process must be specified")
@@ -462,9 +462,9 @@ def convert(spec: dict[str, Any], bundle: str) -> Config:
         if kind in seen:
             raise _bad(f"malformed spec file: duplicated ns {kind!r}")
         seen.add(kind)
-        if not os.path.exists(f"/proc/self/ns/{_PROC_NS[kind]}"):
+        if not pathops.exists(f"/proc/self/ns/{_PROC_NS[kind]}"):
             raise _bad(f"namespace {kind!r} is not supported by this kernel")
-        if path is not None and not os.path.exists(path):
+        if path is not None and not pathops.exists(path):
             raise _bad(f"namespace {kind} path {path}: no such file or directory")
         cfg.namespaces.append((kind, path))
     cfg.namespaces.sort(key=lambda n: NAMESPACE_ORDER.index(n[0]))
@@ -497,16 +497,16 @@ def convert(spec: dict[str, Any], bundle: str) -> Config:
             flags |= libc.MS_BIND
         source = m.get("source") or type_ or "none"
         if flags & libc.MS_BIND:
-            if not os.path.isabs(source):
-                source = os.path.join(cfg.bundle, source)
-            if not os.path.exists(source):
+            if not pathops.isabs(source):
+                source = pathops.join(cfg.bundle, source)
+            if not pathops.exists(source):
                 raise _bad(
                     f'error mounting "{source}" to rootfs at "{dest}": '
                     f"stat {source}: no such file or directory"
                 )
         elif not type_:
             raise _bad(f"mount {dest}: no type given")
-        cfg.mounts.append(Mount(os.path.normpath(dest), type_, source, flags, prop, data))
+        cfg.mounts.append(Mount(pathops.normpath(dest), type_, source, flags, prop, data))
 
     cfg.masked_paths = _str_list(linux.get("maskedPaths"), "linux.maskedPaths")
     cfg.readonly_paths = _str_list(linux.get("readonlyPaths"), "linux.readonlyPaths")
@@ -543,7 +543,7 @@ def convert(spec: dict[str, Any], bundle: str) -> Config:
         for h in entries or []:
             if not isinstance(h, dict) or not isinstance(h.get("path"), str):
                 raise _bad(f"hooks.{kind}: each hook needs a path")
-            if not os.path.isabs(h["path"]):
+            if not pathops.isabs(h["path"]):
                 raise _bad(f"hooks.{kind}: path {h['path']} is not absolute")
             if h.get("timeout") is not None and _int(h["timeout"], "hook timeout") <= 0:
                 raise _bad(f"hooks.{kind}: timeout must be positive")
@@ -570,12 +570,12 @@ def convert(spec: dict[str, Any], bundle: str) -> Config:
                 raise _bad(f"timeOffsets: unknown clock {clock!r}")
         cfg.time_offsets = offsets
     cfg.mount_label = linux.get("mountLabel") or ""
-    if cfg.process.apparmor and not os.path.isdir("/sys/kernel/security/apparmor"):
+    if cfg.process.apparmor and not pathops.isdir("/sys/kernel/security/apparmor"):
         raise _bad(
             f"apparmor profile {cfg.process.apparmor!r} requested, "
             "but AppArmor is not enabled on this kernel"
         )
-    if (cfg.process.selinux_label or cfg.mount_label) and not os.path.isdir("/sys/fs/selinux"):
+    if (cfg.process.selinux_label or cfg.mount_label) and not pathops.isdir("/sys/fs/selinux"):
         raise _bad("SELinux label requested, but SELinux is not enabled on this kernel")
     if linux.get("intelRdt"):
         raise _bad("linux.intelRdt is not supported by portside-runtime")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import errno
-import os
+import posix
 import time
 
 from portside.errors import CgroupError
+from portside.linux import pathops
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
 if TYPE_CHECKING:
@@ -16,10 +17,10 @@ if TYPE_CHECKING:
 
 def write(directory: str, name: str, value: str | int) -> None:
     """One write(2) of the whole value, as the kernel parses each write on its own."""
-    path = os.path.join(directory, name)
+    path = pathops.join(directory, name)
     data = str(value).encode()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_WRONLY | posix.O_TRUNC | posix.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             raise CgroupError(
@@ -27,11 +28,11 @@ def write(directory: str, name: str, value: str | int) -> None:
             ) from exc
         raise CgroupError(f"failed to open {path}: {exc.strerror}") from exc
     try:
-        os.write(fd, data)
+        posix.write(fd, data)
     except OSError as exc:
         raise CgroupError(f"failed to write {data.decode()!r} to {path}: {exc.strerror}") from exc
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def write_retry_eintr(directory: str, name: str, value: str | int) -> None:
@@ -48,7 +49,7 @@ def write_retry_eintr(directory: str, name: str, value: str | int) -> None:
 
 
 def read(directory: str, name: str) -> str:
-    path = os.path.join(directory, name)
+    path = pathops.join(directory, name)
     try:
         with open(path) as f:
             return f.read()
@@ -58,7 +59,7 @@ def read(directory: str, name: str) -> str:
 
 def read_optional(directory: str, name: str) -> str | None:
     try:
-        with open(os.path.join(directory, name)) as f:
+        with open(pathops.join(directory, name)) as f:
             return f.read()
     except OSError:
         return None
@@ -133,8 +134,8 @@ def read_pids(directory: str, name: str = "cgroup.procs") -> list[int]:
 def all_pids(directory: str) -> list[int]:
     """Pids in a cgroup and every cgroup below it."""
     out: list[int] = []
-    for dirpath, _dirs, _files in os.walk(directory):
-        out.extend(read_pids(dirpath))
+    for path in (directory, *pathops.subdirs_bottom_up(directory)):
+        out.extend(read_pids(path))
     return out
 
 
@@ -143,7 +144,7 @@ def remove_tree(
     *,
     attempts: int = 50,
     delay: float = 0.01,
-    rmdir: Callable[[str], None] = os.rmdir,
+    rmdir: Callable[[str], None] = posix.rmdir,
 ) -> None:
     """rmdir a cgroup and its children bottom-up, retrying while exiting tasks drain (EBUSY);
     a missing one (or not a directory) is left alone."""
@@ -158,15 +159,12 @@ def remove_tree(
                 except OSError as exc:
                     if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
                         raise
-            for dirpath, dirs, _files in os.walk(directory, topdown=False):
-                for d in dirs:
-                    sub = os.path.join(dirpath, d)
-                    if os.path.isdir(sub):
-                        rmdir(sub)
+            for sub in pathops.subdirs_bottom_up(directory):
+                rmdir(sub)
             rmdir(directory)
             return
         except FileNotFoundError:
-            if not os.path.exists(directory):
+            if not pathops.exists(directory):
                 return
         except OSError as exc:
             if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY) or attempt == attempts - 1:

@@ -9,8 +9,7 @@ climb out of a hierarchy.
 
 from __future__ import annotations
 
-import os
-import posixpath
+from portside.linux import pathops
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -130,8 +129,8 @@ def clean_path(path: str) -> str:
     if not path:
         return ""
     if path.startswith("/"):
-        return posixpath.normpath(path).replace("//", "/")
-    cleaned = posixpath.normpath("/" + path).lstrip("/")
+        return pathops.normpath(path).replace("//", "/")
+    cleaned = pathops.normpath("/" + path).lstrip("/")
     return cleaned or ""
 
 
@@ -148,24 +147,24 @@ def inner_path(container_id: str, cgroups_path: str | None) -> str:
 def v1_path(mounts: Mounts, controller: str, inner: str, own: dict[str, str]) -> str:
     mountpoint = mounts.v1[controller]
     if inner.startswith("/"):
-        return posixpath.join(mountpoint, inner.lstrip("/"))
+        return pathops.join(mountpoint, inner.lstrip("/"))
     base = own.get(controller, "/")
     # When the hierarchy is mounted from a sub-cgroup (a container), strip that root.
     root = mounts.v1_roots.get(controller, "/")
     if root != "/" and (base == root or base.startswith(root + "/")):
         base = base[len(root) :] or "/"
-    return posixpath.join(mountpoint, base.lstrip("/"), inner)
+    return pathops.join(mountpoint, base.lstrip("/"), inner)
 
 
 def v2_path(mountpoint: str, inner: str, own: dict[str, str], root: str = "/") -> str:
     if inner.startswith("/"):
-        return posixpath.join(mountpoint, inner.lstrip("/"))
+        return pathops.join(mountpoint, inner.lstrip("/"))
     # Our own cgroup has processes in it (us), and v2 forbids controllers in a
     # cgroup with processes: go under its parent, as runc does.
-    base = posixpath.dirname(own.get("", "/")) or "/"
+    base = pathops.dirname(own.get("", "/")) or "/"
     if root != "/" and (base == root or base.startswith(root + "/")):
         base = base[len(root) :] or "/"
-    return posixpath.join(mountpoint, base.lstrip("/"), inner)
+    return pathops.join(mountpoint, base.lstrip("/"), inner)
 
 
 def v1_layout(inner: str, mounts: Mounts, own: dict[str, str]) -> dict[str, str]:
@@ -185,14 +184,14 @@ def v1_layout(inner: str, mounts: Mounts, own: dict[str, str]) -> dict[str, str]
         # Hybrid host: runc also puts the container in the cgroup2 hierarchy (same
         # relative rules, under our own v2 cgroup), so v2-aware tools find it there.
         if inner.startswith("/"):
-            unified = posixpath.join(mounts.unified, inner.lstrip("/"))
+            unified = pathops.join(mounts.unified, inner.lstrip("/"))
         else:
             base = own.get("", "/").lstrip("/")
-            unified = posixpath.join(mounts.unified, base, inner)
+            unified = pathops.join(mounts.unified, base, inner)
         out[UNIFIED] = unified
     return out
 
 
 def systemd_running() -> bool:
     """sd_booted(3)'s test: systemd as init creates /run/systemd/system."""
-    return os.path.isdir("/run/systemd/system")
+    return pathops.isdir("/run/systemd/system")

@@ -6,7 +6,7 @@ error whichever cgroup version the host has, and it names the field.
 
 from __future__ import annotations
 
-import os
+import posix
 
 from portside.errors import CgroupError
 
@@ -217,7 +217,7 @@ def hugepage_sizes(base: str = "/sys/kernel/mm/hugepages") -> list[str]:
     """The kernel's huge page sizes in cgroup file naming: 2MB, 1GB."""
     sizes = []
     try:
-        names = sorted(os.listdir(base))
+        names = sorted(posix.listdir(base))
     except OSError:
         return []
     for name in names:

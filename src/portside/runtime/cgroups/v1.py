@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import errno
-import os
+import posix
 import time
 
 from portside.errors import CgroupError
+from portside.linux import pathops
 from portside.runtime.cgroups import devices as dev
 from portside.runtime.cgroups import fscommon as fs
 from portside.runtime.cgroups.manager import CgroupManager
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
     from portside.runtime.cgroups import resources as res
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_CLK_TCK = posix.sysconf("SC_CLK_TCK")
 _FREEZE_TIMEOUT = 10.0
 
 
@@ -67,12 +68,12 @@ class V1Manager(CgroupManager):
             for ctrl, path in self.paths.items():
                 if ctrl == "cpuset":
                     self._make_cpuset(path, made)
-                elif not os.path.isdir(path):
+                elif not pathops.isdir(path):
                     self._makedirs(path, made)
         except BaseException:
             for path in reversed(made):
                 try:  # noqa: SIM105 - contextlib costs start-up time
-                    os.rmdir(path)
+                    posix.rmdir(path)
                 except OSError:
                     pass
             raise
@@ -81,12 +82,12 @@ class V1Manager(CgroupManager):
     def _makedirs(path: str, made: list[str]) -> None:
         missing = []
         p = path
-        while not os.path.isdir(p):
+        while not pathops.isdir(p):
             missing.append(p)
-            p = os.path.dirname(p)
+            p = pathops.dirname(p)
         for d in reversed(missing):
             try:
-                os.mkdir(d, 0o755)
+                posix.mkdir(d, 0o755)
             except FileExistsError:
                 continue
             except OSError as exc:
@@ -99,20 +100,20 @@ class V1Manager(CgroupManager):
         self._makedirs(path, made)
         chain = []
         p = path
-        while os.path.exists(os.path.join(p, "cpuset.cpus")):
+        while pathops.exists(pathops.join(p, "cpuset.cpus")):
             chain.append(p)
-            parent = os.path.dirname(p)
-            if parent == p or not os.path.exists(os.path.join(parent, "cpuset.cpus")):
+            parent = pathops.dirname(p)
+            if parent == p or not pathops.exists(pathops.join(parent, "cpuset.cpus")):
                 break
             p = parent
         for d in reversed(chain[:-1]):
-            parent = os.path.dirname(d)
+            parent = pathops.dirname(d)
             for name in ("cpuset.cpus", "cpuset.mems"):
                 if not fs.read(d, name).strip():
                     fs.write(d, name, fs.read(parent, name).strip())
 
     def exists(self) -> bool:
-        return any(os.path.isdir(p) for p in self.paths.values())
+        return any(pathops.isdir(p) for p in self.paths.values())
 
     def add_process(self, pid: int) -> None:
         self._add(pid, self.paths)
@@ -120,14 +121,14 @@ class V1Manager(CgroupManager):
     def self_join_files(self) -> list[str]:
         # v1 `tasks` moves one thread, and "0" is the writer: the lock-free path
         return [
-            os.path.join(path, "tasks")
+            pathops.join(path, "tasks")
             for ctrl, path in self.paths.items()
-            if ctrl != UNIFIED and os.path.isdir(path)
+            if ctrl != UNIFIED and pathops.isdir(path)
         ]
 
     def deferred_join_dir(self) -> str | None:
         path = self.paths.get(UNIFIED)  # a hybrid host's controller-less cgroup2 directory
-        return path if path and os.path.isdir(path) else None
+        return path if path and pathops.isdir(path) else None
 
     def add_process_except_self_joined(self, pid: int) -> None:
         # the cgroup2 directory of a hybrid host has no `tasks`: cgroup.procs it is
@@ -136,7 +137,7 @@ class V1Manager(CgroupManager):
     @staticmethod
     def _add(pid: int, paths: dict[str, str]) -> None:
         for ctrl, path in paths.items():
-            if not os.path.isdir(path):
+            if not pathops.isdir(path):
                 continue
             try:
                 fs.write_retry_eintr(path, "cgroup.procs", pid)
@@ -146,10 +147,10 @@ class V1Manager(CgroupManager):
     def _any_path(self) -> str:
         for ctrl in ("pids", "freezer", "memory", "devices", "cpu"):
             p = self.paths.get(ctrl)
-            if p and os.path.isdir(p):
+            if p and pathops.isdir(p):
                 return p
         for p in self.paths.values():
-            if os.path.isdir(p):
+            if pathops.isdir(p):
                 return p
         raise CgroupError(f"cgroup of container {self.container_id or '?'} does not exist")
 
@@ -190,7 +191,7 @@ class V1Manager(CgroupManager):
 
     def is_frozen(self) -> bool:
         path = self.paths.get("freezer")
-        if not path or not os.path.isdir(path):
+        if not path or not pathops.isdir(path):
             return False
         return fs.read(path, "freezer.state").strip() in ("FROZEN", "FREEZING")
 
@@ -250,7 +251,7 @@ class V1Manager(CgroupManager):
         limit, swap = m.limit, m.swap
         if m.check_before_update:
             res.check_not_below_usage(limit, fs.read_uint(path, "memory.usage_in_bytes"))
-        has_memsw = os.path.exists(os.path.join(path, "memory.memsw.limit_in_bytes"))
+        has_memsw = pathops.exists(pathops.join(path, "memory.memsw.limit_in_bytes"))
         if limit == -1 and swap is None and has_memsw:
             swap = -1  # runc: an unlimited memory update lifts the swap limit too
         if swap is not None and not has_memsw:
@@ -275,8 +276,8 @@ class V1Manager(CgroupManager):
             self._write_swap(path, swap)
         if m.reservation is not None:
             fs.write(path, "memory.soft_limit_in_bytes", m.reservation)
-        if m.kernel_tcp is not None and os.path.exists(
-            os.path.join(path, "memory.kmem.tcp.limit_in_bytes")
+        if m.kernel_tcp is not None and pathops.exists(
+            pathops.join(path, "memory.kmem.tcp.limit_in_bytes")
         ):
             fs.write(path, "memory.kmem.tcp.limit_in_bytes", m.kernel_tcp)
         if m.swappiness is not None:
@@ -347,7 +348,7 @@ class V1Manager(CgroupManager):
 
     def _set_blkio(self, b: res.BlockIO) -> None:
         path = self._need("blkio", "blockIO limits")
-        bfq = os.path.exists(os.path.join(path, "blkio.bfq.weight"))
+        bfq = pathops.exists(pathops.join(path, "blkio.bfq.weight"))
         weight_file = "blkio.bfq.weight" if bfq else "blkio.weight"
         device_file = "blkio.bfq.weight_device" if bfq else "blkio.weight_device"
         if b.weight is not None:
@@ -376,7 +377,7 @@ class V1Manager(CgroupManager):
         for size, limit in limits:
             fs.write(path, f"hugetlb.{size}.limit_in_bytes", limit)
             rsvd = f"hugetlb.{size}.rsvd.limit_in_bytes"
-            if os.path.exists(os.path.join(path, rsvd)):
+            if pathops.exists(pathops.join(path, rsvd)):
                 fs.write(path, rsvd, limit)
 
     def _unified_has(self, controller: str) -> bool:
@@ -394,16 +395,16 @@ class V1Manager(CgroupManager):
         path = self.paths[UNIFIED]
         root = read_mounts().unified
         assert root is not None
-        rel = os.path.relpath(path, root)
+        rel = pathops.normpath(path).removeprefix(pathops.normpath(root).rstrip("/"))
         current = root
         for part in [p for p in rel.split("/") if p and p != "."]:
             enabled = (fs.read_optional(current, "cgroup.subtree_control") or "").split()
             if "hugetlb" not in enabled:
                 fs.write(current, "cgroup.subtree_control", "+hugetlb")
-            current = os.path.join(current, part)
+            current = pathops.join(current, part)
         for size, limit in limits:
             fs.write(path, f"hugetlb.{size}.max", limit)
-            if os.path.exists(os.path.join(path, f"hugetlb.{size}.rsvd.max")):
+            if pathops.exists(pathops.join(path, f"hugetlb.{size}.rsvd.max")):
                 fs.write(path, f"hugetlb.{size}.rsvd.max", limit)
 
     def _set_network(self, net: dict[str, Any]) -> None:
@@ -445,7 +446,7 @@ class V1Manager(CgroupManager):
         usage: dict[str, Any] = {"total": 0, "kernel": 0, "user": 0}
         throttling = {"periods": 0, "throttledPeriods": 0, "throttledTime": 0}
         acct = self.paths.get("cpuacct")
-        if acct and os.path.isdir(acct):
+        if acct and pathops.isdir(acct):
             usage["total"] = fs.read_uint(acct, "cpuacct.usage")
             for key, name in (
                 ("percpu", "cpuacct.usage_percpu"),
@@ -460,7 +461,7 @@ class V1Manager(CgroupManager):
             usage["user"] = ticks.get("user", 0) * ns_per_tick
             usage["kernel"] = ticks.get("system", 0) * ns_per_tick
         cpu = self.paths.get("cpu")
-        if cpu and os.path.isdir(cpu):
+        if cpu and pathops.isdir(cpu):
             st = fs.read_flat_keyed(cpu, "cpu.stat")
             throttling = {
                 "periods": st.get("nr_periods", 0),
@@ -475,7 +476,7 @@ class V1Manager(CgroupManager):
         from portside.runtime.cgroups import resources as res
 
         path = self.paths.get("cpuset")
-        if not path or not os.path.isdir(path):
+        if not path or not pathops.isdir(path):
             return {}
         return {
             "cpus": res.parse_list(fs.read_optional(path, "cpuset.effective_cpus") or ""),
@@ -495,7 +496,7 @@ class V1Manager(CgroupManager):
 
     def _memory_stats(self) -> dict[str, Any]:
         path = self.paths.get("memory")
-        if not path or not os.path.isdir(path):
+        if not path or not pathops.isdir(path):
             return {}
 
         def entry(prefix: str) -> dict[str, Any]:
@@ -520,7 +521,7 @@ class V1Manager(CgroupManager):
 
     def _pids_stats(self) -> dict[str, Any]:
         path = self.paths.get("pids")
-        if not path or not os.path.isdir(path):
+        if not path or not pathops.isdir(path):
             return {}
         out = {
             "current": fs.read_uint(path, "pids.current"),
@@ -532,9 +533,9 @@ class V1Manager(CgroupManager):
         from portside.runtime.cgroups import resources as res
 
         path = self.paths.get("blkio")
-        if not path or not os.path.isdir(path):
+        if not path or not pathops.isdir(path):
             return {}
-        bfq = os.path.exists(os.path.join(path, "blkio.bfq.io_service_bytes_recursive"))
+        bfq = pathops.exists(pathops.join(path, "blkio.bfq.io_service_bytes_recursive"))
         prefix = "blkio.bfq" if bfq else "blkio.throttle"
         out: dict[str, Any] = {}
         for key, name in (
@@ -549,9 +550,9 @@ class V1Manager(CgroupManager):
 
         path = self.paths.get("hugetlb")
         unified = self.paths.get(UNIFIED)
-        if not path and unified and os.path.isdir(unified):
+        if not path and unified and pathops.isdir(unified):
             return self._hugetlb_stats_unified(unified)
-        if not path or not os.path.isdir(path):
+        if not path or not pathops.isdir(path):
             return {}
         out = {}
         for size in res.hugepage_sizes():
@@ -569,7 +570,7 @@ class V1Manager(CgroupManager):
 
         out = {}
         for size in res.hugepage_sizes():
-            if not os.path.exists(os.path.join(path, f"hugetlb.{size}.current")):
+            if not pathops.exists(pathops.join(path, f"hugetlb.{size}.current")):
                 continue
             entry = {
                 "usage": fs.read_uint(path, f"hugetlb.{size}.current"),

@@ -6,8 +6,10 @@ lives in its own module, imported only when called.
 
 from __future__ import annotations
 
-import os
+import posix
 import sys
+
+from portside.linux import pathops
 
 VERBS = {
     "create": "create",
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.flush()
         except Exception:
             return code  # a closed or broken stream: let the interpreter report it
-        os._exit(code)
+        posix._exit(code)
     return code
 
 
@@ -142,7 +144,7 @@ def _main(argv: list[str] | None) -> int:
     from portside.runtime import log
 
     verb = ""
-    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "portside-runtime"
+    prog = pathops.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "portside-runtime"
     try:
         g, rest = _globals(args)
         g.prog = prog
@@ -191,6 +193,7 @@ def _main(argv: list[str] | None) -> int:
         log.error(msg)
         return 1
     finally:
-        if os.environ.get("PORTSIDE_RUNTIME_DUMP_MODULES"):
-            with open(os.environ["PORTSIDE_RUNTIME_DUMP_MODULES"], "w") as f:
+        dump = pathops.getenv("PORTSIDE_RUNTIME_DUMP_MODULES")
+        if dump:
+            with open(dump, "w") as f:
                 f.write("\n".join(sorted(sys.modules)))

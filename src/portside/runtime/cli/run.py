@@ -16,12 +16,11 @@ FLAGS: a.Spec = {
 
 
 def _wants_terminal(bundle: str) -> bool:
-    import os
-
+    from portside.linux import pathops
     from portside.runtime import fastjson
 
     try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
+        with open(pathops.join(bundle, "config.json"), "rb") as f:
             return bool((fastjson.loads(f.read()).get("process") or {}).get("terminal"))
     except (OSError, ValueError, AttributeError):
         return False  # create reports the problem

@@ -1,7 +1,7 @@
 """The child side: namespaces, the root filesystem, the process's credentials, exec.
 
 These functions run only in a freshly forked, single-threaded child of the
-runtime (never in the runtime itself), and end in execve or os._exit: stage1
+runtime (never in the runtime itself), and end in execve or posix._exit: stage1
 enters/creates the namespaces and forks the init (so it is PID 1 of a new PID
 namespace); `init` sets the container up and waits on the exec fifo.
 Any failure is sent to the parent as one message and the child exits.
@@ -10,12 +10,12 @@ Any failure is sent to the parent as one message and the child exits.
 from __future__ import annotations
 
 import _signal as signal  # the C module: `signal` builds enums at import
-import os
-import stat
+import _stat as stat  # the C module: stat.py only adds names to it
+import posix
 import sys
 
 from portside.errors import PortsideError
-from portside.linux import libc, syscalls
+from portside.linux import libc, pathops, syscalls
 from portside.runtime import namespaces
 from portside.runtime.process import sync
 from portside.runtime.process.options import Options
@@ -35,14 +35,14 @@ def _fail(ch: sync.Channel, err: BaseException) -> NoReturn:
         msg = f"{err.filename + ': ' if err.filename else ''}{(err.strerror or str(err)).lower()}"
     else:
         msg = f"{type(err).__name__}: {err}"
-        if os.environ.get("PORTSIDE_RUNTIME_DEBUG"):
+        if pathops.getenv("PORTSIDE_RUNTIME_DEBUG"):
             import traceback
 
             traceback.print_exc()
     try:
         ch.send(sync.ERROR, msg=msg)
     finally:
-        os._exit(1)
+        posix._exit(1)
 
 
 def _preload(cfg: Config, proc: Process) -> None:
@@ -72,7 +72,7 @@ def stage1(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoRet
     try:
         for fd in opts.close_fds:
             if fd >= 0:
-                os.close(fd)
+                posix.close(fd)
         for path in opts.cgroup_join:  # still in the runtime's namespaces: the host's files
             _join_cgroup(path)
         early_hello = opts.late_cgroup and opts.join_pid is None
@@ -109,8 +109,8 @@ def stage1(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoRet
             if not opts.late_cgroup:
                 ch.expect(sync.GO)
             if own_user or cfg.has("user"):
-                os.setresgid(0, 0, 0)
-                os.setresuid(0, 0, 0)
+                posix.setresgid(0, 0, 0)
+                posix.setresuid(0, 0, 0)
             for kind, path in joined:
                 if kind != "user":
                     namespaces.join(kind, path)
@@ -119,12 +119,12 @@ def stage1(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) -> NoRet
             namespaces.unshare(new)
             if cfg.time_offsets:
                 namespaces.write_time_offsets(cfg.time_offsets)
-        pid = 0 if opts.direct else os.fork()
+        pid = 0 if opts.direct else posix.fork()
     except BaseException as e:
         _fail(ch, e)
     if pid:
         ch.send(sync.PID, pid=pid)
-        os._exit(0)
+        posix._exit(0)
     try:
         if opts.is_exec:
             exec_process(cfg, proc, ch, opts)
@@ -140,20 +140,20 @@ def _join_container(pid: int, cfg: Config) -> None:
         name = namespaces.PROC_NAMES[kind]
         theirs = f"/proc/{pid}/ns/{name}"
         try:
-            if os.stat(theirs).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
+            if posix.stat(theirs).st_ino == posix.stat(f"/proc/self/ns/{name}").st_ino:
                 continue
         except FileNotFoundError:
             continue
         namespaces.join(kind, theirs)
         if kind == "user":
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
+            posix.setresgid(0, 0, 0)
+            posix.setresuid(0, 0, 0)
 
 
 def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
     from portside.runtime import rootfs
 
-    os.setsid()
+    posix.setsid()
     if cfg.has_new("network"):
         namespaces.loopback_up()
     rootfs.prepare_root(cfg)
@@ -178,7 +178,7 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
         from portside.runtime import console
 
         ptmx = rootfs.secure_join(cfg.rootfs, "/dev/pts/ptmx")
-        if not os.path.exists(ptmx):
+        if not pathops.exists(ptmx):
             ptmx = "/dev/ptmx"
         master, console_slave = console.open_pty(ptmx)
     rootfs.setup_dev(cfg, console_slave)
@@ -191,8 +191,8 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
         run_hooks("createContainer", hooks.get("createContainer", []), msg["state"])
     # as runc: a missing working directory is made (before the root goes read-only)
     cwd = rootfs.secure_join(cfg.rootfs, proc.cwd)
-    if not os.path.isdir(cwd):
-        os.makedirs(cwd, 0o755, exist_ok=True)
+    if not pathops.isdir(cwd):
+        pathops.makedirs(cwd, 0o755, exist_ok=True)
     fifo = opts.fifo_fd
     if hooks.get("startContainer") or (cfg.seccomp or {}).get("listenerPath"):
         opts.host_pid = _host_pid()
@@ -207,7 +207,7 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
         if console_slave.startswith(cfg.rootfs + "/"):
             slave_in_root = console_slave[len(cfg.rootfs) :]
         console.send_master(opts.console_conn, master, "/dev/ptmx")
-        os.close(master)
+        posix.close(master)
         console.attach(slave_in_root, proc.console_size)
     if cfg.hostname is not None:
         syscalls.kernel.sethostname(cfg.hostname)
@@ -232,13 +232,13 @@ def init(cfg: Config, ch: sync.Channel, opts: Options) -> NoReturn:
 def _join_cgroup(tasks: str) -> None:
     """Move this (single-threaded) process into the cgroup whose `tasks` file this is."""
     try:
-        fd = os.open(tasks, os.O_WRONLY | os.O_CLOEXEC)
+        fd = posix.open(tasks, posix.O_WRONLY | posix.O_CLOEXEC)
         try:
-            os.write(fd, b"0")
+            posix.write(fd, b"0")
         finally:
-            os.close(fd)
+            posix.close(fd)
     except OSError as e:
-        where = os.path.dirname(tasks)
+        where = pathops.dirname(tasks)
         raise PortsideError(
             f"cannot join cgroup {where}: {(e.strerror or str(e)).lower()}"
         ) from None
@@ -249,10 +249,10 @@ def exec_process(cfg: Config, proc: Process, ch: sync.Channel, opts: Options) ->
     if proc.terminal:
         from portside.runtime import console
 
-        os.setsid()
+        posix.setsid()
         master, slave = console.open_pty("/dev/ptmx")
         console.send_master(opts.console_conn, master, "/dev/ptmx")
-        os.close(master)
+        posix.close(master)
         console.attach(slave, proc.console_size)
     finish(cfg, proc, ch, opts, -1)
 
@@ -299,7 +299,7 @@ def finish(cfg: Config, proc: Process, ch: sync.Channel, opts: Options, fifo: in
             reason = (e.strerror or str(e)).lower()
             raise PortsideError(f"error setting rlimit type {kind}: {reason}") from None
     env = list(proc.env)
-    os.chdir("/")
+    posix.chdir("/")
     _try_chdir(proc.cwd)
     path = _look_path(proc.args[0], env)
     if not any(e.startswith("HOME=") for e in env):
@@ -314,8 +314,8 @@ def finish(cfg: Config, proc: Process, ch: sync.Channel, opts: Options, fifo: in
     if proc.caps is not None:
         capabilities.apply(proc.caps, last)
     if proc.umask is not None:
-        os.umask(proc.umask)
-    os.chdir(proc.cwd)
+        posix.umask(proc.umask)
+    posix.chdir(proc.cwd)
     if proc.no_new_privileges:
         libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
     if cfg.seccomp and proc.no_new_privileges:
@@ -324,21 +324,21 @@ def finish(cfg: Config, proc: Process, ch: sync.Channel, opts: Options, fifo: in
         _send_seccomp_fd(cfg, opts, seccomp_fd)
     for fd in range(3, 3 + opts.preserve_fds):
         try:  # noqa: SIM105 - contextlib costs start-up time
-            os.set_inheritable(fd, True)
+            posix.set_inheritable(fd, True)
         except OSError:
             pass
     ch.send(sync.READY)
     started = False
     if opts.start_on_pipe:
         if ch.recv()["t"] != sync.START:
-            os._exit(1)  # the runtime went away without starting us
+            posix._exit(1)  # the runtime went away without starting us
         started = True
     ch.close()  # with start_on_pipe, the runtime's cue that we are past the start
     if fifo >= 0:
-        w = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
-        os.write(w, b"0")
-        os.close(w)
-        os.close(fifo)
+        w = posix.open(f"/proc/self/fd/{fifo}", posix.O_WRONLY | posix.O_CLOEXEC)
+        posix.write(w, b"0")
+        posix.close(w)
+        posix.close(fifo)
         started = True
     if started:
         start_hooks = cfg.hooks.get("startContainer")
@@ -357,12 +357,12 @@ def finish(cfg: Config, proc: Process, ch: sync.Channel, opts: Options, fifo: in
             run_hooks("startContainer", start_hooks, state)
     _reset_signals()
     # nothing of the runtime's or its caller's leaks in: only stdio and --preserve-fds
-    os.closerange(3 + opts.preserve_fds, 1 << 20)
+    posix.closerange(3 + opts.preserve_fds, 1 << 20)
     try:
-        os.execve(path, proc.args, dict(e.split("=", 1) for e in env if "=" in e))
+        posix.execve(path, proc.args, dict(e.split("=", 1) for e in env if "=" in e))
     except OSError as e:
         print(f"exec {path}: {(e.strerror or '').lower()}", file=sys.stderr)
-    os._exit(127)
+    posix._exit(127)
 
 
 def _rlim(v: int) -> int:
@@ -371,7 +371,7 @@ def _rlim(v: int) -> int:
 
 def _try_chdir(cwd: str) -> None:
     try:  # noqa: SIM105 - contextlib costs start-up time
-        os.chdir(cwd)
+        posix.chdir(cwd)
     except OSError:
         pass  # it may be readable only by the container user: retried after the switch
 
@@ -388,9 +388,9 @@ def _set_user(cfg: Config, proc: Process) -> None:
         libc.setgroups(proc.additional_gids)
     elif proc.additional_gids:
         raise PortsideError("cannot set additional gids: setgroups is denied in this namespace")
-    os.setresgid(proc.gid, proc.gid, proc.gid)
+    posix.setresgid(proc.gid, proc.gid, proc.gid)
     libc.prctl(libc.PR_SET_KEEPCAPS, 1)
-    os.setresuid(proc.uid, proc.uid, proc.uid)
+    posix.setresuid(proc.uid, proc.uid, proc.uid)
     libc.prctl(libc.PR_SET_KEEPCAPS, 0)
 
 
@@ -410,7 +410,7 @@ def _look_path(arg0: str, env: list[str]) -> str:
     """The executable as exec would find it, or runc's error for a missing one."""
     if "/" in arg0:
         try:
-            st = os.stat(arg0)
+            st = posix.stat(arg0)
         except OSError as e:
             raise PortsideError(
                 f'exec: "{arg0}": stat {arg0}: {(e.strerror or "").lower()}'
@@ -420,9 +420,9 @@ def _look_path(arg0: str, env: list[str]) -> str:
         return arg0
     path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
     for d in path.split(":"):
-        cand = os.path.join(d or ".", arg0)
+        cand = pathops.join(d or ".", arg0)
         try:
-            st = os.stat(cand)
+            st = posix.stat(cand)
         except OSError:
             continue
         if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
@@ -439,7 +439,7 @@ def _load_seccomp(cfg: Config) -> int | None:
 def _send_seccomp_fd(cfg: Config, opts: Options, fd: int) -> None:
     """SCMP_ACT_NOTIFY: the listener fd goes to linux.seccomp.listenerPath with the state."""
     if opts.seccomp_conn is None:
-        os.close(fd)
+        posix.close(fd)
         return
     import socket
 
@@ -457,7 +457,7 @@ def _send_seccomp_fd(cfg: Config, opts: Options, fd: int) -> None:
         socket.send_fds(opts.seccomp_conn, [seccomp.listener_message(state, metadata=meta)], [fd])
     finally:
         opts.seccomp_conn.close()
-        os.close(fd)
+        posix.close(fd)
 
 
 def _reset_signals() -> None:

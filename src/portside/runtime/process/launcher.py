@@ -13,11 +13,11 @@ parent, as with runc.
 from __future__ import annotations
 
 import _signal as signal  # the C module: `signal` builds enums at import
-import os
+import posix
 import time
 
 from portside.errors import CgroupError, InvalidDocument, RuntimeFailure
-from portside.linux import libc
+from portside.linux import libc, pathops
 from portside.runtime import cgroupctl, namespaces
 from portside.runtime.container import Container, now_rfc3339, process_start_time
 from portside.runtime.process import sync
@@ -55,8 +55,8 @@ def prepare_seccomp(cfg: Config, root: str | None = None) -> None:
     from portside.runtime import seccomp
 
     cache_dir = None  # not before the root exists: Container.new makes it 0700
-    if root is not None and os.path.isdir(root):
-        cache_dir = os.path.join(root, SECCOMP_CACHE)
+    if root is not None and pathops.isdir(root):
+        cache_dir = pathops.join(root, SECCOMP_CACHE)
     try:
         seccomp.prepare(cfg.seccomp, cache_dir=cache_dir)
     except ValueError as e:
@@ -89,11 +89,11 @@ def _spawn(
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     elif cfg.has_new("pid"):
         # our next child is PID 1 of a new namespace; ours is restored right after
-        pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        pidns = posix.open("/proc/self/ns/pid", posix.O_RDONLY | posix.O_CLOEXEC)
         try:
             namespaces.unshare(["pid"])
         except BaseException:
-            os.close(pidns)
+            posix.close(pidns)
             raise
     stage = -1
     born_in = _cgroup2_birthplace(opts, mgr)
@@ -102,11 +102,11 @@ def _spawn(
         stage, born_there = _fork(born_in)
     finally:
         if born_in >= 0:
-            os.close(born_in)
+            posix.close(born_in)
         if pidns >= 0:
             if stage != 0:
                 libc.setns(pidns, libc.CLONE_NEWPID)
-            os.close(pidns)
+            posix.close(pidns)
     if stage == 0:
         parent_ch.close()
         from portside.runtime.process.init import stage1
@@ -151,7 +151,7 @@ def _spawn(
     finally:
         cgroupctl.cool_down()  # joined (or failed): the no-op migrations are done
     if not opts.direct:
-        os.waitpid(stage, 0)
+        posix.waitpid(stage, 0)
     return pid, parent_ch
 
 
@@ -175,12 +175,12 @@ def _cgroup2_birthplace(opts: Options, mgr: Any) -> int:
     elif not opts.join_on_go:
         return -1  # no cgroup at all
     try:
-        if len(os.listdir("/proc/self/task")) != 1:
+        if len(posix.listdir("/proc/self/task")) != 1:
             return -1  # only we start threads here: none can appear before the fork
     except OSError:
         return -1
     try:
-        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return posix.open(path, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
     except OSError:
         return -1  # moved there afterwards, as without this
 
@@ -193,7 +193,7 @@ def _fork(cgroup2_fd: int) -> tuple[int, bool]:
             return libc.fork_into_cgroup(cgroup2_fd), True
         except OSError:
             pass  # no clone3 (old kernel, a seccomp filter): moved there afterwards
-    return os.fork(), False
+    return posix.fork(), False
 
 
 def plan_cgroup_join(cfg: Config, opts: Options, mgr: Any) -> None:
@@ -244,18 +244,18 @@ def joins_mount_ns(cfg: Config) -> bool:
 
 def _kill_wait(pid: int) -> None:
     try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        posix.kill(pid, signal.SIGKILL)
+        posix.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):
         pass
 
 
 def write_pid_file(path: str, pid: int) -> None:
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    path = pathops.abspath(path)
+    tmp = pathops.join(pathops.dirname(path), f".{pathops.basename(path)}.tmp")
     with open(tmp, "w") as f:
         f.write(str(pid))
-    os.rename(tmp, path)
+    posix.rename(tmp, path)
 
 
 def create(
@@ -305,9 +305,9 @@ def create(
         opts = Options()
         opts.id = cid
         if exec_fifo:
-            os.mkfifo(c.fifo, 0o622)
-            os.chmod(c.fifo, 0o622)  # past the umask: the container user must write it
-            fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
+            posix.mkfifo(c.fifo, 0o622)
+            posix.chmod(c.fifo, 0o622)  # past the umask: the container user must write it
+            fifo_fd = posix.open(c.fifo, posix.O_PATH | posix.O_CLOEXEC)
             opts.fifo_fd = fifo_fd
         else:
             at_once = (
@@ -318,7 +318,7 @@ def create(
                 and not cfg.hooks.get("startContainer")
             )
             opts.start_on_pipe = not at_once
-        opts.console_socket = console_socket and os.path.abspath(console_socket)
+        opts.console_socket = console_socket and pathops.abspath(console_socket)
         opts.close_fds = [c.lock_fd]
         opts.late_cgroup = not (cfg.has("user") or cfg.has_new("cgroup"))
         # one fork instead of two: we make the PID namespace the init is born into, unless
@@ -344,9 +344,9 @@ def create(
             mgr = None
             opts.join_on_go = True
             opts.cgroup2_dir = cgroupctl.unified_dir(layout)
-            if opts.cgroup2_dir and not os.path.isdir(opts.cgroup2_dir):
+            if opts.cgroup2_dir and not pathops.isdir(opts.cgroup2_dir):
                 try:
-                    os.makedirs(opts.cgroup2_dir, 0o755, exist_ok=True)
+                    pathops.makedirs(opts.cgroup2_dir, 0o755, exist_ok=True)
                 except OSError as e:  # worded as the manager's own mkdir
                     raise CgroupError(
                         f"failed to create cgroup {opts.cgroup2_dir}: {e.strerror}"
@@ -418,7 +418,7 @@ def create(
                 pass
         if premade and not made:
             try:  # noqa: SIM105 - contextlib costs start-up time
-                os.rmdir(premade)
+                posix.rmdir(premade)
             except OSError:
                 pass
         c.remove_dir()
@@ -427,7 +427,7 @@ def create(
         if ch is not None:
             ch.close()
         if fifo_fd >= 0:
-            os.close(fifo_fd)
+            posix.close(fifo_fd)
     c.unlock()
     return c
 
@@ -447,15 +447,15 @@ def start(c: Container) -> None:
             raise RuntimeFailure("cannot start a paused container: resume it first")
         raise RuntimeFailure("cannot start an already running container")
     try:
-        fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = posix.open(c.fifo, posix.O_RDONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
     except FileNotFoundError:
         raise RuntimeFailure("cannot start an already running container") from None
     try:
         _await_fifo(c, fd)
     finally:
-        os.close(fd)
+        posix.close(fd)
     try:  # noqa: SIM105 - contextlib costs start-up time
-        os.unlink(c.fifo)
+        posix.unlink(c.fifo)
     except FileNotFoundError:
         pass
     hooks = (c.config.get("hooks") or {}).get("poststart")
@@ -495,7 +495,7 @@ def _await_fifo(c: Container, fd: int) -> None:
     while True:
         if poller.poll(50):
             try:
-                if os.read(fd, 1):
+                if posix.read(fd, 1):
                     return
             except BlockingIOError:
                 pass
@@ -539,7 +539,7 @@ def kill(c: Container, sig: int, all_processes: bool = False) -> None:
 
 def _signal(pid: int, sig: int) -> None:
     try:  # noqa: SIM105 - contextlib costs start-up time
-        os.kill(pid, sig)
+        posix.kill(pid, sig)
     except ProcessLookupError:
         pass
 
@@ -549,7 +549,7 @@ def wait_gone(c: Container, timeout: float = 10.0) -> None:
     delay = 0.0005
     while c.alive():
         try:  # noqa: SIM105 - contextlib costs start-up time
-            _pid, _ = os.waitpid(c.pid, os.WNOHANG)
+            _pid, _ = posix.waitpid(c.pid, posix.WNOHANG)
         except ChildProcessError:
             pass
         if time.monotonic() > deadline:
@@ -629,13 +629,13 @@ def wait_exit(pid: int) -> int:
     """Wait for our (adopted) child and turn its end into a shell-style status."""
     while True:
         try:
-            _, status = os.waitpid(pid, 0)
+            _, status = posix.waitpid(pid, 0)
         except ChildProcessError:
             return 255
-        if os.WIFEXITED(status):
-            return os.WEXITSTATUS(status)
-        if os.WIFSIGNALED(status):
-            return 128 + os.WTERMSIG(status)
+        if posix.WIFEXITED(status):
+            return posix.WEXITSTATUS(status)
+        if posix.WIFSIGNALED(status):
+            return 128 + posix.WTERMSIG(status)
 
 
 def exec_process(
@@ -666,7 +666,7 @@ def exec_process(
     opts.id = c.id
     opts.is_exec = True
     opts.join_pid = c.pid
-    opts.console_socket = console_socket and os.path.abspath(console_socket)
+    opts.console_socket = console_socket and pathops.abspath(console_socket)
     opts.preserve_fds = preserve_fds
     mgr = c.cgroup()
     plan_cgroup_join(cfg, opts, mgr)

@@ -6,7 +6,7 @@ its ends, which the parent reads as EOF instead of hanging.
 
 from __future__ import annotations
 
-import os
+import posix
 
 from portside.runtime import fastjson
 
@@ -38,15 +38,15 @@ class Channel:
     @classmethod
     def pair(cls) -> tuple[Channel, Channel]:
         """(parent side, child side)."""
-        r1, w1 = os.pipe()
-        r2, w2 = os.pipe()
+        r1, w1 = posix.pipe()
+        r2, w2 = posix.pipe()
         return cls(r1, w2), cls(r2, w1)
 
     def send(self, kind: str, **fields: Any) -> None:
         fields["t"] = kind
         data = fastjson.dumps(fields).encode() + b"\n"
         while data:
-            data = data[os.write(self.wfd, data) :]
+            data = data[posix.write(self.wfd, data) :]
 
     def push_back(self, msg: dict[str, Any]) -> None:
         """Keep a message that overtook the one being waited for (two writers share a pipe)."""
@@ -56,7 +56,7 @@ class Channel:
         if self._pending:
             return self._pending.pop(0)
         while b"\n" not in self._buf:
-            chunk = os.read(self.rfd, 65536)
+            chunk = posix.read(self.rfd, 65536)
             if not chunk:
                 return {"t": EOF}
             self._buf += chunk
@@ -81,6 +81,6 @@ class Channel:
     def close(self) -> None:
         for fd in (self.rfd, self.wfd):
             try:  # noqa: SIM105 - contextlib costs start-up time
-                os.close(fd)
+                posix.close(fd)
             except OSError:
                 pass
