@@ -241,8 +241,16 @@ class V1Manager(CgroupManager):
         `update` does not take a running container's devices away for a moment."""
         path = self._need("devices", "device rules")
         current = dev.V1State.parse_list(fs.read(path, "devices.list"))
-        for name, line in dev.v1_transition(current, rules):
-            fs.write(path, name, line)
+        name = ""
+        lines: list[str] = []  # a run of writes to one file shares its open
+        for next_name, line in dev.v1_transition(current, rules):
+            if next_name != name and lines:
+                fs.write_each(path, name, lines)
+                lines = []
+            name = next_name
+            lines.append(line)
+        if lines:
+            fs.write_each(path, name, lines)
 
     def _set_memory(self, m: res.Memory) -> None:
         from portside.runtime.cgroups import resources as res
