@@ -4,22 +4,18 @@ As runtimes.sh times it: the spec's default namespaces (pid, net, ipc, uts, moun
 same bundle without the network namespace. Python modules are byte-compiled first (this
 environment may set PYTHONDONTWRITEBYTECODE): an installed portside always has them.
 
-On a shared machine whose load drifts, hyperfine (one command's runs, then the next's)
-can put the drift into a ratio. `python benchmarks/bench_runtime.py [ROUNDS]` times the
-same cases interleaved instead: every round runs each command once, in a shuffled order,
-so drift hits them alike (after one `BENCH_CASES=runtime benchmarks/run.py`, which
-prepares the bundles and the module bundle).
+The cases are `interleaved`: every round runs each command once, in a shuffled order, so a
+drift of the machine hits them alike (hyperfine runs all of one command's runs before the
+next's, and on this shared 2-core machine such a drift moved a ratio by 10-20%).
+`python benchmarks/bench_runtime.py [ROUNDS]` prints the same comparison on its own (after
+one `BENCH_CASES=runtime benchmarks/run.py`, which prepares the bundles and the module
+bundle).
 """
 
 from __future__ import annotations
 
-import os
-import random
-import shlex
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 if __name__ == "__main__":
@@ -27,18 +23,18 @@ if __name__ == "__main__":
 
 from benchmarks.harness import (
     BUSYBOX_BUNDLE,
-    CONTAINER_PREFIX,
     PORTSIDE_RUNTIME,
     REPO,
+    RUN_ID,
     WORK,
     Case,
+    time_interleaved,
 )
 
-# a fresh id per run ($RANDOM needs the bash shell); `run` deletes the container on exit
-ID = f"{CONTAINER_PREFIX}$RANDOM$RANDOM"
 NONET = WORK / "bundle-busybox-nonet"
 STATE = WORK / "portside-runtime-state"
 PYTHON = REPO / ".venv" / "bin" / "python"
+ROUNDS = 60
 
 # compile once (and the launcher's module bundle, as `make bytecode` does); derive the
 # no-netns bundle from the default one (same rootfs)
@@ -53,119 +49,55 @@ SETUP = (
 
 
 def _portside(bundle: object) -> str:
-    return f"{PORTSIDE_RUNTIME} --root {STATE} run -b {bundle} {ID}"
+    """`run` with a new container id each time; it deletes the container on exit."""
+    return f"{PORTSIDE_RUNTIME} --root {STATE} run -b {bundle} {RUN_ID}"
+
+
+def _case(name: str, bundle: Path, peers: tuple[str, ...], view: str, note: str) -> Case:
+    return Case(
+        name=name,
+        portside=_portside(bundle),
+        peers={peer: f"{peer} run -b {bundle} {RUN_ID}" for peer in peers},
+        needs=("busybox-bundle",),
+        setup=SETUP,
+        runs=ROUNDS,
+        warmup=3,
+        view=view,
+        interleaved=True,
+        note=note,
+    )
 
 
 def cases() -> list[Case]:
     return [
-        Case(
-            name="runtime run /bin/true (v1 view)",
-            portside=_portside(BUSYBOX_BUNDLE),
-            peers={
-                "runc": f"runc run -b {BUSYBOX_BUNDLE} {ID}",
-                "crun": f"crun run -b {BUSYBOX_BUNDLE} {ID}",
-            },
-            needs=("busybox-bundle",),
-            setup=SETUP,
-            view="v1",
-            runs=30,
-            warmup=3,
-            note="private mount namespace without /sys/fs/cgroup/unified (crun needs it)",
+        _case(
+            "runtime run /bin/true (v1 view)",
+            BUSYBOX_BUNDLE,
+            ("runc", "crun"),
+            "v1",
+            "private mount namespace without /sys/fs/cgroup/unified (crun needs it)",
         ),
-        Case(
-            name="runtime run /bin/true no netns (v1 view)",
-            portside=_portside(NONET),
-            peers={
-                "runc": f"runc run -b {NONET} {ID}",
-                "crun": f"crun run -b {NONET} {ID}",
-            },
-            needs=("busybox-bundle",),
-            setup=SETUP,
-            view="v1",
-            runs=30,
-            warmup=3,
-            note="the default bundle without the network namespace",
+        _case(
+            "runtime run /bin/true no netns (v1 view)",
+            NONET,
+            ("runc", "crun"),
+            "v1",
+            "the default bundle without the network namespace",
         ),
-        Case(
-            name="runtime run /bin/true (host view)",
-            portside=_portside(BUSYBOX_BUNDLE),
-            peers={"runc": f"runc run -b {BUSYBOX_BUNDLE} {ID}"},
-            needs=("busybox-bundle",),
-            setup=SETUP,
-            runs=30,
-            warmup=3,
-            note="the machine's hybrid cgroups as they are; crun refuses them",
+        _case(
+            "runtime run /bin/true (host view)",
+            BUSYBOX_BUNDLE,
+            ("runc",),
+            "host",
+            "the machine's hybrid cgroups as they are; crun refuses them",
         ),
     ]
-
-
-def _argv(command: str) -> list[str]:
-    """A case's command without bash (every command alike): a fresh container id."""
-    cid = f"{CONTAINER_PREFIX}{random.randrange(1 << 40)}"
-    return shlex.split(command.replace(ID, cid))
-
-
-def _hide_cgroup2() -> None:
-    """The v1 view in this (forked) process: a private mount namespace without the cgroup2
-    mount, as run.py makes with unshare(1) for crun."""
-    from portside.linux import libc
-
-    libc.unshare(libc.CLONE_NEWNS)
-    libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
-    if os.path.ismount("/sys/fs/cgroup/unified"):
-        libc.umount2("/sys/fs/cgroup/unified")
-
-
-def _time_round(commands: list[tuple[str, str]], times: dict[str, list[float]]) -> None:
-    order = list(commands)
-    random.shuffle(order)
-    for label, command in order:
-        argv = _argv(command)
-        t0 = time.perf_counter()
-        r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
-        elapsed = time.perf_counter() - t0
-        if r.returncode != 0:
-            raise RuntimeError(f"{label} failed ({r.returncode}): {r.stderr.decode()[-300:]}")
-        times[label].append(elapsed)
-
-
-def interleaved(case: Case, rounds: int) -> dict[str, list[float]]:
-    """Wall times of each command of `case`, `rounds` of each, interleaved."""
-    commands = case.commands()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # its own process: the v1 view changes the mount namespace
-        os.close(r)
-        code = 0
-        try:
-            if case.view == "v1":
-                _hide_cgroup2()
-            times: dict[str, list[float]] = {label: [] for label, _ in commands}
-            for _ in range(rounds):
-                _time_round(commands, times)
-            os.write(w, repr(times).encode())
-        except BaseException as err:  # reported by the parent
-            os.write(w, repr({"error": str(err)}).encode())
-            code = 1
-        os._exit(code)
-    os.close(w)
-    chunks = []
-    while chunk := os.read(r, 1 << 16):
-        chunks.append(chunk)
-    os.close(r)
-    os.waitpid(pid, 0)
-    import ast
-
-    result: dict[str, list[float]] = ast.literal_eval(b"".join(chunks).decode())
-    if "error" in result:
-        raise RuntimeError(str(result["error"]))
-    return result
 
 
 def main(rounds: int) -> None:
     print(f"interleaved, {rounds} rounds; medians in ms; ratio = portside / peer")
     for case in cases():
-        times = interleaved(case, rounds)
+        times = time_interleaved(case, rounds, warmup=3)
         ours = statistics.median(times["portside"])
         for label, values in times.items():
             if label == "portside":

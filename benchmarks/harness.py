@@ -2,7 +2,8 @@
 
 A case names the commands to time side by side: portside's (None until that part exists)
 and one per peer tool. `run.py` times all of a case's commands in one hyperfine invocation,
-so portside and its peers see the same machine conditions, and reports ratios of medians.
+so portside and its peers see the same machine conditions, and reports ratios of medians;
+a case marked `interleaved` is timed in rounds instead (time_interleaved).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
+import shlex
 import shutil
 import signal
 import subprocess
@@ -36,6 +39,8 @@ PORTSIDE_RUNROOT = WORK / "portside-run"
 BUSYBOX_BUNDLE = WORK / "bundle-busybox"  # rootfs + config.json running /bin/true
 OCI_DEBIAN = WORK / "oci-debian"  # layout with tag bookworm
 CONTAINER_PREFIX = "psb"  # ids of the containers the runtime cases create
+# in a command, replaced by a new container id for every run (bash's $RANDOM under hyperfine)
+RUN_ID = f"{CONTAINER_PREFIX}$RANDOM$RANDOM"
 PODMAN_LABEL = "portside.bench=1"
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
@@ -50,6 +55,10 @@ class Case:
     command (untimed); `prepare_for` overrides it per label ("portside" or a peer name).
     `needs` names setup steps in SETUPS; `view` "v1" runs the case in a private mount
     namespace without the cgroup2 mount, as crun on this hybrid-cgroup machine requires.
+    `interleaved` times the commands in rounds, each command once per round in a shuffled
+    order, without a shell (see time_interleaved): for commands of a few milliseconds,
+    where a drift of the machine between hyperfine's one-command-after-another batches
+    would move the ratio.
     """
 
     name: str
@@ -66,6 +75,7 @@ class Case:
     view: str = "host"
     env: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    interleaved: bool = False
 
     def commands(self) -> list[tuple[str, str]]:
         """(label, command) in timing order: portside first, then each peer."""
@@ -81,6 +91,69 @@ class Case:
             return 3, min(self.warmup, 1)
         runs = int(os.environ.get("BENCH_RUNS", "0")) or self.runs
         return runs, self.warmup
+
+
+def time_interleaved(case: Case, rounds: int, warmup: int = 0) -> dict[str, list[float]]:
+    """Wall times of each command of `case` over `rounds` rounds (after `warmup` untimed
+    ones): every round runs each command once, in a new shuffled order, so a drift of the
+    machine hits them alike. Commands are split with shlex and run without a shell, each
+    RUN_ID a new container id. With the v1 view the rounds run in a forked child that
+    hides the cgroup2 mount in its own mount namespace. Raises RuntimeError, naming the
+    command, when one fails."""
+    commands = case.commands()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        code = 0
+        try:
+            if case.view == "v1":
+                _hide_cgroup2()
+            times: dict[str, list[float]] = {label: [] for label, _ in commands}
+            for n in range(warmup + rounds):
+                order = list(commands)
+                random.shuffle(order)
+                for label, command in order:
+                    elapsed = _time_once(label, command)
+                    if n >= warmup:
+                        times[label].append(elapsed)
+            os.write(w, json.dumps(times).encode())
+        except BaseException as err:  # reported by the parent
+            os.write(w, json.dumps({"error": str(err)}).encode())
+            code = 1
+        os._exit(code)
+    os.close(w)
+    chunks = []
+    while chunk := os.read(r, 1 << 16):
+        chunks.append(chunk)
+    os.close(r)
+    os.waitpid(pid, 0)
+    result = json.loads(b"".join(chunks) or b'{"error": "the timing process died"}')
+    if "error" in result:
+        raise RuntimeError(str(result["error"]))
+    return {label: [float(t) for t in values] for label, values in result.items()}
+
+
+def _time_once(label: str, command: str) -> float:
+    argv = shlex.split(command.replace(RUN_ID, f"{CONTAINER_PREFIX}{random.randrange(1 << 40)}"))
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    elapsed = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"{label} failed ({done.returncode}): {done.stderr.decode()[-300:]}")
+    return elapsed
+
+
+def _hide_cgroup2() -> None:
+    """The v1 view in this (forked) process: a private mount namespace without the cgroup2
+    mount, as run.py makes with unshare(1) for crun."""
+    sys.path.insert(0, str(REPO / "src"))
+    from portside.linux import libc
+
+    libc.unshare(libc.CLONE_NEWNS)
+    libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
+    if os.path.ismount("/sys/fs/cgroup/unified"):
+        libc.umount2("/sys/fs/cgroup/unified")
 
 
 # ---------------------------------------------------------------- setup steps

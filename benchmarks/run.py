@@ -2,7 +2,8 @@
 
 Every `benchmarks/bench_*.py` module exposes `cases() -> list[Case]`. Each case's commands
 (portside's, when it has one, and every peer's) are timed in ONE hyperfine invocation, so
-they share the machine's conditions; ratios are portside median / peer median.
+they share the machine's conditions (or, for a case marked `interleaved`, in rounds of one
+run each: harness.time_interleaved); ratios are portside median / peer median.
 
 Environment: BENCH_QUICK=1 (3 runs per command), BENCH_RUNS=N (override run counts),
 BENCH_CASES=word,word (only cases whose name contains one of the words), PEERS_DIR.
@@ -100,6 +101,8 @@ def run_case(case: Case, session: Session, outdir: Path) -> list[Timing]:
         env.update(session.env.get(need, {}))
     if case.setup:
         subprocess.run(["bash", "-c", case.setup], env=env, check=True)
+    if case.interleaved:
+        return run_interleaved(case, env, outdir)
     export = outdir / f"{slug(case.name)}.json"
     try:
         result = subprocess.run(hyperfine_argv(case, export), env=env, text=True, check=False)
@@ -119,6 +122,23 @@ def run_case(case: Case, session: Session, outdir: Path) -> list[Timing]:
         else:
             timings.append(Timing(label, float(statistics.median(row["times"])), row["times"]))
     return timings
+
+
+def run_interleaved(case: Case, env: dict[str, str], outdir: Path) -> list[Timing]:
+    runs, warmup = case.run_counts()
+    saved = dict(os.environ)
+    os.environ.update(env)  # the timing child and its commands see the case's environment
+    try:
+        times = harness.time_interleaved(case, runs, warmup)
+    except RuntimeError as err:
+        return [Timing(label, None, [], str(err)) for label, _ in case.commands()]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        if case.cleanup:
+            subprocess.run(["bash", "-c", case.cleanup], env=env, check=False)
+    (outdir / f"{slug(case.name)}.json").write_text(json.dumps(times))
+    return [Timing(label, statistics.median(times[label]), times[label]) for label in times]
 
 
 def fmt(seconds: float | None) -> str:
@@ -170,12 +190,17 @@ def main() -> int:
     finally:
         harness.teardown(session)
     report = table(results)
-    notes = [f"- {case.name}: {case.note}" for case, _ in results if case.note]
+    notes = [
+        f"- {case.name}: {case.note}{'; timed in interleaved rounds' if case.interleaved else ''}"
+        for case, _ in results
+        if case.note or case.interleaved
+    ]
     failures = LOAD_ERRORS + [
         f"- {case.name} / {t.label}: {t.error}" for case, ts in results for t in ts if t.error
     ]
     quick = " (BENCH_QUICK: 3 runs per command)" if harness.QUICK else ""
-    text = f"Medians of hyperfine runs, {stamp}{quick}.\n\n{report}\n"
+    text = f"Medians of hyperfine runs (or interleaved rounds: see the notes), {stamp}{quick}.\n\n"
+    text += f"{report}\n"
     if notes:
         text += "\nNotes:\n" + "\n".join(notes) + "\n"
     if failures:

@@ -71,3 +71,33 @@ def test_table_without_portside_prints_peer_rows() -> None:
     lines = run.table([(case, timings)]).splitlines()
     assert lines[2] == "| peer only | — | runc | 41.2 ms | — |"
     assert lines[3] == "| peer only | — | crun | 1.50 s | — |"
+
+
+def test_interleaved_case_runs_each_command_once_per_round_with_fresh_ids(tmp_path: Path) -> None:
+    """Every round runs each command once (the log shows the rounds interleaved: no
+    command's runs all come before another's), RUN_ID is a new id each run, warm-up
+    rounds are not timed, and a failing command names itself."""
+    log = tmp_path / "log"
+    record = f"sh -c 'echo $0 >> {log}'"
+    case = Case(
+        name="toy interleaved",
+        portside=f"{record} p-{harness.RUN_ID}",
+        peers={"peer": f"{record} q-{harness.RUN_ID}"},
+        runs=4,
+        warmup=1,
+        interleaved=True,
+    )
+    timings = run.run_case(case, Session(), tmp_path)
+    assert [t.label for t in timings] == ["portside", "peer"]
+    assert all(len(t.times) == 4 and t.median is not None and not t.error for t in timings)
+    lines = log.read_text().split()
+    assert len(lines) == 10 and len(set(lines)) == 10  # 5 rounds x 2, every id new
+    kinds = [line[0] for line in lines]
+    for n in range(5):
+        assert sorted(kinds[2 * n : 2 * n + 2]) == ["p", "q"]
+    assert "$RANDOM" not in log.read_text()
+    broken = Case(
+        name="b", peers={"bad": "sh -c 'echo nope >&2; exit 4'"}, runs=1, interleaved=True
+    )
+    (timing,) = run.run_case(broken, Session(), tmp_path)
+    assert timing.median is None and "bad failed (4)" in timing.error and "nope" in timing.error
