@@ -81,10 +81,11 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     proc.preload_prctl()
     if preloaded:
         inproc.preload()
-    else:  # private dirty per monitor, medians of 6-13 zygotes x 5: 722 -> 706 -> 672 kB
-        _fill_pools()  # what it allocates goes to fresh pools, not to holes
-        _gather()
-        _gather_calls()
+    # private dirty per monitor, medians of 6-13 zygotes x 5: runc 722 -> 706 (_gather) ->
+    # 672 kB (_gather_calls); portside-runtime 740 -> 723 (_gather_calls) -> 700 kB (both)
+    _fill_pools()  # what _gather allocates goes to fresh pools, not to holes
+    _gather()
+    _gather_calls()
     _warm_up()
     gc.collect()
     _fill_pools()
