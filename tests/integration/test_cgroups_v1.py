@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -532,13 +532,14 @@ def test_device_update_is_a_minimal_diff_on_the_kernel(
     mgr.apply_resources({"devices": [deny_all, char(229), char(230)]})
     before = read(mgr, "devices", "devices.list")
     written: list[tuple[str, str]] = []
-    real_write = fscommon.write
+    real_write_each = fscommon.write_each
 
-    def recording(directory: str, name: str, value: object) -> None:
-        written.append((name, str(value)))
-        real_write(directory, name, value)
+    def recording(directory: str, name: str, values: Iterable[str | int]) -> None:
+        values = list(values)
+        written.extend((name, str(value)) for value in values)
+        real_write_each(directory, name, values)
 
-    monkeypatch.setattr(fscommon, "write", recording)
+    monkeypatch.setattr(fscommon, "write_each", recording)
     second = [deny_all, char(229), char(229, "w", allow=False), char(231)]
     mgr.apply_resources({"devices": second})
     assert written == [
