@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 
 SEQPACKET = _socket.SOCK_SEQPACKET
 MESSAGE_MAX = 1 << 16  # of a request from the zygote to its forker (a config is ~1 kB)
+_BYTEORDER = sys.byteorder  # of a descriptor passed in SCM_RIGHTS
+_FROM_BYTES = int.from_bytes  # bound once (a lookup on int writes its descriptor's page)
 _forker: _socket.socket | None = None  # the zygote's end of the forker's socket
 _forker_pid = 0
 
@@ -165,6 +167,9 @@ def _fork_loop(sock: _socket.socket) -> None:
     for each message either way, and the child then runs no receive code.
     """
     _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)
+    # the holes freed since the zygote filled them: the garbage of each receive would land
+    # there, on pages a monitor shares but does not write, and be copied into the one before
+    _fill_pools()
     while True:
         try:
             data, ancdata, _, _ = sock.recvmsg(MESSAGE_MAX, _socket.CMSG_LEN(4))
@@ -195,7 +200,7 @@ def _fork_loop(sock: _socket.socket) -> None:
 def _passed_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
     """The descriptors a message carried (one SCM_RIGHTS entry, as the client sends)."""
     return [
-        int.from_bytes(d[:4], sys.byteorder)
+        _FROM_BYTES(d[:4], _BYTEORDER)
         for level, kind, d in ancdata
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(d) >= 4
     ]
@@ -328,7 +333,8 @@ def _gather() -> None:
     targets: list[tuple[object, str]] = [(main, n) for n in ("launch", "_report", "_wake_only")]
     targets += [(main, "_now"), (proc, "set_subreaper"), (proc, "unix_listener")]
     targets += [(proc, "read_nonblocking"), (proc, "accept"), (logs, "open_writer")]
-    targets += [(config, "_restore"), (sys.modules[__name__], "_fork_loop")]
+    this = sys.modules[__name__]
+    targets += [(config, "_restore"), (this, "_fork_loop"), (this, "_passed_fds")]
     targets += [(writer, "__init__"), (writer, "reopen"), (cfg_cls, "from_state")]
     names: tuple[str, ...] = ("__init__", "setup", "watch", "unwatch", "start_container")
     names += ("_create_in_helper",)
@@ -339,7 +345,7 @@ def _gather() -> None:
         raw = vars(holder)[name]
         wrapper = type(raw) if isinstance(raw, classmethod) else None
         f = raw.__func__ if wrapper is not None else raw
-        new = type(f)(_fresh(f.__code__), f.__globals__, f.__name__, _fresh(f.__defaults__))
+        new = type(f)(_on_one_page(f.__code__), f.__globals__, f.__name__, _fresh(f.__defaults__))
         new.__kwdefaults__ = f.__kwdefaults__
         new.__qualname__, new.__doc__ = f.__qualname__, f.__doc__
         new.__module__, new.__annotations__ = f.__module__, f.__annotations__
@@ -353,6 +359,9 @@ def _gather() -> None:
         for key, value in list(space.items()):
             if type(value) is type(_gather) and value in fresh:
                 space[key] = fresh[value]
+    # what the forker loads for each request: on the pages its monitors write anyway
+    for name in ("MESSAGE_MAX", "_BYTEORDER"):
+        vars(this)[name] = _fresh(vars(this)[name])
 
 
 # the C functions a monitor calls, by module: a monitor loads each through a copy of its
@@ -366,6 +375,7 @@ _CALLS = {
     "_signal": ("signal", "set_wakeup_fd"),
     "time": ("monotonic",),
     "marshal": ("loads",),
+    "_socket": ("CMSG_LEN",),
 }
 
 
@@ -391,11 +401,32 @@ def _gather_calls() -> None:
         for call in calls:
             space[call] = partial(space[call])
         copies[id(module)] = copy
+    # fresh, beside the partials, but a builtin still: a call of a partial is never
+    # specialised, and each counts down in the caller's code (the forker's, per request)
+    vars(sys.modules[__name__])["_FROM_BYTES"] = int.from_bytes
     for m in (main, proc, logs, files, sys.modules[__name__]):
         space = vars(m)
         for key, value in list(space.items()):
             if id(value) in copies and value is sys.modules.get(key):
                 space[key] = copies[id(value)]
+
+
+def _on_one_page(code: Any) -> Any:
+    """A fresh copy of `code` (see _fresh) that does not straddle a page boundary.
+
+    Its bytecode is written where an instruction specialises or counts down
+    (a monitor runs it): on one page, not two. The copies that straddle stay
+    allocated (untouched, shared) so the allocator does not hand them out again.
+    """
+    consts = _fresh(code.co_consts)
+    copy = code.replace(co_consts=consts)
+    for _ in range(8):
+        start, size = id(copy), sys.getsizeof(copy)  # CPython: id is the address
+        if start // 4096 == (start + size - 1) // 4096 or size > 4096:
+            break
+        _BALLAST.append(copy)
+        copy = code.replace(co_consts=consts)
+    return copy
 
 
 def _fresh(value: Any) -> Any:
