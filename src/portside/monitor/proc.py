@@ -98,6 +98,31 @@ def trim_malloc() -> None:
     ctypes.CDLL(None).malloc_trim(0)
 
 
+_mallinfo2: Any = None
+
+
+def malloc_holes() -> int:
+    """Bytes free in malloc's heap below its top chunk (glibc's mallinfo2), or -1.
+
+    The first call sets up the ctypes call; later ones allocate nothing on
+    malloc's heap, so that a caller can watch what its own allocations take.
+    """
+    global _mallinfo2
+    if _mallinfo2 is None:
+        import ctypes
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(f"f{i}", ctypes.c_size_t) for i in range(10)]  # fordblks, keepcost last
+
+        try:
+            _mallinfo2 = ctypes.CDLL(None).mallinfo2
+        except AttributeError:  # not glibc 2.33+
+            return -1
+        _mallinfo2.restype = MallInfo2
+    info = _mallinfo2()
+    return int(info.f8 - info.f9)
+
+
 def set_subreaper() -> None:
     """prctl(PR_SET_CHILD_SUBREAPER): orphans of the container's runtime come to us.
 

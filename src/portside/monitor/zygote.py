@@ -91,6 +91,9 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     _warm_up()
     gc.collect()
     _fill_pools()
+    _fill_heap()
+    # what ran since the warm-up's (fills, first calls) evicted some of those entries
+    _prime_method_cache(_HOT_LOOKUPS)
     main.ZYGOTE_MODULES = frozenset(sys.modules)
     if preloaded:  # measured: ~15 kB less per monitor there; ~5 kB more in a runc zygote
         proc.trim_malloc()
@@ -305,8 +308,11 @@ def _warm_up() -> None:
         timer.active = False
         monitor.watch(monitor.devnull, select.POLLIN, monitor.on_sigchld)
         monitor.unwatch(monitor.devnull)
+        os.close(monitor.devnull)  # else 64 fds more: a monitor's fds were numbers past 64
     main.oom_counter_file(os.getpid())
-    _prime_method_cache(monitor, cfg)
+    every, hot = _lookups(monitor, cfg)
+    _prime_method_cache(every + hot)
+    _HOT_LOOKUPS.extend(hot)  # again just before the freeze (see serve)
     # first calls resolve symbols and fill caches: do them here, for every fork to share
     proc.warm_prctl()
     wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -351,6 +357,7 @@ def _gather() -> None:
         new.__module__, new.__annotations__ = f.__module__, f.__annotations__
         new.__dict__.update(f.__dict__)
         fresh[f] = new
+        _GATHERED.append(new)
         if isinstance(holder, type):
             setattr(holder, name, new if wrapper is None else wrapper(new))
     # a module-level function is bound wherever it was imported to
@@ -445,14 +452,11 @@ def _fresh(value: Any) -> Any:
     return value
 
 
-def _prime_method_cache(monitor: main.Monitor, cfg: main.MonitorConfig) -> None:
-    """Look up, here, each name the monitor's code uses on the objects it uses.
-
-    CPython keeps a cache of (type, name) -> attribute; a miss writes the
-    entry and the reference counts of the name that goes in and the one that
-    goes out: three scattered pages, copied by every monitor that misses. The
-    entries made here are shared instead (warm-up calls alone leave misses:
-    for the methods and attributes only a live monitor uses).
+def _lookups(
+    monitor: main.Monitor, cfg: main.MonitorConfig
+) -> tuple[list[tuple[object, str]], list[tuple[object, str]]]:
+    """(object, name) for each name the monitor's code may look up on each object it uses,
+    and those of the code a monitor runs (see _gather) and of the fields its config sets.
     """
     from portside.monitor import config, files, health, logs, protocol
 
@@ -467,19 +471,64 @@ def _prime_method_cache(monitor: main.Monitor, cfg: main.MonitorConfig) -> None:
         code = codes.pop()
         names.update(code.co_names)
         codes += [c for c in code.co_consts if hasattr(c, "co_names")]
+    hot = _attribute_names([f.__code__ for f in _GATHERED])
+    hot.update(config.MonitorConfig.__slots__, ("__init__",))
+    special = {n for n in hot if n.startswith("__")}  # what is looked up on a class itself
     ours, theirs = _socket.socketpair(_socket.AF_UNIX, SEQPACKET)
+    theirs.close()
     objects: list[object] = [monitor, cfg, cfg.restart, cfg.healthcheck, monitor.poller, ours]
     objects += [main.AttachClient(ours), HealthState(cfg.healthcheck)]  # type: ignore[arg-type]
     objects += [CRIWriter("/dev/null"), os, _socket, select, _signal, sys, marshal, *modules]
-    for obj in objects:
-        for name in sorted(names.intersection(dir(obj))):  # misses would evict the hits
-            try:  # noqa: SIM105
-                getattr(obj, name)
-            except Exception:
-                pass
-    objects.clear()
-    ours.close()
-    theirs.close()
+    objects += [sys.modules["time"], {}, [], b"", bytearray(), "", 0]
+    objects += [main.Timer(0.0, proc.warm_prctl), main.Monitor, main.Timer, main.AttachClient]
+    objects += [config.MonitorConfig, config.RestartPolicy, config.HealthConfig, HealthState]
+    every = [(o, n) for o in objects for n in sorted((names | hot).intersection(dir(o)))]
+    hot_pairs = [
+        (o, n)
+        for o in objects
+        for n in sorted((special if isinstance(o, type) else hot).intersection(dir(o)))
+    ]
+    return every, hot_pairs
+
+
+def _attribute_names(codes: list[Any]) -> set[str]:
+    """The names this code (and the code nested in it) looks up as attributes.
+
+    Not the names of its globals: those are found in a dict, never in the
+    type cache, and priming them would only evict entries that are used.
+    """
+    import opcode
+
+    ops = {opcode.opmap[n] for n in ("LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR", "DELETE_ATTR")}
+    found: set[str] = set()
+    while codes:
+        code = codes.pop()
+        codes += [c for c in code.co_consts if hasattr(c, "co_names")]
+        raw, extended = code.co_code, 0
+        for i in range(0, len(raw), 2):
+            op, arg = raw[i], raw[i + 1] | extended
+            extended = arg << 8 if op == opcode.EXTENDED_ARG else 0
+            if op in ops:
+                found.add(code.co_names[arg])
+    return found
+
+
+def _prime_method_cache(lookups: list[tuple[object, str]]) -> None:
+    """Look up, here, each name the monitor's code uses on the objects it uses.
+
+    CPython keeps a cache of (type, name) -> attribute; a miss writes the
+    entry and the reference counts of the name that goes in and the one that
+    goes out: three scattered pages, copied by every monitor that misses. The
+    entries made here are shared instead (warm-up calls alone leave misses:
+    for the methods and attributes only a live monitor uses). The cache has
+    a slot per (type's version, name's address): of two lookups that share
+    one, the later stays, so the hot ones go last (see _lookups).
+    """
+    for obj, name in lookups:
+        try:  # noqa: SIM105
+            getattr(obj, name)
+        except Exception:
+            pass
 
 
 def _uses_own_runtime(cfg: main.MonitorConfig) -> bool:
@@ -527,6 +576,8 @@ def _replace(socket_path: str, idle: float) -> bool:
 
 
 _BALLAST: list[object] = []
+_GATHERED: list[Any] = []  # the functions _gather made, for _lookups
+_HOT_LOOKUPS: list[tuple[object, str]] = []  # see _prime_method_cache
 
 
 def _fill_pools() -> None:
@@ -547,6 +598,25 @@ def _fill_pools() -> None:
                 ballast.append((1 << 40) + i)
             else:
                 ballast.append(bytes(size - 33))  # 33 bytes of header and NUL
+
+
+def _fill_heap() -> None:
+    """Take malloc's free chunks below the top of its heap, as _fill_pools does the pools'.
+
+    A monitor's larger blocks (over 512 bytes: not the pools') would land in
+    those holes, amid pages the zygote shares; with them taken they come from
+    the top of the heap, side by side.
+    """
+    holes = proc.malloc_holes()
+    for size in (1 << 16, 1 << 14, 1 << 12, 1 << 10, 480):
+        while holes > 0:
+            block = bytes(size)
+            left = proc.malloc_holes()
+            if left >= holes:  # it came from the top: no hole that large is left
+                del block
+                break
+            _BALLAST.append(block)
+            holes = left
 
 
 def _free_blocks() -> dict[int, int]:
