@@ -85,7 +85,8 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
         inproc.preload()
     # private dirty per monitor, medians of 6-13 zygotes x 5: runc 722 -> 706 (_gather) ->
     # 672 kB (_gather_calls); portside-runtime 740 -> 723 (_gather_calls) -> 700 kB (both)
-    _fill_pools()  # what _gather allocates goes to fresh pools, not to holes
+    _fill_pools()  # what _gather allocates goes to fresh pools and the heap's top, side by
+    _fill_heap()  # side, not to holes amid shared pages
     _gather()
     _gather_calls()
     _warm_up()
@@ -351,7 +352,7 @@ def _gather() -> None:
         raw = vars(holder)[name]
         wrapper = type(raw) if isinstance(raw, classmethod) else None
         f = raw.__func__ if wrapper is not None else raw
-        new = type(f)(_on_one_page(f.__code__), f.__globals__, f.__name__, _fresh(f.__defaults__))
+        new = type(f)(_fresh(f.__code__), f.__globals__, f.__name__, _fresh(f.__defaults__))
         new.__kwdefaults__ = f.__kwdefaults__
         new.__qualname__, new.__doc__ = f.__qualname__, f.__doc__
         new.__module__, new.__annotations__ = f.__module__, f.__annotations__
@@ -416,24 +417,6 @@ def _gather_calls() -> None:
         for key, value in list(space.items()):
             if id(value) in copies and value is sys.modules.get(key):
                 space[key] = copies[id(value)]
-
-
-def _on_one_page(code: Any) -> Any:
-    """A fresh copy of `code` (see _fresh) that does not straddle a page boundary.
-
-    Its bytecode is written where an instruction specialises or counts down
-    (a monitor runs it): on one page, not two. The copies that straddle stay
-    allocated (untouched, shared) so the allocator does not hand them out again.
-    """
-    consts = _fresh(code.co_consts)
-    copy = code.replace(co_consts=consts)
-    for _ in range(8):
-        start, size = id(copy), sys.getsizeof(copy)  # CPython: id is the address
-        if start // 4096 == (start + size - 1) // 4096 or size > 4096:
-            break
-        _BALLAST.append(copy)
-        copy = code.replace(co_consts=consts)
-    return copy
 
 
 def _fresh(value: Any) -> Any:
