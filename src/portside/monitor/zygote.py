@@ -93,11 +93,11 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
     gc.collect()
     _fill_pools()
     _fill_heap()
-    # what ran since the warm-up's (fills, first calls) evicted some of those entries
-    _prime_method_cache(_HOT_LOOKUPS)
     main.ZYGOTE_MODULES = frozenset(sys.modules)
     if preloaded:  # measured: ~15 kB less per monitor there; ~5 kB more in a runc zygote
         proc.trim_malloc()
+    # what ran since the warm-up's (fills, first calls) evicted some of those entries
+    _prime_method_cache(_HOT_LOOKUPS)
     gc.freeze()  # the collector must not touch (and so copy) the shared objects
     global _forker
     _forker = _start_forker(listener, ready_fd)
