@@ -307,3 +307,49 @@ def test_read_log_skips_garbage_lines(tmp_path: Path) -> None:
     assert [e.text for e in read_log(str(path))] == [b"ok\n"]
     with pytest.raises(InvalidArgument, match="'none'"):
         list(read_log(str(path), "none"))
+
+
+def _sample(flag: bool, *, limit: int = 70000) -> tuple[Any, ...]:
+    label = "sample-label"
+
+    def inner(n: int) -> str:
+        return label * n
+
+    return (inner(2), b"bytes-constant", limit + 123456, ("a-b", -70000), flag)
+
+
+def test_zygote_fresh_copies_equal_distinct_objects() -> None:
+    """What the zygote gathers for its monitors must behave exactly as the original."""
+    from portside.monitor.zygote import _fresh
+
+    for value in ("sample-label", b"bytes-constant", 1 << 40, ("a-b", -70000), frozenset({"xy"})):
+        copy = _fresh(value)
+        assert copy == value and type(copy) is type(value)
+        assert copy is not value
+    for singleton in ("a", "", 5, None, True, (), b""):
+        assert _fresh(singleton) is singleton
+    code = _fresh(_sample.__code__)
+    assert code is not _sample.__code__ and code.co_consts == _sample.__code__.co_consts
+    copied = type(_sample)(code, _sample.__globals__, "_sample", _sample.__defaults__)
+    copied.__kwdefaults__ = _sample.__kwdefaults__
+    assert copied(True) == _sample(True)
+    assert copied(False, limit=1) == _sample(False, limit=1)
+
+
+def test_zygote_attribute_names_are_not_globals() -> None:
+    """Only attribute lookups go through the type cache the zygote primes."""
+    from portside.monitor.zygote import _attribute_names
+
+    def user(obj: Any) -> Any:
+        obj.field = len(os.path.join(obj.name, "x"))
+        return obj.items()
+
+    names = _attribute_names([user.__code__])
+    assert names == {"field", "path", "join", "name", "items"}
+
+
+def test_malloc_holes_reads_glibc() -> None:
+    from portside.monitor import proc
+
+    holes = proc.malloc_holes()
+    assert isinstance(holes, int) and holes >= 0  # Debian 12: glibc 2.36 has mallinfo2
