@@ -171,9 +171,6 @@ def _fork_loop(sock: _socket.socket) -> None:
     for each message either way, and the child then runs no receive code.
     """
     _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)
-    # the holes freed since the zygote filled them: the garbage of each receive would land
-    # there, on pages a monitor shares but does not write, and be copied into the one before
-    _fill_pools()
     while True:
         try:
             data, ancdata, _, _ = sock.recvmsg(MESSAGE_MAX, _socket.CMSG_LEN(4))
