@@ -25,6 +25,18 @@ pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.timeout(120)]
 TICKER = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"
 
 
+def run_script(script: str, stderr: bool = False) -> Callable[[], subprocess.Popen[str]]:
+    """What warm.served launches: `portside run --rm IMAGE sh -c SCRIPT`, its output piped
+    (stderr too, if asked), no stdin."""
+    return lambda: subprocess.Popen(
+        [PORTSIDE, "run", "--rm", IMAGE, "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if stderr else None,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 class Warm:
     """A private warm CLI for one test (its own directory), stopped at the end."""
 
@@ -161,32 +173,14 @@ def test_a_call_runs_in_a_worker_with_the_callers_stdio_cwd_env_and_status(
 
 def test_signals_go_to_the_worker_and_the_callers_death_ends_it(env: Env, warm: Warm) -> None:
     script = "trap 'echo got-int; exit 9' INT; echo ready; while true; do sleep 0.1; done"
-    proc, _ = warm.served(
-        env,
-        lambda: subprocess.Popen(
-            [PORTSIDE, "run", "--rm", IMAGE, "sh", "-c", script],
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        ),
-        "ready\n",
-    )
+    proc, _ = warm.served(env, run_script(script), "ready\n")
     assert proc.stdout is not None
     proc.send_signal(signal.SIGINT)  # to the caller; `run` passes it to the container
     assert proc.stdout.read() == "got-int\n"
     assert proc.wait(timeout=60) == 9
     proc.stdout.close()
     # kill -9 of the caller: its worker goes too, as the CLI's own process would have
-    follower, worker = warm.served(
-        env,
-        lambda: subprocess.Popen(
-            [PORTSIDE, "run", "--rm", IMAGE, "sh", "-c", TICKER],
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        ),
-        "tick 0\n",
-    )
+    follower, worker = warm.served(env, run_script(TICKER), "tick 0\n")
     assert follower.stdout is not None
     follower.kill()
     follower.wait()

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 
 import pytest
 
 from portside.cli.warm import DIED
-from tests.integration.test_cli_warm import TICKER, Warm, warm
-from tests.integration.test_engine_support import IMAGE, PORTSIDE, Env, engine_template, env
+from tests.integration.test_cli_warm import TICKER, Warm, run_script, warm
+from tests.integration.test_engine_support import Env, engine_template, env
 
 __all__ = ["engine_template", "env", "warm"]
 
@@ -19,17 +18,7 @@ pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.timeout(120)]
 
 
 def test_a_killed_worker_makes_its_caller_say_so(env: Env, warm: Warm) -> None:
-    proc, worker = warm.served(
-        env,
-        lambda: subprocess.Popen(
-            [PORTSIDE, "run", "--rm", IMAGE, "sh", "-c", TICKER],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        ),
-        "tick 0\n",
-    )
+    proc, worker = warm.served(env, run_script(TICKER, stderr=True), "tick 0\n")
     assert proc.stdout is not None and proc.stderr is not None
     os.kill(worker, signal.SIGKILL)  # the worker this test's warm CLI forked for the call
     assert proc.wait(timeout=60) == 125

@@ -65,6 +65,20 @@ def state(rt: Runtime, cid: str) -> dict[str, Any]:
     return json.loads(r.stdout)
 
 
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def run_as_library(code: str) -> list[str]:
+    """Run `code` in a fresh interpreter started as the launcher starts one, with portside
+    importable (the runtime used as a library); the words it printed."""
+    prelude = f"import sys; sys.path.insert(0, {SRC!r})\n"
+    r = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", prelude + code], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
 def ok(r: subprocess.CompletedProcess[bytes]) -> str:
     assert r.returncode == 0, r.stderr.decode()
     return r.stdout.decode()
@@ -785,9 +799,8 @@ def test_library_create_leaves_the_callers_pid_namespace_for_children_alone(
     long-lived process) must fork its later children where it always did."""
     need_root()
     b = bundle(tmp_path, rootfs_template, ["sleep", "1000"])
-    src = str(Path(__file__).resolve().parents[2] / "src")
     code = (
-        f"import os, sys; sys.path.insert(0, {src!r})\n"
+        "import os\n"
         "from portside.runtime.process import launcher\n"
         f"c = launcher.create({str(tmp_path / 'state')!r}, 'lib', {str(b)!r})\n"
         "try:\n"
@@ -800,9 +813,7 @@ def test_library_create_leaves_the_callers_pid_namespace_for_children_alone(
         "finally:\n"
         "    launcher.delete(c, force=True)\n"
     )
-    r = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["True", "1", "True"], r.stdout
+    assert run_as_library(code) == ["True", "1", "True"]
 
 
 def test_main_with_argv_runs_in_a_callers_process_and_returns(
@@ -813,10 +824,9 @@ def test_main_with_argv_runs_in_a_callers_process_and_returns(
     and the PID namespace for new children as it found them."""
     need_root()
     b = bundle(tmp_path, rootfs_template, ["sh", "-c", "exit 7"])
-    src = str(Path(__file__).resolve().parents[2] / "src")
     argv = ["--root", str(tmp_path / "state"), "run", "-b", str(b), "inproc"]
     code = (
-        f"import gc, os, sys; sys.path.insert(0, {src!r})\n"
+        "import gc, os\n"
         "gc.enable()\n"
         "from portside.runtime.cli.main import main\n"
         f"status = main({argv!r})\n"
@@ -824,9 +834,7 @@ def test_main_with_argv_runs_in_a_callers_process_and_returns(
         "os.readlink('/proc/self/ns/pid')\n"
         "print(status, gc.isenabled(), same)\n"
     )
-    r = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["7", "True", "True"], r.stdout
+    assert run_as_library(code) == ["7", "True", "True"]
     assert not (tmp_path / "state" / "inproc").exists()
 
 
@@ -861,9 +869,7 @@ def test_run_lets_the_init_go_on_at_once_unless_something_comes_between(
     b = bundle(
         tmp_path, rootfs_template, ["sh", "-c", "exit 7"], **({"hooks": hooks} if hook else {})
     )
-    src = str(Path(__file__).resolve().parents[2] / "src")
     code = (
-        f"import sys; sys.path.insert(0, {src!r})\n"
         "from portside.runtime.process import launcher\n"
         f"c = launcher.create({str(tmp_path / 'state')!r}, 'once', {str(b)!r},"
         " exec_fifo=False, start_at_once=True)\n"
@@ -873,9 +879,7 @@ def test_run_lets_the_init_go_on_at_once_unless_something_comes_between(
         "print(c.started, waiting, launcher.wait_exit(c.pid))\n"
         "launcher.destroy(c)\n"
     )
-    r = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == (["False", "True", "7"] if hook else ["True", "False", "7"])
+    assert run_as_library(code) == (["False", "True", "7"] if hook else ["True", "False", "7"])
     if hook:
         assert json.loads(out.read_text())["status"] == "running"
     assert not (tmp_path / "state" / "once").exists()
