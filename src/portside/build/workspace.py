@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from portside.linux.procfs import pid_alive
 from portside.oci import mediatypes as mt
 from portside.oci.digest import Digest
 
@@ -39,7 +40,7 @@ def _builder_alive(name: str) -> bool:
     if m is None:
         return True  # not ours to judge
     # a live PID keeps its parts (a reused PID only delays the clean-up to a later build)
-    return os.path.exists(f"/proc/{m.group(1)}")
+    return pid_alive(int(m.group(1)))
 
 
 def reap_stale(engine: LocalEngine) -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from portside.engine.api import ContainerState
+from portside.linux.procfs import pid_alive
 
 # record statuses the engine writes
 CREATED, STARTED, EXITED, REMOVING = "created", "running", "exited", "removing"
@@ -26,16 +27,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (FileNotFoundError, NotADirectoryError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 class Observed:

@@ -43,6 +43,7 @@ from portside.errors import (
     NotFound,
     StorageError,
 )
+from portside.linux.procfs import pid_alive
 from portside.oci.digest import Digest
 from portside.storage.drivers import Driver, choose_driver
 from portside.storage.mounts import Mount, mount_all, unmount_all
@@ -853,15 +854,7 @@ def _prober_alive(name: str) -> bool:
     Its probe must be left alone: taken away mid-probe, it finds overlay "not
     working" and the store would settle on vfs for good (probe.json)."""
     pid = name.removeprefix("probe-")
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
+    return pid.isdigit() and pid_alive(int(pid))
 
 
 class LayerWriter:
