@@ -18,6 +18,7 @@ import sys
 import time
 
 from portside.errors import PortsideError, RuntimeFailure
+from portside.linux.procfs import pid_alive
 from portside.monitor import inproc, jsonlite, proc, protocol
 from portside.monitor.config import MonitorConfig
 from portside.monitor.files import read_file, rfc3339nano, write_atomic, write_json
@@ -725,7 +726,7 @@ class Monitor:
         if self.status not in ("running", "created"):
             return {"ok": True}
         code, err = self.runtime("kill", self.cfg.id, str(signal))
-        if code != 0 and _running(self.init_pid):  # else it exited as we asked: no error
+        if code != 0 and pid_alive(self.init_pid):  # else it exited as we asked: no error
             return {"error": _error_line(err.encode(), f"runtime kill exited with {code}")}
         if self.stop_timer is None:
             self.stop_timer = self.after(timeout, self.kill_now)
@@ -939,15 +940,6 @@ class Monitor:
 
 def _wake_only(_signum: int, _frame: object) -> None:
     """SIGCHLD: the wakeup fd does the work (a module function: no closure per monitor)."""
-
-
-def _running(pid: int) -> bool:
-    """Whether pid exists and is not a zombie waiting for us to reap it."""
-    try:
-        stat = read_file(f"/proc/{pid}/stat")
-    except OSError:
-        return False
-    return stat.rpartition(b")")[2].split()[0] != b"Z"
 
 
 def _error_line(text: bytes, fallback: str) -> str:
