@@ -353,3 +353,88 @@ def test_malloc_holes_reads_glibc() -> None:
 
     holes = proc.malloc_holes()
     assert isinstance(holes, int) and holes >= 0  # Debian 12: glibc 2.36 has mallinfo2
+
+
+_COUNT_UP_CHECK = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from portside.monitor import zygote
+
+def quickened(func):
+    code = func.__code__
+    return code._co_code_adaptive != code.co_code
+
+zygote.proc.preload_prctl()  # as the zygote does first
+fds = sorted(os.listdir("/proc/self/fd"))
+calls = zygote._once_run_calls()
+for func, args in calls:
+    for _ in range(zygote.WARMUP_CALLS):
+        try:
+            func(*args)
+        except (AttributeError, TypeError):
+            pass
+    assert not quickened(func), func.__qualname__
+    try:
+        func(*args)
+    except (AttributeError, TypeError):
+        pass
+    assert quickened(func), func.__qualname__
+assert sorted(os.listdir("/proc/self/fd")) == fds, "a warm-up call left an fd"
+print(len(calls))
+"""
+
+
+def test_zygote_count_up_stops_on_the_eve_of_quickening() -> None:
+    """The zygote starts each once-run function WARMUP_CALLS times: the monitor's own run is
+    the one that quickens it (so it runs specialised), and none of those calls did anything."""
+    import portside
+
+    package_parent = str(Path(portside.__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _COUNT_UP_CHECK, package_parent],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 10
+
+
+def test_zygote_count_up_calls_start_no_process() -> None:
+    """A warm-up call that forked would leave a child; one that set a signal would show."""
+    import signal
+
+    from portside.monitor import zygote
+
+    before = signal.getsignal(signal.SIGCHLD)
+    pid = os.fork()
+    if pid == 0:  # in a child: the calls must not touch this test process's state
+        code = 0
+        try:
+            zygote._count_up()
+            children = Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()
+            if children or signal.getsignal(signal.SIGCHLD) != before:
+                code = 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_slot_filler_sets_every_slot_in_order_and_checks_the_length() -> None:
+    from portside.monitor.config import _slot_filler
+
+    class Three:
+        __slots__ = ("a", "b", "c")
+
+    fill = _slot_filler(Three.__slots__)
+    obj = fill(Three(), (1, "x", None))
+    assert (obj.a, obj.b, obj.c) == (1, "x", None)
+    with pytest.raises(ValueError):
+        fill(Three(), (1, 2))
+    with pytest.raises(ValueError):
+        fill(Three(), (1, 2, 3, 4))
+    cfg = MonitorConfig(BASE)
+    with pytest.raises(ValueError):
+        MonitorConfig.from_state(cfg.to_state()[:-1])

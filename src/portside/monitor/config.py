@@ -331,9 +331,7 @@ class MonitorConfig:
         validated it, and the parser's code and garbage stay out of the
         monitor's memory.
         """
-        cfg = cls.__new__(cls)
-        for name, value in zip(cls.__slots__, state, strict=True):
-            setattr(cfg, name, value)
+        cfg = _fill_config(cls.__new__(cls), state)
         restart: Any = cfg.restart
         cfg.restart = NO_RESTART if restart is None else _restore(RestartPolicy, restart)
         health: Any = cfg.healthcheck
@@ -354,6 +352,26 @@ class MonitorConfig:
 
     def runtime_argv(self, *args: str) -> list[str]:
         return [self.runtime, *self.runtime_args, *args]
+
+
+def _slot_filler(slots: tuple[str, ...]) -> Any:
+    """`fill(obj, values)`: one assignment per slot, `obj.a, obj.b, ... = values`.
+
+    Not setattr in a loop: setattr takes the generic path, which writes the
+    reference counts of each slot's name and descriptor (interned strings
+    and descriptors on pages the monitor zygote shares: a forked monitor
+    copies each). A STORE_ATTR per slot specialises into a plain slot store.
+    A `values` of another length raises ValueError.
+    """
+    targets = ", ".join(f"obj.{name}" for name in slots)
+    space: dict[str, Any] = {}
+    code = compile(
+        f"def fill(obj, values):\n    {targets}, = values\n    return obj\n",
+        f"<slot filler of {', '.join(slots[:2])}, ...>",
+        "exec",
+    )
+    exec(code, space)
+    return space["fill"]
 
 
 def _restore(cls: type[_T], values: list[Any]) -> _T:
@@ -402,3 +420,6 @@ def _bool(doc: dict[str, Any], key: str, default: bool = False) -> bool:
     if not isinstance(value, bool):
         raise InvalidArgument(f"monitor config {key}: expected true or false")
     return value
+
+
+_fill_config = _slot_filler(MonitorConfig.__slots__)

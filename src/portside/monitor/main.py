@@ -330,6 +330,7 @@ class Monitor:
         `{"error": ONE LINE}`, in marshal (C only: no parser code runs in the
         monitor); a failed create or start leaves nothing behind.
         """
+        work = self._helper_work  # first: the zygote's warm-up ends a call here (self=None)
         report_r, report_w = os.pipe()
         helper = os.fork()
         if helper == 0:
@@ -338,7 +339,7 @@ class Monitor:
             if console is not None:
                 console.close()  # the listener is the monitor's: the runtime connects to it
             try:
-                doc = self._helper_work(fds, stream_fds, start)
+                doc = work(fds, stream_fds, start)
             except BaseException as exc:  # the monitor reports it as one line
                 doc = {"error": str(exc) or type(exc).__name__}
             try:

@@ -123,20 +123,21 @@ def malloc_holes() -> int:
     return int(info.f8 - info.f9)
 
 
-def set_subreaper() -> None:
+def set_subreaper(on: int = 1) -> None:
     """prctl(PR_SET_CHILD_SUBREAPER): orphans of the container's runtime come to us.
 
     portside.linux.libc would load ctypes.util (and with it subprocess and
     shutil) into every monitor; dlopen(NULL) with bare ctypes is enough here.
     A monitor started on its own drops the module again: nothing else needs it.
+    `on=0` clears the bit (the zygote's warm-up calls: a no-op there).
     """
     global _prctl
     preloaded = _prctl is not None
     if not preloaded:
         preload_prctl()
-    import ctypes
+    if _prctl(PR_SET_CHILD_SUBREAPER, on, 0, 0, 0) != 0:
+        import ctypes  # only here: an import statement touches the module's spec and dict
 
-    if _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), "prctl(PR_SET_CHILD_SUBREAPER)")
     if not preloaded:
