@@ -438,3 +438,30 @@ def test_slot_filler_sets_every_slot_in_order_and_checks_the_length() -> None:
     cfg = MonitorConfig(BASE)
     with pytest.raises(ValueError):
         MonitorConfig.from_state(cfg.to_state()[:-1])
+
+
+def _raises_on_line(flag: bool) -> int:
+    if flag:
+        raise KeyError("x")
+    return 41 + 1
+
+
+def test_zygote_padded_code_is_malloc_sized_and_runs_the_same() -> None:
+    """Padding with unreachable NOPs moves a short function's code out of pymalloc's pools."""
+    import traceback
+
+    from portside.monitor.zygote import _MALLOC_OVER, _padded
+
+    code = _padded(_raises_on_line.__code__)
+    assert sys.getsizeof(code) > _MALLOC_OVER >= sys.getsizeof(_raises_on_line.__code__)
+    assert code.co_code.startswith(_raises_on_line.__code__.co_code)
+    copied = type(_raises_on_line)(code, _raises_on_line.__globals__, "_raises_on_line")
+    assert copied(False) == 42
+    for _ in range(10):  # quickened and specialised as well
+        assert copied(False) == 42
+    with pytest.raises(KeyError) as info:
+        copied(True)
+    line = traceback.extract_tb(info.tb)[-1].lineno
+    assert line == _raises_on_line.__code__.co_firstlineno + 2
+    big = _padded(code)
+    assert big is code  # already big enough: unchanged

@@ -394,15 +394,28 @@ def _gather() -> None:
     targets += [(this, "_fork_loop"), (this, "_passed_fds")]
     targets += [(writer, "__init__"), (writer, "reopen"), (cfg_cls, "from_state")]
     names: tuple[str, ...] = ("__init__", "setup", "watch", "unwatch", "start_container")
-    names += ("_create_in_helper",)
+    names += ("_create_in_helper", "_helper_work", "on_init_exit")
+    names += ("on_attach_accept", "on_control_accept")  # held by the handlers a monitor keeps
     names += ("_output_handler", "running", "run_loop", "on_sigchld", "emit", "after")
     targets += [(mon, n) for n in names]
+    raws = [vars(holder)[name] for holder, name in targets]
+    funcs: list[Any] = [raw.__func__ if isinstance(raw, classmethod) else raw for raw in raws]
+    # the code a monitor quickens and specialises (writes), on a few pages at the heap's top
+    _fill_heap()
+    codes = []
+    floor = 0
+    for f in funcs:
+        for _ in range(64):  # a copy that fell into a hole below the others stays there unused
+            code = _padded(_fresh(f.__code__))
+            if id(code) > floor:
+                break
+            _BALLAST.append(code)
+        floor = id(code)
+        codes.append(code)
     fresh: dict[object, object] = {}
-    for holder, name in targets:
-        raw = vars(holder)[name]
+    for (holder, name), raw, f, code in zip(targets, raws, funcs, codes, strict=True):
         wrapper = type(raw) if isinstance(raw, classmethod) else None
-        f = raw.__func__ if wrapper is not None else raw
-        new = type(f)(_fresh(f.__code__), f.__globals__, f.__name__, _fresh(f.__defaults__))
+        new = type(f)(code, f.__globals__, f.__name__, _fresh(f.__defaults__))
         new.__kwdefaults__ = f.__kwdefaults__
         new.__qualname__, new.__doc__ = f.__qualname__, f.__doc__
         new.__module__, new.__annotations__ = f.__module__, f.__annotations__
@@ -467,6 +480,23 @@ def _gather_calls() -> None:
         for key, value in list(space.items()):
             if id(value) in copies and value is sys.modules.get(key):
                 space[key] = copies[id(value)]
+
+
+_MALLOC_OVER = 512  # bytes: a smaller object comes from pymalloc's pools, one per size class
+_NOP = bytes([9, 0])  # opcode.opmap["NOP"], no argument
+
+
+def _padded(code: Any) -> Any:
+    """`code`, or a copy made longer than _MALLOC_OVER by unreachable NOPs after its end.
+
+    Small code objects come from pymalloc, each size in a pool of its own:
+    twenty short functions quickened in a monitor would copy a dozen pages.
+    Padded, they come from malloc like the long ones, one after another.
+    """
+    short = _MALLOC_OVER + 64 - sys.getsizeof(code)
+    if short <= 0:
+        return code
+    return code.replace(co_code=code.co_code + _NOP * (short // 2 + 1))
 
 
 def _fresh(value: Any) -> Any:
