@@ -50,6 +50,9 @@ def test_round_trip_equals_json(doc: Any) -> None:
     assert fastjson.dumps(doc) == json.dumps(doc)
     assert fastjson.dumps(doc, ensure_ascii=False) == json.dumps(doc, ensure_ascii=False)
     assert fastjson.dumps(doc, indent=2) == json.dumps(doc, indent=2)
+    compact = {"sort_keys": True, "separators": (",", ":")}
+    assert fastjson.dumps(doc, **compact) == json.dumps(doc, **compact)  # type: ignore[arg-type]
+    assert fastjson.dumps(doc, indent=1, **compact) == json.dumps(doc, indent=1, **compact)  # type: ignore[arg-type]
     text = json.dumps(doc)
     assert fastjson.loads(text) == json.loads(text)
     assert fastjson.loads(f" \n{text}\t\r\n".encode()) == json.loads(text)

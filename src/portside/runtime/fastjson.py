@@ -69,12 +69,25 @@ def _slow_loads(data: str | bytes) -> Any:
     return json.loads(data)
 
 
-def dumps(obj: Any, *, ensure_ascii: bool = True, indent: int | None = None) -> str:
-    """json.dumps(obj) for the default separators (compact output goes through `json`)."""
+def dumps(
+    obj: Any,
+    *,
+    ensure_ascii: bool = True,
+    indent: int | None = None,
+    sort_keys: bool = False,
+    separators: tuple[str, str] | None = None,
+) -> str:
+    """json.dumps(obj) with these options (indented output goes through `json`)."""
     if indent is not None:
         import json
 
-        return json.dumps(obj, ensure_ascii=ensure_ascii, indent=indent)
+        pretty = json.JSONEncoder(
+            ensure_ascii=ensure_ascii, indent=indent, sort_keys=sort_keys, separators=separators
+        )
+        return pretty.encode(obj)
     encode = _json.encode_basestring_ascii if ensure_ascii else _json.encode_basestring
-    encoder = _json.make_encoder({}, _unserializable, encode, None, ": ", ", ", False, False, True)
+    item_separator, key_separator = separators or (", ", ": ")
+    encoder = _json.make_encoder(
+        {}, _unserializable, encode, None, key_separator, item_separator, sort_keys, False, True
+    )
     return "".join(encoder(obj, 0))

@@ -12,12 +12,16 @@ back to one rule per condition (libseccomp cannot AND two tests of one arg).
 from __future__ import annotations
 
 import errno as errno_mod
-import json
 import os
-from collections.abc import Mapping
+
+# not collections.abc: that loads the collections package (and `json` loads `re`, `enum`,
+# `functools`...) into every monitor zygote that preloads the runtime, and every monitor
+# maps those pages (see portside/monitor/inproc.py)
+from _collections_abc import Mapping
 
 from portside.errors import InvalidSeccompConfig, SeccompError
 from portside.linux import seccomp as lib
+from portside.runtime import fastjson
 
 TYPE_CHECKING = False  # typing is not imported on the container start path
 if TYPE_CHECKING:
@@ -392,7 +396,7 @@ _compiled: dict[str, CompiledFilter] = {}
 
 
 def _key(config: Mapping[str, Any]) -> str:
-    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return fastjson.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
 def prepare(
@@ -446,12 +450,12 @@ def cached_compile(config: Mapping[str, Any], cache_dir: str | None) -> Compiled
     try:
         with open(path, "rb") as f:
             header, _, program = f.read().partition(b"\n")
-        meta = json.loads(header)
+        meta = fastjson.loads(header)
         return CompiledFilter(program, int(meta["flags"]), bool(meta["notify"]), meta["skipped"])
     except (OSError, ValueError, KeyError):
         pass  # absent or damaged: compile and rewrite
     compiled = compile_seccomp(config)
-    meta_line = json.dumps(
+    meta_line = fastjson.dumps(
         {"flags": compiled.flags, "notify": compiled.notify, "skipped": compiled.skipped}
     ).encode()
     try:
@@ -476,7 +480,7 @@ def listener_message(
         "metadata": metadata,
         "state": dict(state),
     }
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return fastjson.dumps(payload, separators=(",", ":")).encode()
 
 
 def send_listener_fd(
@@ -492,7 +496,7 @@ def send_listener_fd(
     `metadata` is linux.seccomp.listenerMetadata.
     """
     if isinstance(state, str):
-        state = json.loads(state)
+        state = fastjson.loads(state)
     assert isinstance(state, Mapping)
     message = listener_message(
         state, metadata=metadata, oci_version=state.get("ociVersion", "1.2.0")
@@ -592,7 +596,7 @@ def default_profile() -> dict[str, Any]:
     from importlib import resources
 
     text = resources.files("portside").joinpath("data/seccomp/default.json").read_text()
-    data = json.loads(text)
+    data = fastjson.loads(text)
     assert isinstance(data, dict)
     return data
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from portside.errors import InvalidArgument
+from portside.runtime import fastjson
 from portside.runtime.cli import args as a
 from portside.runtime.cli.common import load
 from portside.runtime.cli.main import Globals
@@ -61,13 +60,13 @@ def _exec(g: Globals, verb: str, argv: list[str]) -> int:
     if opts.get("process"):
         with open(str(opts["process"]), "rb") as f:
             try:
-                spec = json.loads(f.read())
+                spec = fastjson.loads(f.read())
             except ValueError as e:
                 raise InvalidArgument(f"invalid process JSON {opts['process']}: {e}") from None
     else:
         if len(rest) < 2:
             raise InvalidArgument("exec args cannot be empty")
-        spec = json.loads(json.dumps(c.config.get("process") or {}))
+        spec = fastjson.loads(fastjson.dumps(c.config.get("process") or {}))
         spec["args"] = rest[1:]
         spec["terminal"] = bool(opts["tty"])
         spec["env"] = list(spec.get("env") or []) + list(opts["env"])  # type: ignore[call-overload]
