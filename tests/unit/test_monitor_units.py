@@ -448,9 +448,12 @@ def _raises_on_line(flag: bool) -> int:
 
 def test_zygote_padded_code_is_malloc_sized_and_runs_the_same() -> None:
     """Padding with unreachable NOPs moves a short function's code out of pymalloc's pools."""
+    import opcode
     import traceback
 
-    from portside.monitor.zygote import _MALLOC_OVER, _padded
+    from portside.monitor.zygote import _MALLOC_OVER, _NOP, _padded
+
+    assert bytes([opcode.opmap["NOP"], 0]) == _NOP
 
     code = _padded(_raises_on_line.__code__)
     assert sys.getsizeof(code) > _MALLOC_OVER >= sys.getsizeof(_raises_on_line.__code__)

@@ -333,6 +333,8 @@ def _once_run_calls() -> list[tuple[Any, tuple[Any, ...]]]:
     first system call; the rest return at once. None of them does anything
     on the way: no fd, file, process or signal setting comes of them.
     """
+    from portside.monitor import logs
+
     mon = main.Monitor
     return [
         (mon.setup, (None,)),
@@ -348,7 +350,7 @@ def _once_run_calls() -> list[tuple[Any, tuple[Any, ...]]]:
         (proc.unix_listener, (None, 0)),
         (proc.read_nonblocking, (-1,)),
         (proc.set_subreaper, (0,)),
-        (vars(sys.modules["portside.monitor.logs"])["open_writer"], ("none", "")),
+        (logs.open_writer, ("none", "")),
     ]
 
 
