@@ -375,6 +375,8 @@ def _slot_filler(slots: tuple[str, ...]) -> Any:
 
 
 def _restore(cls: type[_T], values: list[Any]) -> _T:
+    # setattr, unlike from_state: only a config with a restart policy or a healthcheck
+    # comes here, and a filler per class would be two more functions for the zygote to hold
     obj = cls.__new__(cls)
     for name, value in zip(cls.__slots__, values, strict=True):  # type: ignore[attr-defined]
         setattr(obj, name, value)
