@@ -80,12 +80,6 @@ def preload_prctl() -> None:
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
-def warm_prctl() -> None:
-    """A no-op prctl call (the subreaper bit is already off): the call path is warm."""
-    if _prctl is not None:
-        _prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-
-
 def trim_malloc() -> None:
     """malloc_trim(0) before the freeze: free heap memory merged and given back.
 

@@ -85,9 +85,8 @@ def serve(socket_path: str, ready_fd: int, idle: float) -> None:
         inproc.preload()
     # private dirty per monitor, medians of 6-13 zygotes x 5: runc 722 -> 706 (_gather) ->
     # 672 kB (_gather_calls); portside-runtime 740 -> 723 (_gather_calls) -> 700 kB (both)
-    _fill_pools()  # what _gather allocates goes to fresh pools and the heap's top, side by
-    _fill_heap()  # side, not to holes amid shared pages
-    _gather()
+    _fill_pools()  # what _gather allocates goes to fresh pools, side by side, not to holes
+    _gather()  # amid shared pages (it fills malloc's holes itself, before the code copies)
     _gather_calls()
     _warm_up()
     _count_up()  # per monitor, runc: ~165 -> ~153 copied pages
@@ -303,7 +302,7 @@ def _warm_up() -> None:
         cfg.restart.should_restart(1, 0, False)
         main._error_line(b'time="x" level=error msg="warm up"', "")
         main.MonitorConfig.from_state(cfg.to_state())
-        timer = monitor.after(0.0, proc.warm_prctl)
+        timer = monitor.after(0.0, monitor.kill_now)  # what stop() schedules; never run
         timer.active = False
         monitor.watch(monitor.devnull, select.POLLIN, monitor.on_sigchld)
         monitor.unwatch(monitor.devnull)
@@ -313,7 +312,7 @@ def _warm_up() -> None:
     _prime_method_cache(every + hot)
     _HOT_LOOKUPS.extend(hot)  # again just before the freeze (see serve)
     # first calls resolve symbols and fill caches: do them here, for every fork to share
-    proc.warm_prctl()
+    # (prctl's: _count_up calls proc.set_subreaper(0))
     wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     _signal.set_wakeup_fd(_signal.set_wakeup_fd(wakeup_w, warn_on_full_buffer=False))
     _signal.signal(_signal.SIGCHLD, _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL))
@@ -545,7 +544,7 @@ def _lookups(
     objects += [main.AttachClient(ours), HealthState(cfg.healthcheck)]  # type: ignore[arg-type]
     objects += [CRIWriter("/dev/null"), os, _socket, select, _signal, sys, marshal, *modules]
     objects += [sys.modules["time"], {}, [], b"", bytearray(), "", 0]
-    objects += [main.Timer(0.0, proc.warm_prctl), main.Monitor, main.Timer, main.AttachClient]
+    objects += [main.Timer(0.0, monitor.kill_now), main.Monitor, main.Timer, main.AttachClient]
     objects += [config.MonitorConfig, config.RestartPolicy, config.HealthConfig, HealthState]
     every = [(o, n) for o in objects for n in sorted((names | hot).intersection(dir(o)))]
     hot_pairs = [
