@@ -7,6 +7,7 @@ after the processes the test started are killed by pid.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -580,3 +581,41 @@ def test_device_state_model_matches_the_kernel(mgr: V1Manager) -> None:
         model.apply(dev.Rule(allow, dtype, major, minor, access))
         got = dev.V1State.parse_list(read(mgr, "devices", "devices.list"))
         assert (got.allow, got.exceptions) == (model.allow, model.exceptions), line
+
+
+def _destroy_on_read(mgr: V1Manager, *, at_call: int, fail: bool) -> None:
+    """Make the manager's count read remove the cgroup at the given call: a race made certain."""
+    real = mgr.oom_kill_count
+    calls = [0]
+
+    def read_then_remove() -> int:
+        calls[0] += 1
+        if calls[0] != at_call:
+            return real()
+        mgr.destroy()
+        if fail:
+            raise OSError(errno.ENODEV, "No such device")  # a read lost to the removal
+        return real()
+
+    mgr.oom_kill_count = read_then_remove  # type: ignore[method-assign]
+
+
+@pytest.mark.timeout(60)
+def test_watch_oom_ends_when_the_cgroup_goes_right_after_the_baseline(mgr: V1Manager) -> None:
+    _destroy_on_read(mgr, at_call=1, fail=False)
+    assert list(cgroups.watch_oom(mgr, interval=0.05)) == []
+
+
+@pytest.mark.timeout(60)
+def test_watch_oom_ends_when_a_count_read_loses_to_the_removal(mgr: V1Manager) -> None:
+    _destroy_on_read(mgr, at_call=2, fail=True)
+    assert list(cgroups.watch_oom(mgr, interval=0.05)) == []
+
+
+def test_watch_oom_names_a_manager_without_a_memory_cgroup(mgr: V1Manager) -> None:
+    memory = mgr.paths.pop("memory")
+    try:
+        with pytest.raises(CgroupError, match="no memory cgroup"):
+            list(cgroups.watch_oom(mgr, interval=0.05))
+    finally:
+        mgr.paths["memory"] = memory  # so the teardown removes it

@@ -45,19 +45,17 @@ def watch_oom(
     return _watch_v2(manager, stop, interval, baseline)
 
 
-def _memory_dir(manager: CgroupManager) -> str:
+def _memory_path(manager: CgroupManager) -> str | None:
+    """The directory of the memory controller's cgroup, whether or not it still exists."""
     paths = getattr(manager, "paths", None)
     path = paths.get("memory") if isinstance(paths, dict) else getattr(manager, "path", None)
-    if not isinstance(path, str) or not os.path.isdir(path):
-        raise CgroupError("cannot watch OOM events: the container has no memory cgroup")
-    return path
+    return path if isinstance(path, str) else None
 
 
 def _memory_gone(manager: CgroupManager) -> bool:
     """True once the cgroup holding the memory controller has been removed."""
-    paths = getattr(manager, "paths", None)
-    path = paths.get("memory") if isinstance(paths, dict) else getattr(manager, "path", None)
-    return isinstance(path, str) and not os.path.isdir(path)
+    path = _memory_path(manager)
+    return path is not None and not os.path.isdir(path)
 
 
 def _stopped(stop: threading.Event | None) -> bool:
@@ -78,9 +76,13 @@ def _settle(manager: CgroupManager, last: int) -> int:
 def _watch_v1(
     manager: CgroupManager, stop: threading.Event | None, interval: float, last: int
 ) -> Iterator[int]:
-    if _memory_gone(manager):
-        return  # the memory cgroup is gone already (destroy may still be removing the others)
-    path = _memory_dir(manager)
+    path = _memory_path(manager)
+    if path is None:
+        raise CgroupError("cannot watch OOM events: the container has no memory cgroup")
+    if not os.path.isdir(path):
+        # gone already (destroy may still be removing the others); looked at once,
+        # so a removal racing this check is seen by the open or the registration below
+        return
     efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
     try:
         try:
@@ -107,9 +109,14 @@ def _watch_v1(
                 if ready:
                     with contextlib.suppress(BlockingIOError):
                         os.eventfd_read(efd)
+                try:
+                    count = _settle(manager, last) if ready else manager.oom_kill_count()
+                except (OSError, CgroupError):
+                    if os.path.isdir(path):
+                        raise
+                    return  # removed, perhaps between a look at the directory and the read
                 if not os.path.isdir(path):
                     return
-                count = _settle(manager, last) if ready else manager.oom_kill_count()
                 if count > last:
                     last = count
                     yield count
