@@ -8,6 +8,7 @@ every test name says fake_v2.
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 from pathlib import Path
@@ -247,6 +248,25 @@ def test_fake_v2_watch_oom_reports_new_kills(fake: tuple[Path, V2Manager]) -> No
     assert next(it) == 3
     stop.set()
     assert list(it) == []
+
+
+def test_fake_v2_watch_oom_ends_when_a_count_read_loses_to_the_removal(
+    fake: tuple[Path, V2Manager],
+) -> None:
+    _, mgr = fake
+    mgr.create()
+    real, calls = mgr.oom_kill_count, [0]
+
+    def read_then_remove() -> int:
+        calls[0] += 1
+        if calls[0] < 2:
+            return real()
+        mgr.destroy()
+        raise OSError(errno.ENODEV, "No such device")  # a read lost to the removal
+
+    mgr.oom_kill_count = read_then_remove  # type: ignore[method-assign]
+    assert list(cgroups.watch_oom(mgr, interval=0.01)) == []
+    assert calls[0] == 2
 
 
 def test_fake_v2_relative_path_goes_under_the_parent_of_our_cgroup(tmp_path: Path) -> None:

@@ -34,11 +34,8 @@ def watch_oom(
     `interval` seconds). The first value yielded is a count above the one at
     the start, so OOM kills from before the call are not reported again.
     """
-    try:
-        baseline = manager.oom_kill_count()  # now, not at the first next()
-    except (OSError, CgroupError):
-        if not _memory_gone(manager):
-            raise
+    baseline = _count_unless_gone(manager)  # now, not at the first next()
+    if baseline is None:
         return iter(())  # removed before we looked: nothing more can happen
     if manager.kind == "v1":
         return _watch_v1(manager, stop, interval, baseline)
@@ -56,6 +53,19 @@ def _memory_gone(manager: CgroupManager) -> bool:
     """True once the cgroup holding the memory controller has been removed."""
     path = _memory_path(manager)
     return path is not None and not os.path.isdir(path)
+
+
+def _count_unless_gone(manager: CgroupManager, settle_above: int | None = None) -> int | None:
+    """The OOM-kill count (given a moment to pass `settle_above`, see _settle), or None when
+    the read failed because the cgroup has been removed meanwhile."""
+    try:
+        if settle_above is not None:
+            return _settle(manager, settle_above)
+        return manager.oom_kill_count()
+    except (OSError, CgroupError):
+        if _memory_gone(manager):
+            return None
+        raise
 
 
 def _stopped(stop: threading.Event | None) -> bool:
@@ -109,14 +119,9 @@ def _watch_v1(
                 if ready:
                     with contextlib.suppress(BlockingIOError):
                         os.eventfd_read(efd)
-                try:
-                    count = _settle(manager, last) if ready else manager.oom_kill_count()
-                except (OSError, CgroupError):
-                    if os.path.isdir(path):
-                        raise
-                    return  # removed, perhaps between a look at the directory and the read
-                if not os.path.isdir(path):
-                    return
+                count = _count_unless_gone(manager, last if ready else None)
+                if count is None or not os.path.isdir(path):
+                    return  # removed (a read may lose to the removal: it fails then)
                 if count > last:
                     last = count
                     yield count
@@ -142,9 +147,9 @@ def _watch_v2(
         poller.register(fd, select.POLLPRI)
         while not _stopped(stop):
             poller.poll(int(interval * 1000))
-            if not os.path.isdir(path):
+            count = _count_unless_gone(manager)
+            if count is None or not os.path.isdir(path):
                 return
-            count = manager.oom_kill_count()
             if count > last:
                 last = count
                 yield count
