@@ -1,11 +1,12 @@
-"""pid_alive: a running process is alive; a zombie, a reaped one and no pid are not."""
+"""pid_alive: a running process is alive; a zombie, a reaped one and no pid are not.
+process_start_time: the same for every read of one process, later for a later one."""
 
 from __future__ import annotations
 
 import os
 import time
 
-from portside.linux.procfs import pid_alive
+from portside.linux.procfs import pid_alive, process_start_time
 
 
 def test_running_zombie_and_reaped_processes() -> None:
@@ -22,3 +23,18 @@ def test_running_zombie_and_reaped_processes() -> None:
         assert f.read().rpartition(")")[2].split()[0] == "Z"  # still there, as a zombie
     os.waitpid(child, 0)
     assert not pid_alive(child)
+
+
+def test_start_time_names_one_process() -> None:
+    ours = process_start_time(os.getpid())
+    assert ours is not None and ours == process_start_time(os.getpid())
+    child = os.fork()
+    if child == 0:
+        time.sleep(0.05)
+        os._exit(0)
+    try:
+        theirs = process_start_time(child)
+        assert theirs is not None and theirs >= ours
+    finally:
+        os.waitpid(child, 0)
+    assert process_start_time(child) is None  # reaped

@@ -15,6 +15,7 @@ import time
 
 from portside.errors import AlreadyExists, InvalidArgument, NotFound, RuntimeFailure
 from portside.linux import pathops
+from portside.linux.procfs import process_start_time
 from portside.runtime import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time on every container run
@@ -34,19 +35,6 @@ def validate_id(cid: str) -> None:
     ok = ok and all(c.isalnum() or c in "_+-." for c in cid) and cid.isascii()
     if not ok:
         raise InvalidArgument(f"invalid id format: {cid}")
-
-
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat, or None if the process is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
 
 
 def now_rfc3339() -> str:

@@ -18,8 +18,9 @@ import time
 
 from portside.errors import CgroupError, InvalidDocument, RuntimeFailure
 from portside.linux import libc, pathops
+from portside.linux.procfs import process_start_time
 from portside.runtime import cgroupctl, namespaces
-from portside.runtime.container import Container, now_rfc3339, process_start_time
+from portside.runtime.container import Container, now_rfc3339
 from portside.runtime.process import sync
 from portside.runtime.process.options import Options
 from portside.runtime.specconv import Config, Process
