@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import posix
 import sys
-from _stat import S_ISDIR, S_ISLNK, S_ISREG
+from _stat import S_ISDIR
 
 _ENCODING = sys.getfilesystemencoding()
 _ERRORS = sys.getfilesystemencodeerrors()
@@ -116,14 +116,6 @@ def lexists(path: str) -> bool:
 
 def isdir(path: str) -> bool:
     return S_ISDIR(_mode(path))
-
-
-def isfile(path: str) -> bool:
-    return S_ISREG(_mode(path))
-
-
-def islink(path: str) -> bool:
-    return S_ISLNK(_mode(path, follow=False))
 
 
 def makedirs(path: str, mode: int = 0o777, exist_ok: bool = False) -> None:

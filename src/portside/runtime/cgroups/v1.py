@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import posix
 import time
+from itertools import groupby
 
 from portside.errors import CgroupError
 from portside.linux import pathops
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 
 _CLK_TCK = posix.sysconf("SC_CLK_TCK")
 _FREEZE_TIMEOUT = 10.0
+
+
+def _file_name(write: tuple[str, str]) -> str:
+    return write[0]
 
 
 class V1Manager(CgroupManager):
@@ -241,16 +246,9 @@ class V1Manager(CgroupManager):
         `update` does not take a running container's devices away for a moment."""
         path = self._need("devices", "device rules")
         current = dev.V1State.parse_list(fs.read(path, "devices.list"))
-        name = ""
-        lines: list[str] = []  # a run of writes to one file shares its open
-        for next_name, line in dev.v1_transition(current, rules):
-            if next_name != name and lines:
-                fs.write_each(path, name, lines)
-                lines = []
-            name = next_name
-            lines.append(line)
-        if lines:
-            fs.write_each(path, name, lines)
+        # a run of writes to one file shares its open
+        for name, run in groupby(dev.v1_transition(current, rules), key=_file_name):
+            fs.write_each(path, name, [line for _, line in run])
 
     def _set_memory(self, m: res.Memory) -> None:
         from portside.runtime.cgroups import resources as res
@@ -405,7 +403,7 @@ class V1Manager(CgroupManager):
         assert root is not None
         rel = pathops.normpath(path).removeprefix(pathops.normpath(root).rstrip("/"))
         current = root
-        for part in [p for p in rel.split("/") if p and p != "."]:
+        for part in [p for p in rel.split("/") if p]:
             enabled = (fs.read_optional(current, "cgroup.subtree_control") or "").split()
             if "hugetlb" not in enabled:
                 fs.write(current, "cgroup.subtree_control", "+hugetlb")
