@@ -97,7 +97,7 @@ def cases() -> list[Case]:
 def main(rounds: int) -> None:
     print(f"interleaved, {rounds} rounds; medians in ms; ratio = portside / peer")
     for case in cases():
-        times = time_interleaved(case, rounds, warmup=3)
+        times = time_interleaved(case, rounds, warmup=case.warmup)
         ours = statistics.median(times["portside"])
         for label, values in times.items():
             if label == "portside":

@@ -93,13 +93,15 @@ class Case:
         return runs, self.warmup
 
 
-def time_interleaved(case: Case, rounds: int, warmup: int = 0) -> dict[str, list[float]]:
+def time_interleaved(
+    case: Case, rounds: int, warmup: int = 0, env: dict[str, str] | None = None
+) -> dict[str, list[float]]:
     """Wall times of each command of `case` over `rounds` rounds (after `warmup` untimed
     ones): every round runs each command once, in a new shuffled order, so a drift of the
-    machine hits them alike. Commands are split with shlex and run without a shell, each
-    RUN_ID a new container id. With the v1 view the rounds run in a forked child that
-    hides the cgroup2 mount in its own mount namespace. Raises RuntimeError, naming the
-    command, when one fails."""
+    machine hits them alike. Commands are split with shlex and run without a shell, in
+    `env` (else ours), each RUN_ID a new container id. With the v1 view the rounds run in a
+    forked child that hides the cgroup2 mount in its own mount namespace. Raises
+    RuntimeError, naming the command, when one fails."""
     commands = case.commands()
     r, w = os.pipe()
     pid = os.fork()
@@ -114,7 +116,7 @@ def time_interleaved(case: Case, rounds: int, warmup: int = 0) -> dict[str, list
                 order = list(commands)
                 random.shuffle(order)
                 for label, command in order:
-                    elapsed = _time_once(label, command)
+                    elapsed = _time_once(label, command, env)
                     if n >= warmup:
                         times[label].append(elapsed)
             os.write(w, json.dumps(times).encode())
@@ -134,10 +136,12 @@ def time_interleaved(case: Case, rounds: int, warmup: int = 0) -> dict[str, list
     return {label: [float(t) for t in values] for label, values in result.items()}
 
 
-def _time_once(label: str, command: str) -> float:
+def _time_once(label: str, command: str, env: dict[str, str] | None) -> float:
     argv = shlex.split(command.replace(RUN_ID, f"{CONTAINER_PREFIX}{random.randrange(1 << 40)}"))
     t0 = time.perf_counter()
-    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    done = subprocess.run(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False
+    )
     elapsed = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(f"{label} failed ({done.returncode}): {done.stderr.decode()[-300:]}")

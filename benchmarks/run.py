@@ -126,15 +126,11 @@ def run_case(case: Case, session: Session, outdir: Path) -> list[Timing]:
 
 def run_interleaved(case: Case, env: dict[str, str], outdir: Path) -> list[Timing]:
     runs, warmup = case.run_counts()
-    saved = dict(os.environ)
-    os.environ.update(env)  # the timing child and its commands see the case's environment
     try:
-        times = harness.time_interleaved(case, runs, warmup)
+        times = harness.time_interleaved(case, runs, warmup, env)
     except RuntimeError as err:
         return [Timing(label, None, [], str(err)) for label, _ in case.commands()]
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
         if case.cleanup:
             subprocess.run(["bash", "-c", case.cleanup], env=env, check=False)
     (outdir / f"{slug(case.name)}.json").write_text(json.dumps(times))

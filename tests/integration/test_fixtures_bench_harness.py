@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,15 @@ def test_interleaved_case_runs_each_command_once_per_round_with_fresh_ids(tmp_pa
     )
     (timing,) = run.run_case(broken, Session(), tmp_path)
     assert timing.median is None and "bad failed (4)" in timing.error and "nope" in timing.error
+
+
+def test_interleaved_commands_see_the_case_environment_and_ours_is_untouched(
+    tmp_path: Path,
+) -> None:
+    check = "sh -c 'test \"$PORTSIDE_TOY_ENV\" = seen || { echo unset >&2; exit 3; }'"
+    for env, works in (({"PORTSIDE_TOY_ENV": "seen"}, True), ({}, False)):
+        case = Case(name="env", peers={"peer": check}, runs=2, interleaved=True, env=env)
+        (timing,) = run.run_case(case, Session(), tmp_path)
+        assert (timing.median is not None) == works, timing.error
+        assert "PORTSIDE_TOY_ENV" not in os.environ
+    assert "unset" in timing.error
