@@ -81,10 +81,13 @@ def dumps(
     if indent is not None:
         import json
 
-        pretty = json.JSONEncoder(
-            ensure_ascii=ensure_ascii, indent=indent, sort_keys=sort_keys, separators=separators
+        return json.dumps(
+            obj,
+            ensure_ascii=ensure_ascii,
+            indent=indent,
+            sort_keys=sort_keys,
+            separators=separators,
         )
-        return pretty.encode(obj)
     encode = _json.encode_basestring_ascii if ensure_ascii else _json.encode_basestring
     item_separator, key_separator = separators or (", ", ": ")
     encoder = _json.make_encoder(

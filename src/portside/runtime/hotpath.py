@@ -105,12 +105,11 @@ def build(out: str, src: str | None = None) -> int:
     blobs: list[bytes] = []
     offset = 0
     sources = [(path, *_module_name(src, path)) for path in _sources(src)]
-    stdlib = []
     for name in STDLIB:
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.origin and spec.origin.endswith(".py"):
-            stdlib.append((spec.origin, name, False))
-    for path, name, is_pkg in sources + stdlib:
+            sources.append((spec.origin, name, False))
+    for path, name, is_pkg in sources:
         with open(path, "rb") as f:
             source = f.read()
         st = os.stat(path)
